@@ -1,0 +1,244 @@
+// Package contact reads the identity that the custom_auth gateway hands to a chat
+// backend: the X-Contact-* headers and the signed X-Contact-Assertion. The gateway uses
+// it too, so the header encoding and the claims exist in one place.
+//
+// A header value is sent verbatim when it is printable ASCII without '%' and without a
+// leading or trailing space; otherwise it is percent-encoded, so a value can never split
+// or forge a header and any UTF-8 survives. Always decode with [DecodeValue] (or
+// decodeURIComponent, urllib.parse.unquote, url.PathUnescape).
+package contact
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// DefaultPrefix is the gateway's default header prefix.
+const DefaultPrefix = "X-Contact-"
+
+// Fields are the identity API's data fields that become headers, in this order.
+var Fields = []string{"id", "name", "email", "phone_number", "country_code", "avatar", "label", "metadata"}
+
+// HeaderName returns the header for a field: HeaderName("X-Contact-", "phone_number")
+// is "X-Contact-Phone-Number". It also names "identify_by" and "assertion".
+func HeaderName(prefix, field string) string {
+	var b strings.Builder
+	b.Grow(len(prefix) + len(field))
+	b.WriteString(prefix)
+	upper := true
+	for i := 0; i < len(field); i++ {
+		c := field[i]
+		switch {
+		case c == '_':
+			b.WriteByte('-')
+			upper = true
+			continue
+		case upper && c >= 'a' && c <= 'z':
+			c -= 'a' - 'A'
+		}
+		b.WriteByte(c)
+		upper = false
+	}
+	return b.String()
+}
+
+// EncodeValue makes a value safe for a header: verbatim when every byte is printable
+// ASCII (0x20–0x7E), there is no '%', and it neither begins nor ends with a space;
+// otherwise every byte but A–Z a–z 0–9 - . _ ~ becomes %XX.
+func EncodeValue(s string) string {
+	if isVerbatim(s) {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(3 * len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if isUnreserved(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+func isVerbatim(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '%' {
+			return false
+		}
+	}
+	return true
+}
+
+func isUnreserved(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// ErrBadEncoding reports a '%' that is not followed by two hex digits.
+var ErrBadEncoding = errors.New("contact: invalid percent-encoding")
+
+// DecodeValue undoes EncodeValue. A verbatim value has no '%' and comes back as is.
+func DecodeValue(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 {
+		return s, nil
+	}
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			out = append(out, s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", ErrBadEncoding
+		}
+		hi, ok1 := unhex(s[i+1])
+		lo, ok2 := unhex(s[i+2])
+		if !ok1 || !ok2 {
+			return "", ErrBadEncoding
+		}
+		out = append(out, hi<<4|lo)
+		i += 2
+	}
+	return string(out), nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// Data is the identity API's data object, field by field, as the API sent it.
+type Data map[string]json.RawMessage
+
+// Text returns a field as text: a JSON string unquoted; a number, boolean, object or
+// array as its compact JSON text. ok is false when the field is absent or null.
+func (d Data) Text(field string) (text string, ok bool) {
+	raw := bytes.TrimSpace(d[field])
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", false
+	}
+	switch raw[0] {
+	case '"':
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return "", false
+		}
+		return text, true
+	case '{', '[':
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return "", false
+		}
+		return buf.String(), true
+	}
+	return string(raw), true
+}
+
+// SetHeaders sets, in h, one encoded header for each present field of Fields, and
+// <prefix>Identify-By. It removes nothing: the gateway strips the client's contact
+// headers before.
+func SetHeaders(h http.Header, prefix string, d Data, identifyBy string) {
+	for _, field := range Fields {
+		if text, ok := d.Text(field); ok {
+			h.Set(HeaderName(prefix, field), EncodeValue(text))
+		}
+	}
+	h.Set(HeaderName(prefix, "identify_by"), EncodeValue(identifyBy))
+}
+
+// Contact is a visitor verified by the customer's identity API.
+type Contact struct {
+	ID          string
+	Name        string
+	Email       string
+	PhoneNumber string
+	CountryCode string
+	Avatar      string
+	Label       string
+	// Metadata is data.metadata, decoded; nil when absent.
+	Metadata map[string]any
+	// IdentifyBy is the primary key the gateway matched: "id", "email" or
+	// "phone_number".
+	IdentifyBy string
+}
+
+// ErrNoContact means the gateway did not verify the visitor: the request is anonymous.
+var ErrNoContact = errors.New("contact: no verified contact")
+
+// FromHeaders reads the contact headers that the gateway set. It returns ErrNoContact
+// when <prefix>Identify-By is absent. Trust the headers only if nothing but the gateway
+// can reach the backend; otherwise verify the assertion (see Verifier).
+func FromHeaders(h http.Header, prefix string) (*Contact, error) {
+	if h.Get(HeaderName(prefix, "identify_by")) == "" {
+		return nil, ErrNoContact
+	}
+	text := func(field string) (string, error) {
+		v, err := DecodeValue(h.Get(HeaderName(prefix, field)))
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", HeaderName(prefix, field), err)
+		}
+		return v, nil
+	}
+	c := new(Contact)
+	for _, f := range []struct {
+		field string
+		dst   *string
+	}{
+		{"id", &c.ID}, {"name", &c.Name}, {"email", &c.Email}, {"phone_number", &c.PhoneNumber},
+		{"country_code", &c.CountryCode}, {"avatar", &c.Avatar}, {"label", &c.Label}, {"identify_by", &c.IdentifyBy},
+	} {
+		v, err := text(f.field)
+		if err != nil {
+			return nil, err
+		}
+		*f.dst = v
+	}
+	metadata, err := text("metadata")
+	if err != nil {
+		return nil, err
+	}
+	if metadata != "" {
+		if err := json.Unmarshal([]byte(metadata), &c.Metadata); err != nil {
+			return nil, fmt.Errorf("%s: %w", HeaderName(prefix, "metadata"), err)
+		}
+	}
+	return c, nil
+}
+
+// Contact returns the typed contact of a data object.
+func (d Data) Contact(identifyBy string) (*Contact, error) {
+	c := &Contact{IdentifyBy: identifyBy}
+	c.ID, _ = d.Text("id")
+	c.Name, _ = d.Text("name")
+	c.Email, _ = d.Text("email")
+	c.PhoneNumber, _ = d.Text("phone_number")
+	c.CountryCode, _ = d.Text("country_code")
+	c.Avatar, _ = d.Text("avatar")
+	c.Label, _ = d.Text("label")
+	if raw, ok := d["metadata"]; ok && string(bytes.TrimSpace(raw)) != "null" {
+		if err := json.Unmarshal(raw, &c.Metadata); err != nil {
+			return nil, fmt.Errorf("contact: metadata: %w", err)
+		}
+	}
+	return c, nil
+}
