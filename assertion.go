@@ -1,0 +1,85 @@
+package customauth
+
+import (
+	"crypto"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/custom-auth/custom_auth/contact"
+)
+
+// minSignKeyLength is the shortest HS256 key accepted: shorter keys can be guessed.
+const minSignKeyLength = 32
+
+// assertionSigner signs the `<prefix>Assertion` JWT and serves the public keys.
+type assertionSigner struct {
+	signer *contact.Signer
+	ttl    time.Duration
+	jwks   []byte // nil for HS256, whose key is secret
+}
+
+// newAssertionSigner returns nil when no key is configured.
+func newAssertionSigner(h *Handler, repl *caddy.Replacer) (*assertionSigner, error) {
+	ttl, err := positiveDuration("assertion_ttl", h.AssertionTTL, defaultAssertionTTL)
+	if err != nil {
+		return nil, err
+	}
+	key := repl.ReplaceKnown(h.SignKey, "")
+	switch {
+	case key != "" && len(h.SignKeyFiles) > 0:
+		return nil, fmt.Errorf("sign_key and sign_key_file: use one of them")
+	case h.JWKSPath != "" && len(h.SignKeyFiles) == 0:
+		return nil, fmt.Errorf("jwks_path: needs sign_key_file (an HS256 key is secret and has no public part)")
+	case key != "":
+		signer, err := contact.NewHMACSigner([]byte(key))
+		if err != nil {
+			return nil, fmt.Errorf("sign_key: %w", err)
+		}
+		return &assertionSigner{signer: signer, ttl: ttl}, nil
+	case len(h.SignKeyFiles) > 0:
+		var keys []crypto.Signer
+		for _, file := range h.SignKeyFiles {
+			file = repl.ReplaceKnown(file, "")
+			pemBytes, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("sign_key_file: %w", err)
+			}
+			fileKeys, err := contact.ParsePrivateKeysPEM(pemBytes)
+			if err != nil {
+				return nil, fmt.Errorf("sign_key_file %s: %w", file, err)
+			}
+			keys = append(keys, fileKeys...)
+		}
+		signer, err := contact.NewKeySigner(keys...)
+		if err != nil {
+			return nil, fmt.Errorf("sign_key_file: %w", err)
+		}
+		jwks, err := signer.JWKS()
+		if err != nil {
+			return nil, fmt.Errorf("sign_key_file: %w", err)
+		}
+		return &assertionSigner{signer: signer, ttl: ttl, jwks: jwks}, nil
+	}
+	return nil, nil
+}
+
+func (a *assertionSigner) sign(botID, subject, identifyBy string, data []byte, now time.Time) (string, error) {
+	return a.signer.Sign(botID, subject, identifyBy, data, now, a.ttl)
+}
+
+// serveJWKS answers the public keys that verify the assertion.
+func (a *assertionSigner) serveJWKS(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, nil)
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, err := w.Write(a.jwks)
+	return err
+}

@@ -1,0 +1,301 @@
+package customauth
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// Bot is the Custom Authentication settings of one bot. The same JSON form is what
+// `bots_url` answers for a bot.
+type Bot struct {
+	// Disables Custom Authentication for this bot: its requests pass on with the
+	// reason `disabled`. Default: false.
+	Off bool `json:"off,omitempty"`
+
+	// The customer's identity API, an absolute http or https URL. Required unless off.
+	AuthURL string `json:"auth_url,omitempty"`
+
+	// Headers sent to the identity API, e.g. `Authorization: Bearer {env.CA_TOKEN}`.
+	// Default: none.
+	AuthHeaders map[string]string `json:"auth_headers,omitempty"`
+
+	// Visitor-supplied fields sent to the identity API along with the access token,
+	// when the visitor supplied them. Default: none.
+	Forward []string `json:"forward,omitempty"`
+
+	// The primary key that the API's answer must carry and that must equal the
+	// visitor's claim when the visitor made one: `id` (checked against the visitor's
+	// `user_id`), `email` or `phone_number`. Default: `id`.
+	IdentifyBy string `json:"identify_by,omitempty"`
+
+	// Time limit of the whole identity API call. Default: 3s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// How long a verified identity is cached; 0 disables the cache. Default: 5m.
+	CacheTTL *caddy.Duration `json:"cache_ttl,omitempty"`
+
+	// How long a rejection is cached; 0 disables it. Default: 30s.
+	NegativeTTL *caddy.Duration `json:"negative_ttl,omitempty"`
+
+	// Domains the widget may be embedded on: `example.com`, `*.example.com` (any
+	// subdomain, not the apex), optionally with scheme and port. Setting it turns the
+	// whitelist on. Default: none.
+	Whitelist []string `json:"whitelist,omitempty"`
+
+	// A whitelist fetched from the customer's API and refreshed in the background;
+	// together with `whitelist` when both are set. Default: none.
+	WhitelistURL *WhitelistSource `json:"whitelist_url,omitempty"`
+
+	// When calls to the identity API are skipped after repeated errors.
+	// Default: after 5 consecutive errors, for 10s.
+	CircuitBreaker *BreakerSettings `json:"circuit_breaker,omitempty"`
+}
+
+// WhitelistSource is an API that answers a bot's domain whitelist.
+type WhitelistSource struct {
+	// The API's absolute http or https URL, asked with GET.
+	URL string `json:"url,omitempty"`
+
+	// Headers sent with the request. Default: none.
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// How often the list is fetched again. Default: 5m.
+	Refresh caddy.Duration `json:"refresh,omitempty"`
+}
+
+// BreakerSettings tunes the circuit breaker in front of a bot's identity API.
+type BreakerSettings struct {
+	// Consecutive errors (connection error, timeout, 5xx) that open the breaker.
+	// Default: 5.
+	Failures int `json:"failures,omitempty"`
+
+	// How long the breaker stays open before one probe call is let through.
+	// Default: 10s.
+	OpenFor caddy.Duration `json:"open_for,omitempty"`
+}
+
+// Defaults of a bot's settings.
+const (
+	defaultTimeout         = 3 * time.Second
+	defaultCacheTTL        = 5 * time.Minute
+	defaultNegativeTTL     = 30 * time.Second
+	defaultWhitelistTTL    = 5 * time.Minute
+	defaultBreakerFailures = 5
+	defaultBreakerOpenFor  = 10 * time.Second
+)
+
+// identifyByField maps identify_by to the visitor-supplied field it is checked against.
+var identifyByField = map[string]string{
+	"id":           "user_id",
+	"email":        "email",
+	"phone_number": "phone_number",
+}
+
+// bot is a bot's settings, checked and ready for requests.
+type bot struct {
+	id           string
+	off          bool
+	authURL      string
+	authHeaders  http.Header
+	forward      map[string]bool
+	identifyBy   string
+	primaryField string
+	timeout      time.Duration
+	cacheTTL     time.Duration
+	negativeTTL  time.Duration
+	whitelist    *whitelist
+	remoteList   *remoteWhitelist
+	breaker      *breaker
+	// settingsKey identifies the settings that shape an identity (URL, headers,
+	// forwarded fields, primary key), so a cached identity is never served to a bot
+	// whose settings changed.
+	settingsKey [sha256.Size]byte
+}
+
+// newBot checks a bot's settings and prepares them. repl expands global placeholders
+// such as {env.X}; it is nil for settings fetched from bots_url, which must not be
+// able to read the gateway's environment.
+func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replacer, env *environment) (*bot, error) {
+	expand := func(s string) string {
+		if repl == nil {
+			return s
+		}
+		return repl.ReplaceKnown(s, "")
+	}
+	b := &bot{id: id, off: cfg.Off}
+	if cfg.Off {
+		return b, nil
+	}
+
+	b.authURL = expand(cfg.AuthURL)
+	if b.authURL == "" {
+		return nil, errors.New("auth_url is required unless the bot is off")
+	}
+	if err := checkURL(b.authURL); err != nil {
+		return nil, fmt.Errorf("auth_url: %w", err)
+	}
+	var err error
+	if b.authHeaders, err = headerValues(cfg.AuthHeaders, expand); err != nil {
+		return nil, fmt.Errorf("auth_header: %w", err)
+	}
+
+	b.forward = make(map[string]bool, len(cfg.Forward))
+	for _, f := range cfg.Forward {
+		if !knownFields[f] {
+			return nil, fmt.Errorf("forward: unknown field %q (known: %s)", f, strings.Join(sortedKeys(knownFields), ", "))
+		}
+		b.forward[f] = true
+	}
+
+	b.identifyBy = cmp.Or(cfg.IdentifyBy, "id")
+	var ok bool
+	if b.primaryField, ok = identifyByField[b.identifyBy]; !ok {
+		return nil, fmt.Errorf("identify_by: must be id, email or phone_number, not %q", cfg.IdentifyBy)
+	}
+
+	if b.timeout, err = positiveDuration("timeout", cfg.Timeout, defaultTimeout); err != nil {
+		return nil, err
+	}
+	if b.cacheTTL, err = ttl("cache_ttl", cfg.CacheTTL, defaultCacheTTL); err != nil {
+		return nil, err
+	}
+	if b.negativeTTL, err = ttl("negative_ttl", cfg.NegativeTTL, defaultNegativeTTL); err != nil {
+		return nil, err
+	}
+
+	if len(cfg.Whitelist) > 0 {
+		entries := make([]string, len(cfg.Whitelist))
+		for i, e := range cfg.Whitelist {
+			entries[i] = expand(e)
+		}
+		if b.whitelist, err = compileWhitelist(entries); err != nil {
+			return nil, fmt.Errorf("whitelist: %w", err)
+		}
+	}
+	if cfg.WhitelistURL != nil {
+		if b.remoteList, err = newRemoteWhitelist(id, cfg.WhitelistURL, b.timeout, expand, env); err != nil {
+			return nil, fmt.Errorf("whitelist_url: %w", err)
+		}
+	}
+
+	if b.breaker, err = newBreaker(b.authURL, cfg.CircuitBreaker); err != nil {
+		return nil, fmt.Errorf("circuit_breaker: %w", err)
+	}
+
+	b.settingsKey = settingsKey(b)
+	return b, nil
+}
+
+// settingsKey hashes the settings that shape an identity.
+func settingsKey(b *bot) [sha256.Size]byte {
+	shape := struct {
+		URL        string
+		Headers    http.Header
+		Forward    []string
+		IdentifyBy string
+	}{b.authURL, b.authHeaders, sortedKeys(b.forward), b.identifyBy}
+	text, _ := json.Marshal(shape) // maps are marshalled in key order
+	return sha256.Sum256(text)
+}
+
+func (b *bot) hasWhitelist() bool { return b.whitelist != nil || b.remoteList != nil }
+
+// allowsOrigin reports whether the origin is on the manual or the fetched whitelist.
+func (b *bot) allowsOrigin(ctx context.Context, origin string) bool {
+	if b.whitelist != nil && b.whitelist.allows(origin) {
+		return true
+	}
+	return b.remoteList != nil && b.remoteList.allows(ctx, origin)
+}
+
+// samePrimary compares the visitor's claimed primary key with the API's.
+func (b *bot) samePrimary(claimed, verified string) bool {
+	if b.identifyBy == "email" {
+		return strings.EqualFold(claimed, verified)
+	}
+	return claimed == verified
+}
+
+// checkURL accepts absolute http and https URLs with a host.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("invalid URL %q: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must be an absolute http or https URL", raw)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("%q has no host", raw)
+	}
+	return nil
+}
+
+// headerValues checks configured request headers and expands their values.
+func headerValues(in map[string]string, expand func(string) string) (http.Header, error) {
+	out := make(http.Header, len(in))
+	for name, value := range in {
+		if !validHeaderName(name) {
+			return nil, fmt.Errorf("invalid header name %q", name)
+		}
+		value = expand(value)
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return nil, fmt.Errorf("header %s: value has a line break or NUL", name)
+		}
+		out.Set(name, value)
+	}
+	return out, nil
+}
+
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func positiveDuration(name string, d caddy.Duration, def time.Duration) (time.Duration, error) {
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("%s: must not be negative", name)
+	case d == 0:
+		return def, nil
+	}
+	return time.Duration(d), nil
+}
+
+func ttl(name string, d *caddy.Duration, def time.Duration) (time.Duration, error) {
+	switch {
+	case d == nil:
+		return def, nil
+	case *d < 0:
+		return 0, fmt.Errorf("%s: must not be negative", name)
+	}
+	return time.Duration(*d), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,185 @@
+package customauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/dgraph-io/ristretto/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// caches holds everything the handler remembers between requests: verified identities,
+// rejections and bot settings from bots_url, in one ristretto cache bounded by
+// cache_size. It lives in a UsagePool, so a config reload keeps it; it is closed when
+// the last config that uses it goes away.
+type caches struct {
+	items   *ristretto.Cache[string, *cacheEntry]
+	flights singleflight.Group
+	poolKey string
+}
+
+// cacheEntry is a cached value and when it stops being served. The expiry is checked
+// here, against the handler's clock, and ristretto's own TTL frees the memory.
+type cacheEntry struct {
+	value   any
+	cost    int64
+	expires time.Time
+}
+
+var cachePool = caddy.NewUsagePool()
+
+// loadCaches returns the caches of the given size, shared with any config that uses the
+// same size; each call must be matched by a release.
+func loadCaches(size int64, logger *zap.Logger) (*caches, error) {
+	key := fmt.Sprintf("custom_auth/%d", size)
+	v, loaded, err := cachePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newCaches(key, size)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache_size: %w", err)
+	}
+	if loaded {
+		logger.Debug("reusing caches", zap.Int64("cache_size", size))
+	}
+	return v.(*caches), nil
+}
+
+// averageEntryCost guesses an entry's size to size ristretto's admission counters.
+const averageEntryCost = 1 << 10
+
+func newCaches(poolKey string, size int64) (*caches, error) {
+	counters := 10 * size / averageEntryCost
+	items, err := ristretto.NewCache(&ristretto.Config[string, *cacheEntry]{
+		NumCounters: max(counters, 1000),
+		MaxCost:     size,
+		BufferItems: 64,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &caches{items: items, poolKey: poolKey}, nil
+}
+
+// Destruct closes the cache once no config uses it.
+func (c *caches) Destruct() error {
+	c.items.Close()
+	return nil
+}
+
+func (c *caches) release() error {
+	_, err := cachePool.Delete(c.poolKey)
+	return err
+}
+
+// entry returns a cached entry, expired or not: an expired one may still serve while
+// its source cannot be reached.
+func (c *caches) entry(key string) (*cacheEntry, bool) {
+	return c.items.Get(key)
+}
+
+// store caches a value until expires, with its cost in bytes; ristretto frees it after
+// keepFor (0: only when evicted). It waits until the value is visible, so that a
+// request right after this one finds it.
+func (c *caches) store(key string, value any, cost int64, expires time.Time, keepFor time.Duration) {
+	if c.items.SetWithTTL(key, &cacheEntry{value: value, cost: cost, expires: expires}, cost, keepFor) {
+		c.items.Wait()
+	}
+}
+
+// cachedIdentifier answers from the cache, and makes one API call for all concurrent
+// requests with the same token and settings.
+type cachedIdentifier struct {
+	caches  *caches
+	next    identifier
+	metrics *metrics
+	now     func() time.Time
+}
+
+func (h *Handler) cachedIdentities(next identifier) identifier {
+	return &cachedIdentifier{caches: h.caches, next: next, metrics: h.env.metrics, now: h.now}
+}
+
+func (ci *cachedIdentifier) identify(ctx context.Context, b *bot, req identityRequest) lookupResult {
+	if b.cacheTTL == 0 && b.negativeTTL == 0 {
+		return ci.next.identify(ctx, b, req)
+	}
+	key := identityKey(b, req)
+	if e, ok := ci.caches.entry(key); ok && ci.now().Before(e.expires) {
+		ci.metrics.observeCache("identity", true)
+		res := e.value.(lookupResult)
+		res.cacheHit = true
+		res.apiTime = 0
+		return res
+	}
+	ci.metrics.observeCache("identity", false)
+	v, _, _ := ci.caches.flights.Do(key, func() (any, error) {
+		// The call serves every waiting request, so one visitor leaving must not
+		// cancel it; the bot's timeout still bounds it.
+		res := ci.next.identify(context.WithoutCancel(ctx), b, req)
+		if ttl := cacheTTL(b, res); ttl > 0 {
+			ci.caches.store(key, res, resultCost(res), ci.now().Add(ttl), ttl)
+		}
+		return res, nil
+	})
+	return v.(lookupResult)
+}
+
+// cacheTTL is how long a verdict may be served: verified identities for cache_ttl,
+// rejections for negative_ttl, errors never, capped by the answer's Cache-Control.
+func cacheTTL(b *bot, res lookupResult) time.Duration {
+	var ttl time.Duration
+	switch res.result {
+	case resultVerified:
+		ttl = b.cacheTTL
+	case resultRejected:
+		ttl = b.negativeTTL
+	default:
+		return 0
+	}
+	if res.noStore {
+		return 0
+	}
+	if res.maxAge >= 0 && res.maxAge < ttl {
+		ttl = res.maxAge
+	}
+	return ttl
+}
+
+// identityKey hashes everything that decides a verdict: the bot, its settings, the
+// token and the forwarded fields. The token itself is never kept.
+func identityKey(b *bot, req identityRequest) string {
+	h := sha256.New()
+	h.Write([]byte("identity\x00"))
+	h.Write([]byte(b.id))
+	h.Write([]byte{0})
+	h.Write(b.settingsKey[:])
+	h.Write([]byte(req.token))
+	for _, f := range req.fields {
+		if b.forward[f.name] {
+			h.Write([]byte{0})
+			h.Write([]byte(f.name))
+			h.Write([]byte{0})
+			h.Write([]byte(f.value))
+		}
+	}
+	var sum [sha256.Size]byte
+	return string(h.Sum(sum[:0]))
+}
+
+// resultCost estimates the bytes a cached verdict holds: the key, the entry, and the
+// contact's raw JSON and its parsed fields.
+func resultCost(res lookupResult) int64 {
+	const overhead = 256 // key, entry, result and ristretto's own bookkeeping
+	if res.identity == nil {
+		return overhead
+	}
+	cost := int64(overhead + 2*len(res.identity.raw) + len(res.identity.primary))
+	for name, value := range res.identity.data {
+		cost += int64(len(name)+len(value)) + 48 // map slot and slice headers
+	}
+	return cost
+}

@@ -1,0 +1,273 @@
+package customauth
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/goleak"
+)
+
+// clock is a settable clock for the handler.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// cachingHandler is a handler with its own cache (a size no other test uses) and a
+// clock the test moves.
+func cachingHandler(t *testing.T, api *identityAPI, clk *clock, bot *Bot) *Handler {
+	if bot.AuthURL == "" {
+		bot.AuthURL = api.URL + "/ca"
+	}
+	return provision(t, &Handler{
+		CacheSize: uniqueCacheSize(),
+		Bots:      map[string]*Bot{"shop": bot},
+		now:       clk.Now,
+	})
+}
+
+var cacheSizes atomic.Int64
+
+// uniqueCacheSize gives each test its own cache: caches are shared by size.
+func uniqueCacheSize() int64 { return 8<<20 + cacheSizes.Add(1) }
+
+func verify(t *testing.T, h *Handler, token string) string {
+	t.Helper()
+	got := serve(t, h, widgetRequest("shop", token, ""))
+	return got.placeholder("http.custom_auth.status") + "/" + got.placeholder("http.custom_auth.reason")
+}
+
+func TestConcurrentRequestsMakeOneCall(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := cachingHandler(t, api, newClock(), &Bot{})
+	var wg sync.WaitGroup
+	results := make(chan string, 100)
+	for range 100 {
+		wg.Go(func() { results <- verify(t, h, "alice-token") })
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r != "verified/" {
+			t.Fatalf("outcome %s", r)
+		}
+	}
+	if n := api.calls.Load(); n != 1 {
+		t.Fatalf("100 concurrent requests made %d API calls, want 1", n)
+	}
+	for range 20 {
+		if r := verify(t, h, "alice-token"); r != "verified/" {
+			t.Fatalf("outcome %s", r)
+		}
+	}
+	if n := api.calls.Load(); n != 1 {
+		t.Fatalf("20 more requests made %d API calls in all, want 1", n)
+	}
+}
+
+func TestCacheTTLs(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		bot       Bot
+		token     string
+		outcome   string
+		advance   time.Duration
+		wantCalls int64 // after: request, request, advance, request
+	}{
+		{"verified cached until cache_ttl", Bot{}, "alice-token", "verified/", 5*time.Minute - time.Second, 1},
+		{"verified expires after cache_ttl", Bot{}, "alice-token", "verified/", 5 * time.Minute, 2},
+		{"custom cache_ttl", Bot{CacheTTL: dur(time.Minute)}, "alice-token", "verified/", time.Minute, 2},
+		{"cache_ttl 0 calls every time", Bot{CacheTTL: dur(0)}, "alice-token", "verified/", 0, 3},
+		{"rejection cached for negative_ttl", Bot{}, "wrong-token", "fallback/rejected", 29 * time.Second, 1},
+		{"rejection expires after negative_ttl", Bot{}, "wrong-token", "fallback/rejected", 30 * time.Second, 2},
+		{"negative_ttl 0", Bot{NegativeTTL: dur(0)}, "wrong-token", "fallback/rejected", 0, 3},
+		{"errors never cached", Bot{}, "boom-token", "fallback/error", 0, 3},
+		{"malformed answers never cached", Bot{}, "garbage-token", "fallback/error", 0, 3},
+		{"no-store not cached", Bot{}, "no-store-token", "verified/", 0, 3},
+		{"max-age caps the TTL", Bot{}, "max-age-token", "verified/", 10 * time.Second, 2},
+		{"max-age within it", Bot{}, "max-age-token", "verified/", 9 * time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newIdentityAPI(t)
+			clk := newClock()
+			bot := tc.bot
+			h := cachingHandler(t, api, clk, &bot)
+			for range 2 {
+				if r := verify(t, h, tc.token); r != tc.outcome {
+					t.Fatalf("outcome %s, want %s", r, tc.outcome)
+				}
+			}
+			clk.advance(tc.advance)
+			if r := verify(t, h, tc.token); r != tc.outcome {
+				t.Fatalf("outcome %s, want %s", r, tc.outcome)
+			}
+			if n := api.calls.Load(); n != tc.wantCalls {
+				t.Errorf("API calls = %d, want %d", n, tc.wantCalls)
+			}
+		})
+	}
+}
+
+func TestCacheKeyIncludesForwardedFields(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := cachingHandler(t, api, newClock(), &Bot{Forward: []string{"email"}})
+	serve(t, h, widgetRequest("shop", "alice-token", "", "X-User-Email", "b@example.com"))
+	serve(t, h, widgetRequest("shop", "alice-token", "", "X-User-Email", "b@example.com"))
+	serve(t, h, widgetRequest("shop", "alice-token", "", "X-User-Email", "B@example.com"))
+	// Not forwarded, so not part of the key (the mismatch check still runs).
+	got := serve(t, h, widgetRequest("shop", "alice-token", "", "X-User-Email", "b@example.com", "X-User-Id", "9"))
+	if r := got.placeholder("http.custom_auth.reason"); r != "identity_mismatch" {
+		t.Errorf("reason = %q, want identity_mismatch", r)
+	}
+	if n := api.calls.Load(); n != 2 {
+		t.Errorf("API calls = %d, want 2", n)
+	}
+}
+
+func TestReloadKeepsCache(t *testing.T) {
+	api := newIdentityAPI(t)
+	size := uniqueCacheSize()
+	config := func(authURL string) *Handler {
+		return &Handler{CacheSize: size, Bots: map[string]*Bot{"shop": {AuthURL: authURL}}}
+	}
+	first := provision(t, config(api.URL+"/ca"))
+	verify(t, first, "alice-token")
+
+	// Caddy provisions the new config before it cleans up the old one.
+	second := provision(t, config(api.URL+"/ca"))
+	if err := first.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, second, "alice-token")
+	if n := api.calls.Load(); n != 1 {
+		t.Fatalf("reload of the same config: API calls = %d, want 1", n)
+	}
+
+	changed := provision(t, config(api.URL+"/ca/v2"))
+	verify(t, changed, "alice-token")
+	if n := api.calls.Load(); n != 2 {
+		t.Fatalf("reload with a changed auth_url: API calls = %d, want 2", n)
+	}
+}
+
+func TestCacheClosedWithLastConfig(t *testing.T) {
+	size := uniqueCacheSize()
+	key := fmt.Sprintf("custom_auth/%d", size)
+	h := &Handler{CacheSize: size}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := cachePool.References(key); !ok || n != 1 {
+		t.Fatalf("references = %d, %v", n, ok)
+	}
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cachePool.References(key); ok {
+		t.Fatal("cache still in the pool after the last config went away")
+	}
+}
+
+func TestCleanupOfHalfProvisionedHandler(t *testing.T) {
+	for _, h := range []*Handler{
+		{},
+		{OnFail: "sometimes"},
+		{Bots: map[string]*Bot{"b": {AuthURL: "not a url"}}},
+	} {
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		_ = h.Provision(ctx)
+		if err := h.Cleanup(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		cancel()
+	}
+}
+
+func TestNoGoroutineLeftAfterCleanup(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	api := newIdentityAPI(t)
+	wl := newWhitelistAPI(t, `["shop.example.com"]`)
+	h := &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+		AuthURL:      api.URL,
+		WhitelistURL: &WhitelistSource{URL: wl.URL},
+	}}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, token := range []string{"alice-token", "wrong-token", "boom-token"} {
+		serve(t, h, widgetRequest("shop", token, "https://shop.example.com"))
+	}
+	cancel()
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	api.Close()
+	wl.Close()
+}
+
+// staticIdentifier answers every token with the same realistic contact, without HTTP,
+// so that a test can fill the cache quickly through the real caching path.
+type staticIdentifier struct{ res lookupResult }
+
+func (s staticIdentifier) identify(context.Context, *bot, identityRequest) lookupResult { return s.res }
+
+// TestCacheStaysWithinCacheSize inserts a million distinct verified visitors into a
+// 64MB cache and checks the heap stays within 1.5× that bound.
+func TestCacheStaysWithinCacheSize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a 64MB cache")
+	}
+	const size = 64 << 20
+	res := parseAnswer(200, []byte(`{"data":`+aliceData+`}`), "id")
+	caches, err := newCaches("memory-test", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caches.Destruct()
+	ci := &cachedIdentifier{caches: caches, next: staticIdentifier{res}, metrics: processMetrics, now: time.Now}
+	b := &bot{id: "shop", cacheTTL: time.Hour, negativeTTL: time.Minute}
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ctx := context.Background()
+	visitors := 1_000_000
+	if raceEnabled {
+		visitors = 200_000 // the race detector makes each insert ten times slower
+	}
+	for i := range visitors {
+		ci.identify(ctx, b, identityRequest{token: "token-" + strconv.Itoa(i)})
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d visitors in a %d MB cache: heap grew by %.1f MB (%.2f× the bound)", visitors, size>>20, float64(grown)/(1<<20), float64(grown)/size)
+	if grown > size*3/2 {
+		t.Errorf("heap grew by %d bytes, over 1.5× cache_size", grown)
+	}
+}

@@ -1,0 +1,298 @@
+package customauth
+
+// Integration tests through a real Caddy, with real HTTP servers as the customer's
+// identity API and the chat backend. caddytest binds fixed ports (admin 2999, HTTP
+// 9080), so every such test lives in this package and none runs in parallel.
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/custom-auth/custom_auth/contact"
+)
+
+// backend is a chat backend that records what it received.
+type backend struct {
+	*httptest.Server
+	mu    sync.Mutex
+	last  *http.Request
+	body  string
+	calls int
+}
+
+func newBackend(t testing.TB) *backend {
+	b := &backend{}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		b.mu.Lock()
+		b.last, b.body = r.Clone(r.Context()), string(body)
+		b.calls++
+		b.mu.Unlock()
+		io.WriteString(w, "backend")
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+// received returns the last request the backend got and forgets it.
+func (b *backend) received(t testing.TB) (*http.Request, string) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last == nil {
+		t.Fatal("the backend got no request")
+	}
+	r, body := b.last, b.body
+	b.last, b.body = nil, ""
+	return r, body
+}
+
+const testSignKey = "integration-test-signing-key-0123456789"
+
+func startCaddy(t *testing.T, api *identityAPI, be *backend) *caddytest.Tester {
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`
+	{
+		skip_install_trust
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+		servers {
+			expected_underscore_headers x_contact_*
+			expected_dot_headers x.contact.*
+		}
+	}
+	http://localhost:9080 {
+		handle /strict/* {
+			custom_auth {
+				on_fail reject
+				bot shop {
+					auth_url %[1]s/ca
+					whitelist shop.example.com
+				}
+			}
+			reverse_proxy %[2]s
+		}
+		handle {
+			custom_auth {
+				sign_key %[3]s
+				bot shop {
+					auth_url %[1]s/ca
+					auth_header Authorization "Bearer api-key"
+					forward user_id email
+					whitelist shop.example.com *.shop.example.org
+					cache_ttl 0
+					negative_ttl 0
+				}
+				bot quiet {
+					off
+				}
+			}
+			reverse_proxy %[2]s {
+				header_up X-Custom-Auth-Status {http.custom_auth.status}
+				header_up X-Custom-Auth-Reason {http.custom_auth.reason}
+			}
+		}
+	}
+	`, api.URL, strings.TrimPrefix(be.URL, "http://"), testSignKey), "caddyfile")
+	return tester
+}
+
+// spoofedHeaders are every way a client might try to pass a contact header.
+var spoofedHeaders = map[string]string{
+	"X-Contact-Id":          "999",
+	"X-CONTACT-NAME":        "Mallory",
+	"X_Contact_Email":       "mallory@evil.example",
+	"x_contact_label":       "ADMIN",
+	"X.Contact.Phone":       "0000",
+	"x.contact.metadata":    `{"role":"admin"}`,
+	"X-Contact-Identify-By": "email",
+	"X-Contact-Assertion":   "forged.jwt.token",
+}
+
+func spoof(r *http.Request) {
+	for name, value := range spoofedHeaders {
+		r.Header[name] = []string{value} // exactly as spelled, not canonicalised
+	}
+}
+
+func TestIntegrationFlow(t *testing.T) {
+	api := newIdentityAPI(t)
+	be := newBackend(t)
+	tester := startCaddy(t, api, be)
+
+	for _, tc := range []struct {
+		name   string
+		method string
+		bot    string
+		token  string
+		origin string
+		extra  []string
+		reason string // "" for verified
+	}{
+		{name: "verified", bot: "shop", token: "alice-token", origin: "https://shop.example.com"},
+		{name: "verified, wildcard origin, user id claimed", bot: "shop", token: "alice-token", origin: "https://a.shop.example.org", extra: []string{"X-User-Id", "2"}},
+		{name: "preflight", method: http.MethodOptions, extra: []string{"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "x-bot-id,x-access-token"}, reason: "preflight"},
+		{name: "unknown bot", bot: "other", token: "alice-token", origin: "https://shop.example.com", reason: "unknown_bot"},
+		{name: "disabled", bot: "quiet", token: "alice-token", origin: "https://shop.example.com", reason: "disabled"},
+		{name: "domain not allowed", bot: "shop", token: "alice-token", origin: "https://shop.example.com.evil.net", reason: "domain_not_allowed"},
+		{name: "missing token", bot: "shop", origin: "https://shop.example.com", reason: "missing_token"},
+		{name: "rejected", bot: "shop", token: "wrong-token", origin: "https://shop.example.com", reason: "rejected"},
+		{name: "error", bot: "shop", token: "boom-token", origin: "https://shop.example.com", reason: "error"},
+		{name: "identity mismatch", bot: "shop", token: "alice-token", origin: "https://shop.example.com", extra: []string{"X-User-Id", "1"}, reason: "identity_mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			method := tc.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			req, _ := http.NewRequest(method, "http://localhost:9080/chat/send?room=1", strings.NewReader("hello"))
+			for name, value := range map[string]string{"X-Bot-Id": tc.bot, "X-Access-Token": tc.token, "Origin": tc.origin} {
+				if value != "" {
+					req.Header.Set(name, value)
+				}
+			}
+			for i := 0; i+1 < len(tc.extra); i += 2 {
+				req.Header.Set(tc.extra[i], tc.extra[i+1])
+			}
+			spoof(req)
+			tester.AssertResponse(req, http.StatusOK, "backend")
+			got, body := be.received(t)
+
+			wantStatus := "verified"
+			if tc.reason != "" {
+				wantStatus = "fallback"
+			}
+			if s, r := got.Header.Get("X-Custom-Auth-Status"), got.Header.Get("X-Custom-Auth-Reason"); s != wantStatus || r != tc.reason {
+				t.Errorf("outcome = %s/%s, want %s/%s", s, r, wantStatus, tc.reason)
+			}
+			if got.Method != method || got.URL.RequestURI() != "/chat/send?room=1" || body != "hello" {
+				t.Errorf("request changed: %s %s %q", got.Method, got.URL.RequestURI(), body)
+			}
+			for name, values := range got.Header {
+				if !hasHeaderPrefix(name, "X-Contact-") {
+					continue
+				}
+				if tc.reason != "" {
+					t.Errorf("fallback: backend got %s: %q", name, values)
+				}
+				for _, spoofed := range spoofedHeaders {
+					if len(values) != 1 || values[0] == spoofed {
+						t.Errorf("spoofed %s reached the backend: %q", name, values)
+					}
+				}
+			}
+			if tc.reason != "" {
+				return
+			}
+			c, err := contact.FromHeaders(got.Header, contact.DefaultPrefix)
+			if err != nil {
+				t.Fatalf("decoding contact headers: %v", err)
+			}
+			if c.ID != "2" || c.Name != "Nguyễn Văn B" || c.Email != "B@Example.com" || c.Metadata["order_id"] != "ORD-5578XZ" {
+				t.Errorf("contact = %+v", c)
+			}
+			verifier, err := contact.NewHMACVerifier([]byte(testSignKey))
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims, err := verifier.Verify(got.Header.Get("X-Contact-Assertion"), "shop")
+			if err != nil {
+				t.Fatalf("assertion: %v", err)
+			}
+			if claims.Subject != "2" || claims.IdentifyBy != "id" || !strings.Contains(string(claims.Data), `"Nguyễn Văn B"`) {
+				t.Errorf("claims = %+v", claims)
+			}
+		})
+	}
+}
+
+func TestIntegrationIdentityAPIRequest(t *testing.T) {
+	api := newIdentityAPI(t)
+	be := newBackend(t)
+	tester := startCaddy(t, api, be)
+
+	req, _ := http.NewRequest(http.MethodPost, "http://localhost:9080/chat", nil)
+	req.Header.Set("X-Bot-Id", "shop")
+	req.Header.Set("X-Access-Token", "alice-token")
+	req.Header.Set("Origin", "https://shop.example.com")
+	req.Header.Set("X-User-Email", "b@example.com")
+	req.Header.Set("X-User-Phone", "0912345678") // supplied, but not forwarded
+	tester.AssertResponse(req, http.StatusOK, "backend")
+
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if len(api.bodies) != 1 {
+		t.Fatalf("API called %d times", len(api.bodies))
+	}
+	want := map[string]string{"access_token": "alice-token", "email": "b@example.com"}
+	if fmt.Sprint(api.bodies[0]) != fmt.Sprint(want) {
+		t.Errorf("API body = %v, want %v", api.bodies[0], want)
+	}
+	if h := api.headers[0]; h.Get("Authorization") != "Bearer api-key" || h.Get("Content-Type") != "application/json" {
+		t.Errorf("API headers = %v", h)
+	}
+}
+
+func TestIntegrationHostileContactValues(t *testing.T) {
+	api := newIdentityAPI(t)
+	be := newBackend(t)
+	tester := startCaddy(t, api, be)
+
+	req, _ := http.NewRequest(http.MethodGet, "http://localhost:9080/chat", nil)
+	req.Header.Set("X-Bot-Id", "shop")
+	req.Header.Set("X-Access-Token", "crlf-token")
+	req.Header.Set("Origin", "https://shop.example.com")
+	tester.AssertResponse(req, http.StatusOK, "backend")
+	got, _ := be.received(t)
+	if ids := got.Header.Values("X-Contact-Id"); len(ids) != 1 || ids[0] != "7" {
+		t.Errorf("X-Contact-Id = %q: a value split a header", ids)
+	}
+	c, err := contact.FromHeaders(got.Header, contact.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "Eve\r\nX-Contact-Id: 1" {
+		t.Errorf("name = %q", c.Name)
+	}
+}
+
+func TestIntegrationOnFailReject(t *testing.T) {
+	api := newIdentityAPI(t)
+	be := newBackend(t)
+	tester := startCaddy(t, api, be)
+
+	for _, tc := range []struct {
+		token, origin string
+		code          int
+	}{
+		{"alice-token", "https://shop.example.com", http.StatusOK},
+		{"wrong-token", "https://shop.example.com", http.StatusUnauthorized},
+		{"alice-token", "https://evil.example.com", http.StatusUnauthorized},
+	} {
+		be.mu.Lock()
+		before := be.calls
+		be.mu.Unlock()
+		req, _ := http.NewRequest(http.MethodGet, "http://localhost:9080/strict/chat", nil)
+		req.Header.Set("X-Bot-Id", "shop")
+		req.Header.Set("X-Access-Token", tc.token)
+		req.Header.Set("Origin", tc.origin)
+		spoof(req)
+		resp := tester.AssertResponseCode(req, tc.code)
+		resp.Body.Close()
+		be.mu.Lock()
+		reached := be.calls > before
+		be.mu.Unlock()
+		if reached != (tc.code == http.StatusOK) {
+			t.Errorf("%s from %s: backend reached = %v", tc.token, tc.origin, reached)
+		}
+	}
+}

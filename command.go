@@ -1,0 +1,290 @@
+package customauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "custom-auth",
+		Usage: "test --config <file> [--adapter <name>] --bot <id> --token <token> [--origin <url>] [--field <name>=<value>...] [--json]",
+		Short: "Tests Custom Authentication against the real identity API",
+		Long: `
+The test subcommand runs the steps of Custom Authentication for one visitor, exactly as
+the server would, against the real APIs of the config: it finds the bot (in the first
+custom_auth handler that knows it), checks the origin against its whitelist, calls its
+identity API, and prints each step, the request sent (token hidden), and the headers the
+chat backend would receive.
+
+Exit status: 0 verified, 1 fallback (the reason is printed), 2 bad usage or config.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(newTestCommand(os.Stdout, os.Stderr, os.Exit))
+		},
+	})
+}
+
+// Exit statuses of `caddy custom-auth test`.
+const (
+	exitVerified = 0
+	exitFallback = 1
+	exitUsage    = 2
+)
+
+// newTestCommand builds `custom-auth test`. Caddy exits 1 on any command error, so
+// this command exits by itself to keep 1 for a fallback and 2 for bad usage.
+func newTestCommand(stdout, stderr io.Writer, exit func(int)) *cobra.Command {
+	var opts testOptions
+	cmd := &cobra.Command{
+		Use:   "test --config <file> --bot <id> --token <token> [--origin <url>] [--field <name>=<value>...] [--json]",
+		Short: "Runs Custom Authentication for one visitor and prints each step",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exit(runTest(cmd.Context(), opts, stdout, stderr))
+			return nil
+		},
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	cmd.SilenceUsage = true
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		fmt.Fprintf(stderr, "custom-auth test: %v\n%s", err, c.UsageString())
+		exit(exitUsage)
+		return err
+	})
+	flags := cmd.Flags()
+	flags.StringVarP(&opts.config, "config", "c", "", "Configuration file (required)")
+	flags.StringVarP(&opts.adapter, "adapter", "a", "", "Name of config adapter to apply")
+	flags.StringVar(&opts.bot, "bot", "", "Bot id (required)")
+	flags.StringVar(&opts.token, "token", "", "The visitor's access token")
+	flags.StringVar(&opts.origin, "origin", "", "The page's origin, e.g. https://shop.example.com")
+	flags.StringArrayVar(&opts.fields, "field", nil, "A visitor-supplied field, e.g. user_id=2 (repeatable)")
+	flags.BoolVar(&opts.json, "json", false, "Print the result as JSON")
+	return cmd
+}
+
+type testOptions struct {
+	config, adapter, bot, token, origin string
+	fields                              []string
+	json                                bool
+}
+
+// testReport is what the test prints; with --json, as this JSON.
+type testReport struct {
+	Config      string            `json:"config"`
+	Bot         string            `json:"bot"`
+	Steps       []testStep        `json:"steps"`
+	RequestBody map[string]string `json:"request_body,omitempty"`
+	APIStatus   int               `json:"api_status,omitempty"`
+	Status      string            `json:"status"`
+	Reason      string            `json:"reason,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Error       string            `json:"error,omitempty"`
+
+	last time.Time
+}
+
+type testStep struct {
+	Step       string  `json:"step"`
+	Passed     bool    `json:"passed"`
+	Detail     string  `json:"detail"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+func (r *testReport) step(name string, passed bool, detail string) {
+	now := time.Now()
+	r.Steps = append(r.Steps, testStep{Step: name, Passed: passed, Detail: detail, DurationMS: float64(now.Sub(r.last).Microseconds()) / 1000})
+	r.last = now
+}
+
+func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) int {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	usage := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "custom-auth test: "+format+"\n", args...)
+		return exitUsage
+	}
+	if opts.config == "" {
+		return usage("--config is required")
+	}
+	if opts.bot == "" {
+		return usage("--bot is required")
+	}
+	var fields fieldValues
+	for _, f := range opts.fields {
+		name, value, ok := strings.Cut(f, "=")
+		if !ok || name == "" {
+			return usage("--field %q: want name=value", f)
+		}
+		fields = append(fields, fieldValue{name: name, value: value})
+	}
+	slices.SortFunc(fields, func(a, b fieldValue) int { return strings.Compare(a.name, b.name) })
+
+	cfgJSON, _, _, err := caddycmd.LoadConfig(opts.config, opts.adapter)
+	if err != nil {
+		return usage("loading %s: %v", opts.config, err)
+	}
+	configs := customAuthConfigs(cfgJSON)
+	if len(configs) == 0 {
+		return usage("%s has no custom_auth handler", opts.config)
+	}
+
+	caddyCtx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
+	defer cancel()
+	h, err := handlerForBot(caddyCtx, configs, opts.bot)
+	if err != nil {
+		return usage("%v", err)
+	}
+	defer h.Cleanup()
+	for _, f := range fields {
+		if !slices.ContainsFunc(h.fields, func(vf visitorField) bool { return vf.name == f.name }) {
+			return usage("--field %s: the config defines no such field", f.name)
+		}
+	}
+
+	report := &testReport{Config: opts.config, Bot: opts.bot, last: time.Now()}
+	v := visit{botID: opts.bot, origin: opts.origin, token: opts.token, fields: fields}
+	out := h.identify(caddyCtx, v, report)
+	report.Status, report.Reason = out.status.String(), string(out.reason)
+	report.APIStatus = out.apiStatus
+	if out.bot != nil && !out.bot.off && opts.token != "" && out.reason != reasonDomainNotAllowed {
+		body, _ := requestBody(out.bot, identityRequest{token: maskToken(opts.token), fields: fields})
+		_ = json.Unmarshal(body, &report.RequestBody)
+	}
+	if out.err != nil {
+		report.Error = out.err.Error()
+	}
+	if out.status == statusVerified {
+		header := http.Header{}
+		if err := h.injectContact(header, out); err != nil {
+			report.Error = err.Error()
+		}
+		report.Headers = make(map[string]string, len(header))
+		for name := range header {
+			report.Headers[name] = header.Get(name)
+		}
+	}
+	report.print(stdout, opts.json)
+	if out.status == statusVerified {
+		return exitVerified
+	}
+	return exitFallback
+}
+
+// customAuthConfigs returns the JSON of every custom_auth handler in a config, in
+// the config's order (servers by name).
+func customAuthConfigs(cfgJSON []byte) []json.RawMessage {
+	var found []json.RawMessage
+	var walk func(raw json.RawMessage)
+	walk = func(raw json.RawMessage) {
+		raw = json.RawMessage(strings.TrimSpace(string(raw)))
+		if len(raw) == 0 {
+			return
+		}
+		switch raw[0] {
+		case '{':
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(raw, &obj) != nil {
+				return
+			}
+			if string(obj["handler"]) == `"custom_auth"` {
+				found = append(found, raw)
+				return
+			}
+			for _, key := range sortedKeys(obj) {
+				walk(obj[key])
+			}
+		case '[':
+			var arr []json.RawMessage
+			if json.Unmarshal(raw, &arr) != nil {
+				return
+			}
+			for _, item := range arr {
+				walk(item)
+			}
+		}
+	}
+	walk(cfgJSON)
+	return found
+}
+
+// handlerForBot provisions the first handler that knows the bot: listed, `bot *`, or
+// through bots_url.
+func handlerForBot(ctx caddy.Context, configs []json.RawMessage, botID string) (*Handler, error) {
+	var errs []error
+	for i, raw := range configs {
+		h := &Handler{logger: zap.NewNop()}
+		if err := json.Unmarshal(raw, h); err != nil {
+			errs = append(errs, fmt.Errorf("custom_auth handler %d: %w", i+1, err))
+			continue
+		}
+		if err := h.Provision(ctx); err != nil {
+			h.Cleanup()
+			errs = append(errs, fmt.Errorf("custom_auth handler %d: %w", i+1, err))
+			continue
+		}
+		if _, reason := h.lookupBot(ctx, botID); reason != reasonUnknownBot {
+			return h, nil
+		}
+		h.Cleanup()
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return nil, fmt.Errorf("no custom_auth handler knows bot %q", botID)
+}
+
+// maskToken hides the token in what the test prints.
+func maskToken(token string) string {
+	return fmt.Sprintf("<hidden, %d bytes>", len(token))
+}
+
+func (r *testReport) print(w io.Writer, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+		return
+	}
+	fmt.Fprintf(w, "Custom Authentication test of bot %q (%s)\n\n", r.Bot, r.Config)
+	for i, s := range r.Steps {
+		mark := "ok  "
+		if !s.Passed {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %d. %-9s %s  %s  (%.1f ms)\n", i+1, s.Step, mark, s.Detail, s.DurationMS)
+	}
+	if r.RequestBody != nil {
+		body, _ := json.Marshal(r.RequestBody)
+		fmt.Fprintf(w, "\nRequest body sent to the identity API:\n  %s\n", body)
+	}
+	if r.APIStatus != 0 {
+		fmt.Fprintf(w, "Identity API answered: HTTP %d\n", r.APIStatus)
+	}
+	if r.Status == "verified" {
+		fmt.Fprintf(w, "\nResult: verified\n\nHeaders the chat backend receives:\n")
+		for _, name := range sortedKeys(r.Headers) {
+			fmt.Fprintf(w, "  %s: %s\n", name, r.Headers[name])
+		}
+		return
+	}
+	fmt.Fprintf(w, "\nResult: fallback (reason: %s)\n", r.Reason)
+	if r.Error != "" {
+		fmt.Fprintf(w, "Error: %s\n", r.Error)
+	}
+	fmt.Fprintln(w, "The request would pass on without contact headers; the backend asks the visitor.")
+}

@@ -1,0 +1,304 @@
+package customauth
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func flowHandler(t *testing.T, api *identityAPI) *Handler {
+	return provision(t, &Handler{Bots: map[string]*Bot{
+		"shop": {
+			AuthURL:     api.URL + "/ca",
+			AuthHeaders: map[string]string{"Authorization": "Bearer api-key"},
+			Forward:     []string{"user_id", "email"},
+			Whitelist:   []string{"shop.example.com", "*.example.org"},
+			CacheTTL:    dur(0),
+			NegativeTTL: dur(0),
+		},
+		"open":    {AuthURL: api.URL, CacheTTL: dur(0), NegativeTTL: dur(0)},
+		"byemail": {AuthURL: api.URL, IdentifyBy: "email", CacheTTL: dur(0)},
+		"byphone": {AuthURL: api.URL, IdentifyBy: "phone_number", CacheTTL: dur(0)},
+		"quiet":   {Off: true},
+		"down":    {AuthURL: "http://127.0.0.1:1/ca", CacheTTL: dur(0)},
+		"slow":    {AuthURL: api.URL, Timeout: caddy.Duration(50 * time.Millisecond), CacheTTL: dur(0)},
+	}})
+}
+
+func TestFlow(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := flowHandler(t, api)
+
+	preflight := widgetRequest("", "", "https://shop.example.com")
+	preflight.Method = http.MethodOptions
+	preflight.Header.Set("Access-Control-Request-Method", "POST")
+
+	for _, tc := range []struct {
+		name   string
+		req    *http.Request
+		reason string // "" means verified
+		id     string // X-Contact-Id expected on verified
+	}{
+		{"preflight", preflight, "preflight", ""},
+		{"no bot id", widgetRequest("", "alice-token", "https://shop.example.com"), "unknown_bot", ""},
+		{"unknown bot", widgetRequest("nope", "alice-token", "https://shop.example.com"), "unknown_bot", ""},
+		{"disabled bot", widgetRequest("quiet", "alice-token", "https://shop.example.com"), "disabled", ""},
+		{"origin not on whitelist", widgetRequest("shop", "alice-token", "https://evil.example.net"), "domain_not_allowed", ""},
+		{"suffix trick", widgetRequest("shop", "alice-token", "https://evil-shop.example.com"), "domain_not_allowed", ""},
+		{"origin null", widgetRequest("shop", "alice-token", "null"), "domain_not_allowed", ""},
+		{"no origin and no referer", widgetRequest("shop", "alice-token", ""), "domain_not_allowed", ""},
+		{"null origin wins over referer", widgetRequest("shop", "alice-token", "null", "Referer", "https://shop.example.com/p"), "domain_not_allowed", ""},
+		{"referer when no origin", widgetRequest("shop", "alice-token", "", "Referer", "https://shop.example.com/page?q=1"), "", "2"},
+		{"wildcard subdomain", widgetRequest("shop", "alice-token", "https://a.b.example.org"), "", "2"},
+		{"missing token", widgetRequest("shop", "", "https://shop.example.com"), "missing_token", ""},
+		{"401", widgetRequest("shop", "wrong-token", "https://shop.example.com"), "rejected", ""},
+		{"403", widgetRequest("shop", "forbidden-token", "https://shop.example.com"), "rejected", ""},
+		{"404", widgetRequest("shop", "not-found-token", "https://shop.example.com"), "rejected", ""},
+		{"status false", widgetRequest("shop", "status-false-token", "https://shop.example.com"), "rejected", ""},
+		{"500", widgetRequest("shop", "boom-token", "https://shop.example.com"), "error", ""},
+		{"418", widgetRequest("shop", "teapot-token", "https://shop.example.com"), "error", ""},
+		{"invalid JSON", widgetRequest("shop", "garbage-token", "https://shop.example.com"), "error", ""},
+		{"no data", widgetRequest("shop", "no-data-token", "https://shop.example.com"), "error", ""},
+		{"data not an object", widgetRequest("shop", "array-data-token", "https://shop.example.com"), "error", ""},
+		{"no id", widgetRequest("shop", "no-id-token", "https://shop.example.com"), "error", ""},
+		{"empty id", widgetRequest("shop", "empty-id-token", "https://shop.example.com"), "error", ""},
+		{"answer over 1 MiB", widgetRequest("shop", "huge-token", "https://shop.example.com"), "error", ""},
+		{"timeout", widgetRequest("slow", "hang-token", ""), "error", ""},
+		{"connection refused", widgetRequest("down", "alice-token", ""), "error", ""},
+		{"verified", widgetRequest("shop", "alice-token", "https://shop.example.com"), "", "2"},
+		{"no whitelist accepts any origin", widgetRequest("open", "alice-token", "https://anything.example"), "", "2"},
+		{"claimed user id matches", widgetRequest("shop", "alice-token", "https://shop.example.com", "X-User-Id", "2"), "", "2"},
+		{"claimed user id differs", widgetRequest("shop", "alice-token", "https://shop.example.com", "X-User-Id", "3"), "identity_mismatch", ""},
+		{"claimed user id differs, not forwarded", widgetRequest("open", "alice-token", "", "X-User-Id", "3"), "identity_mismatch", ""},
+		{"numeric id", widgetRequest("open", "number-token", "", "X-User-Id", "42"), "", "42"},
+		{"email compared case-insensitively", widgetRequest("byemail", "alice-token", "", "X-User-Email", "b@EXAMPLE.com"), "", "2"},
+		{"email differs", widgetRequest("byemail", "alice-token", "", "X-User-Email", "c@example.com"), "identity_mismatch", ""},
+		{"phone differs", widgetRequest("byphone", "alice-token", "", "X-User-Phone", "0999"), "identity_mismatch", ""},
+		{"phone matches", widgetRequest("byphone", "alice-token", "", "X-User-Phone", "0912345678"), "", "2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Every request also tries to pass itself off as verified.
+			tc.req.Header.Set("X-Contact-Id", "999")
+			tc.req.Header["X_Contact_Name"] = []string{"Mallory"}
+			tc.req.Header["x.contact.email"] = []string{"mallory@example.com"}
+			tc.req.Header["X-CONTACT-IDENTIFY-BY"] = []string{"id"}
+
+			got := serve(t, h, tc.req)
+			if got.err != nil || !got.called {
+				t.Fatalf("request not passed on: err=%v", got.err)
+			}
+			wantStatus := "fallback"
+			if tc.reason == "" {
+				wantStatus = "verified"
+			}
+			if s := got.placeholder("http.custom_auth.status"); s != wantStatus {
+				t.Errorf("status = %q, want %q", s, wantStatus)
+			}
+			if r := got.placeholder("http.custom_auth.reason"); r != tc.reason {
+				t.Errorf("reason = %q, want %q", r, tc.reason)
+			}
+			for name, values := range got.header {
+				if !hasHeaderPrefix(name, "X-Contact-") {
+					continue
+				}
+				if tc.reason != "" {
+					t.Errorf("fallback passed on contact header %s: %q", name, values)
+				}
+				if strings.Contains(strings.Join(values, ""), "Mallory") || strings.Contains(strings.Join(values, ""), "mallory") || strings.Contains(strings.Join(values, ""), "999") {
+					t.Errorf("spoofed value survived in %s: %q", name, values)
+				}
+				if len(values) != 1 {
+					t.Errorf("%s has %d values", name, len(values))
+				}
+			}
+			if tc.reason == "" {
+				if id := got.header.Get("X-Contact-Id"); id != tc.id {
+					t.Errorf("X-Contact-Id = %q, want %q", id, tc.id)
+				}
+			}
+		})
+	}
+}
+
+func TestVerifiedHeadersAndPlaceholders(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := flowHandler(t, api)
+	got := serve(t, h, widgetRequest("shop", "alice-token", "https://shop.example.com", "X-User-Id", "2", "X-User-Email", "b@example.com", "X-User-Phone", "0912"))
+
+	want := map[string]string{
+		"X-Contact-Id":           "2",
+		"X-Contact-Name":         "Nguy%E1%BB%85n%20V%C4%83n%20B",
+		"X-Contact-Email":        "B@Example.com",
+		"X-Contact-Phone-Number": "0912345678",
+		"X-Contact-Country-Code": "+84",
+		"X-Contact-Avatar":       "https://cdn.example.com/b.png",
+		"X-Contact-Label":        "VIP",
+		"X-Contact-Metadata":     `{"order_id":"ORD-5578XZ","order_quantity":3}`,
+		"X-Contact-Identify-By":  "id",
+	}
+	for name, value := range want {
+		if g := got.header.Get(name); g != value {
+			t.Errorf("%s = %q, want %q", name, g, value)
+		}
+	}
+	if a := got.header.Get("X-Contact-Assertion"); a != "" {
+		t.Errorf("assertion without sign_key: %q", a)
+	}
+
+	placeholders := map[string]string{
+		"http.custom_auth.status":                          "verified",
+		"http.custom_auth.reason":                          "",
+		"http.custom_auth.bot_id":                          "shop",
+		"http.custom_auth.contact.id":                      "2",
+		"http.custom_auth.contact.name":                    "Nguyễn Văn B",
+		"http.custom_auth.contact.metadata":                `{"order_id":"ORD-5578XZ","order_quantity":3}`,
+		"http.custom_auth.contact.metadata.order_id":       "ORD-5578XZ",
+		"http.custom_auth.contact.metadata.order_quantity": "3",
+	}
+	for key, value := range placeholders {
+		if g := got.placeholder(key); g != value {
+			t.Errorf("{%s} = %q, want %q", key, g, value)
+		}
+	}
+
+	// The API got the token, the forwarded fields the visitor supplied and nothing
+	// else, with the configured header.
+	body := api.lastBody(t)
+	wantBody := map[string]string{"access_token": "alice-token", "user_id": "2", "email": "b@example.com"}
+	if len(body) != len(wantBody) {
+		t.Errorf("API body = %v, want %v", body, wantBody)
+	}
+	for k, v := range wantBody {
+		if body[k] != v {
+			t.Errorf("API body[%s] = %q, want %q", k, body[k], v)
+		}
+	}
+	hdr := api.lastHeader(t)
+	if hdr.Get("Authorization") != "Bearer api-key" || hdr.Get("Content-Type") != "application/json" {
+		t.Errorf("API headers = %v", hdr)
+	}
+}
+
+func TestFallbackPassesRequestUnmodified(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := flowHandler(t, api)
+	r := widgetRequest("shop", "wrong-token", "https://shop.example.com", "X-Custom", "kept", "X-Contact-Id", "1")
+	got := serve(t, h, r)
+	if got.method != http.MethodPost || got.uri != "/chat/messages?x=1" || got.body != `{"text":"hi"}` {
+		t.Errorf("request changed: %s %s %q", got.method, got.uri, got.body)
+	}
+	if got.header.Get("X-Custom") != "kept" || got.header.Get("X-Access-Token") != "wrong-token" || got.header.Get("Origin") != "https://shop.example.com" {
+		t.Errorf("other headers changed: %v", got.header)
+	}
+	if _, ok := got.header["X-Contact-Id"]; ok {
+		t.Error("spoofed X-Contact-Id passed on")
+	}
+}
+
+func TestContactHeaderEncodingCannotSplitHeaders(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := flowHandler(t, api)
+	got := serve(t, h, widgetRequest("open", "crlf-token", ""))
+	if id := got.header.Get("X-Contact-Id"); id != "7" {
+		t.Fatalf("X-Contact-Id = %q, want 7", id)
+	}
+	name := got.header.Get("X-Contact-Name")
+	if name != "Eve%0D%0AX-Contact-Id%3A%201" {
+		t.Errorf("X-Contact-Name = %q", name)
+	}
+	if got.placeholder("http.custom_auth.contact.name") != "Eve\r\nX-Contact-Id: 1" {
+		t.Errorf("placeholder = %q", got.placeholder("http.custom_auth.contact.name"))
+	}
+}
+
+func TestNumericAndBooleanValuesAsJSONText(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := flowHandler(t, api)
+	got := serve(t, h, widgetRequest("open", "number-token", ""))
+	if got.header.Get("X-Contact-Id") != "42" {
+		t.Errorf("X-Contact-Id = %q", got.header.Get("X-Contact-Id"))
+	}
+	if _, ok := got.header["X-Contact-Email"]; ok {
+		t.Error("X-Contact-Email set though the API sent no email")
+	}
+	if got.placeholder("http.custom_auth.contact.vip") != "true" {
+		t.Errorf("{contact.vip} = %q", got.placeholder("http.custom_auth.contact.vip"))
+	}
+}
+
+func TestOnFailReject(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := provision(t, &Handler{OnFail: "reject", Bots: map[string]*Bot{
+		"shop":  {AuthURL: api.URL, Whitelist: []string{"shop.example.com"}},
+		"quiet": {Off: true},
+	}})
+	preflight := widgetRequest("", "", "")
+	preflight.Method = http.MethodOptions
+	preflight.Header.Set("Access-Control-Request-Method", "POST")
+
+	for _, tc := range []struct {
+		name string
+		req  *http.Request
+		code int
+	}{
+		{"verified", widgetRequest("shop", "alice-token", "https://shop.example.com"), 200},
+		{"rejected", widgetRequest("shop", "wrong-token", "https://shop.example.com"), 401},
+		{"domain", widgetRequest("shop", "alice-token", "https://evil.example.com"), 401},
+		{"missing token", widgetRequest("shop", "", "https://shop.example.com"), 401},
+		{"unknown bot passes", widgetRequest("other", "alice-token", ""), 200},
+		{"disabled passes", widgetRequest("quiet", "alice-token", ""), 200},
+		{"preflight passes", preflight, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := serve(t, h, tc.req)
+			if got.code != tc.code {
+				t.Errorf("code = %d, want %d (err %v)", got.code, tc.code, got.err)
+			}
+			if (tc.code == 200) != got.called {
+				t.Errorf("next called = %v", got.called)
+			}
+		})
+	}
+}
+
+func TestDefaultBot(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := provision(t, &Handler{Bots: map[string]*Bot{
+		"*":     {AuthURL: api.URL},
+		"quiet": {Off: true},
+	}})
+	if got := serve(t, h, widgetRequest("any-bot", "alice-token", "")); got.placeholder("http.custom_auth.status") != "verified" {
+		t.Errorf("bot * did not apply: %q", got.placeholder("http.custom_auth.reason"))
+	}
+	if got := serve(t, h, widgetRequest("quiet", "alice-token", "")); got.placeholder("http.custom_auth.reason") != "disabled" {
+		t.Errorf("listed bot lost to bot *: %q", got.placeholder("http.custom_auth.reason"))
+	}
+}
+
+func TestCustomSourcesAndPrefix(t *testing.T) {
+	api := newIdentityAPI(t)
+	h := provision(t, &Handler{
+		BotID:        "{http.request.uri.query.bot}",
+		Token:        "{http.request.header.Authorization}",
+		Origin:       "{http.request.header.X-Page-Origin}",
+		HeaderPrefix: "X-Visitor-",
+		Fields:       map[string]string{"user_id": "{http.request.uri.query.uid}", "locale": "{http.request.header.Accept-Language}"},
+		Bots:         map[string]*Bot{"b1": {AuthURL: api.URL, Forward: []string{"user_id", "locale"}, Whitelist: []string{"shop.example.com"}}},
+	})
+	r := widgetRequest("", "", "https://evil.example.com", "Authorization", "alice-token", "X-Page-Origin", "https://shop.example.com", "Accept-Language", "vi", "X_Visitor_Id", "1")
+	r.URL.RawQuery = "bot=b1&uid=2"
+	got := serve(t, h, r)
+	if got.placeholder("http.custom_auth.status") != "verified" {
+		t.Fatalf("reason = %q", got.placeholder("http.custom_auth.reason"))
+	}
+	if got.header.Get("X-Visitor-Id") != "2" || got.header.Get("X-Visitor-Identify-By") != "id" {
+		t.Errorf("headers = %v", got.header)
+	}
+	body := api.lastBody(t)
+	if body["user_id"] != "2" || body["locale"] != "vi" || body["access_token"] != "alice-token" {
+		t.Errorf("API body = %v", body)
+	}
+}

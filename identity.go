@@ -1,0 +1,229 @@
+package customauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custom-auth/custom_auth/contact"
+)
+
+// identifier answers who a visitor's access token belongs to. The identity API client
+// implements it; the cache wraps it.
+type identifier interface {
+	identify(ctx context.Context, b *bot, req identityRequest) lookupResult
+}
+
+// identityRequest is what the visitor gave us: the token and the fields they supplied.
+type identityRequest struct {
+	token  string
+	fields fieldValues
+}
+
+type result uint8
+
+const (
+	resultError result = iota
+	resultVerified
+	resultRejected
+)
+
+// lookupResult is the identity API's verdict on a token.
+type lookupResult struct {
+	result   result
+	identity *identity // when verified
+	err      error     // when an error, why
+	// countsAsFailure marks errors that tell the API is down (connection, timeout,
+	// 5xx), as opposed to a malformed answer; only those open the circuit breaker.
+	countsAsFailure bool
+	// noStore and maxAge come from the answer's Cache-Control.
+	noStore bool
+	maxAge  time.Duration // -1 when absent
+	// status is the API's HTTP status code, 0 when there was no answer.
+	status int
+	// cacheHit and apiTime describe how the verdict was reached, for logs and metrics.
+	cacheHit bool
+	apiTime  time.Duration
+}
+
+// maxAnswerSize is the largest identity API answer read; a larger one is an error.
+const maxAnswerSize = 1 << 20
+
+// identityClient calls a bot's identity API.
+type identityClient struct {
+	client  *http.Client
+	metrics *metrics
+}
+
+func newAPIClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment,
+			DialContext: (&net.Dialer{
+				Timeout:   5 * time.Second,
+				KeepAlive: 30 * time.Second,
+			}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		},
+		// A redirect would turn the POST into a GET to somewhere else; an identity
+		// API that redirects is misconfigured, and its 3xx is an error.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func (c *identityClient) identify(ctx context.Context, b *bot, req identityRequest) lookupResult {
+	done, ok := b.breaker.allow()
+	if !ok {
+		return failure(errBreakerOpen, false)
+	}
+	start := time.Now()
+	res := c.call(ctx, b, req)
+	res.apiTime = time.Since(start)
+	done(res.countsAsFailure)
+	c.metrics.observeAPI(b.id, res)
+	return res
+}
+
+var errBreakerOpen = errors.New("identity API skipped after repeated errors (circuit breaker open)")
+
+func (c *identityClient) call(ctx context.Context, b *bot, req identityRequest) lookupResult {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+
+	body, err := requestBody(b, req)
+	if err != nil {
+		return failure(err, false)
+	}
+	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, b.authURL, bytes.NewReader(body))
+	if err != nil {
+		return failure(err, false)
+	}
+	for name, values := range b.authHeaders {
+		httpReq.Header[name] = values
+	}
+	httpReq.Header.Set("Content-Type", "application/json")
+	httpReq.Header.Set("Accept", "application/json")
+
+	resp, err := c.client.Do(httpReq)
+	if err != nil {
+		return failure(fmt.Errorf("calling identity API: %w", redactURLError(err)), true)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize+1))
+	if err != nil {
+		return failure(fmt.Errorf("reading identity API answer: %w", err), true)
+	}
+	res := parseAnswer(resp.StatusCode, answer, b.identifyBy)
+	res.status = resp.StatusCode
+	res.noStore, res.maxAge = cacheControl(resp.Header.Get("Cache-Control"))
+	return res
+}
+
+// requestBody is the API's JSON body: the token and the forwarded fields the visitor
+// supplied.
+func requestBody(b *bot, req identityRequest) ([]byte, error) {
+	body := make(map[string]string, 1+len(req.fields))
+	body["access_token"] = req.token
+	for _, f := range req.fields {
+		if b.forward[f.name] {
+			body[f.name] = f.value
+		}
+	}
+	return json.Marshal(body)
+}
+
+// answer is the identity API's JSON answer.
+type answer struct {
+	Status json.RawMessage `json:"status"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// parseAnswer turns the API's status code and body into a verdict.
+func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
+	switch {
+	case code == http.StatusUnauthorized, code == http.StatusForbidden, code == http.StatusNotFound:
+		return lookupResult{result: resultRejected, maxAge: -1}
+	case code >= 500:
+		return failure(fmt.Errorf("identity API answered %d", code), true)
+	case code < 200 || code > 299:
+		return failure(fmt.Errorf("identity API answered %d", code), false)
+	case len(body) > maxAnswerSize:
+		return failure(fmt.Errorf("identity API answer is over %d bytes", maxAnswerSize), false)
+	}
+	var a answer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return failure(fmt.Errorf("identity API answer is not a JSON object: %w", err), false)
+	}
+	if string(bytes.TrimSpace(a.Status)) == "false" {
+		return lookupResult{result: resultRejected, maxAge: -1}
+	}
+	var data contact.Data
+	if len(a.Data) == 0 || a.Data[0] != '{' || json.Unmarshal(a.Data, &data) != nil {
+		return failure(errors.New("identity API answer has no data object"), false)
+	}
+	primary, ok := data.Text(identifyBy)
+	if !ok || primary == "" {
+		return failure(fmt.Errorf("identity API answer has no data.%s", identifyBy), false)
+	}
+	raw := a.Data
+	if compacted, err := compactJSON(raw); err == nil {
+		raw = compacted
+	}
+	return lookupResult{
+		result:   resultVerified,
+		identity: &identity{data: data, raw: raw, primary: primary},
+		maxAge:   -1,
+	}
+}
+
+func compactJSON(raw []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func failure(err error, apiDown bool) lookupResult {
+	return lookupResult{result: resultError, err: err, countsAsFailure: apiDown, maxAge: -1}
+}
+
+// cacheControl reads the directives of an answer's Cache-Control that bound caching.
+func cacheControl(v string) (noStore bool, maxAge time.Duration) {
+	maxAge = -1
+	for _, directive := range strings.Split(v, ",") {
+		name, value, _ := strings.Cut(strings.TrimSpace(directive), "=")
+		switch strings.ToLower(name) {
+		case "no-store":
+			noStore = true
+		case "max-age":
+			if secs, err := strconv.ParseInt(strings.Trim(value, `"`), 10, 64); err == nil && secs >= 0 {
+				maxAge = time.Duration(secs) * time.Second
+			}
+		}
+	}
+	return noStore, maxAge
+}
+
+// redactURLError drops the URL from a client error: it may carry credentials, and
+// the error is logged next to the bot, which tells the URL anyway.
+func redactURLError(err error) error {
+	if urlErr, ok := errors.AsType[*url.Error](err); ok {
+		return urlErr.Err
+	}
+	return err
+}

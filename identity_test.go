@@ -1,0 +1,130 @@
+package customauth
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		code       int
+		body       string
+		identifyBy string
+		want       result
+		primary    string
+	}{
+		{"verified", 200, `{"status":true,"message":"ok","data":{"id":"2","name":"B"}}`, "id", resultVerified, "2"},
+		{"status and message optional", 200, `{"data":{"id":"2"}}`, "id", resultVerified, "2"},
+		{"201 is fine", 201, `{"data":{"id":"2"}}`, "id", resultVerified, "2"},
+		{"numeric id", 200, `{"data":{"id":42}}`, "id", resultVerified, "42"},
+		{"large numeric id keeps its digits", 200, `{"data":{"id":12345678901234567890}}`, "id", resultVerified, "12345678901234567890"},
+		{"by email", 200, `{"data":{"email":"b@example.com"}}`, "email", resultVerified, "b@example.com"},
+		{"by phone", 200, `{"data":{"phone_number":"0912"}}`, "phone_number", resultVerified, "0912"},
+		{"message of any type", 200, `{"message":{"code":1},"data":{"id":"2"}}`, "id", resultVerified, "2"},
+		{"status false", 200, `{"status":false,"data":{"id":"2"}}`, "id", resultRejected, ""},
+		{"401", 401, `{"data":{"id":"2"}}`, "id", resultRejected, ""},
+		{"403", 403, ``, "id", resultRejected, ""},
+		{"404", 404, `not json`, "id", resultRejected, ""},
+		{"500", 500, `{"data":{"id":"2"}}`, "id", resultError, ""},
+		{"302", 302, ``, "id", resultError, ""},
+		{"400", 400, `{}`, "id", resultError, ""},
+		{"not JSON", 200, `<html>`, "id", resultError, ""},
+		{"JSON array", 200, `[{"data":{"id":"2"}}]`, "id", resultError, ""},
+		{"no data", 200, `{"status":true}`, "id", resultError, ""},
+		{"null data", 200, `{"data":null}`, "id", resultError, ""},
+		{"string data", 200, `{"data":"2"}`, "id", resultError, ""},
+		{"missing primary", 200, `{"data":{"email":"b@example.com"}}`, "id", resultError, ""},
+		{"null primary", 200, `{"data":{"id":null}}`, "id", resultError, ""},
+		{"empty primary", 200, `{"data":{"id":""}}`, "id", resultError, ""},
+		{"empty body", 200, ``, "id", resultError, ""},
+		{"over 1 MiB", 200, `{"data":{"id":"2","x":"` + strings.Repeat("a", maxAnswerSize) + `"}}`, "id", resultError, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := parseAnswer(tc.code, []byte(tc.body), tc.identifyBy)
+			if res.result != tc.want {
+				t.Fatalf("result = %v (%v), want %v", res.result, res.err, tc.want)
+			}
+			if tc.want == resultError && res.err == nil {
+				t.Error("error without a reason")
+			}
+			if tc.want == resultVerified {
+				if res.identity.primary != tc.primary {
+					t.Errorf("primary = %q, want %q", res.identity.primary, tc.primary)
+				}
+				if !json.Valid(res.identity.raw) {
+					t.Errorf("raw data is not JSON: %s", res.identity.raw)
+				}
+			}
+		})
+	}
+}
+
+func TestParseAnswerCountsOnlyOutagesForTheBreaker(t *testing.T) {
+	if !parseAnswer(503, nil, "id").countsAsFailure {
+		t.Error("a 5xx must count toward opening the breaker")
+	}
+	for _, body := range []string{`garbage`, `{"data":{}}`} {
+		if parseAnswer(200, []byte(body), "id").countsAsFailure {
+			t.Errorf("malformed answer %q must not open the breaker", body)
+		}
+	}
+	if parseAnswer(401, nil, "id").countsAsFailure {
+		t.Error("a rejection must not open the breaker")
+	}
+}
+
+func TestCacheControl(t *testing.T) {
+	for _, tc := range []struct {
+		header  string
+		noStore bool
+		maxAge  time.Duration
+	}{
+		{"", false, -1},
+		{"no-store", true, -1},
+		{"No-Store, max-age=5", true, 5 * time.Second},
+		{"private, max-age=60", false, time.Minute},
+		{`max-age="7"`, false, 7 * time.Second},
+		{"max-age=0", false, 0},
+		{"max-age=-3", false, -1},
+		{"max-age=abc", false, -1},
+	} {
+		noStore, maxAge := cacheControl(tc.header)
+		if noStore != tc.noStore || maxAge != tc.maxAge {
+			t.Errorf("cacheControl(%q) = %v, %v; want %v, %v", tc.header, noStore, maxAge, tc.noStore, tc.maxAge)
+		}
+	}
+}
+
+// FuzzParseAnswer feeds arbitrary answers to the parser: it must never panic, and a
+// verified answer always has a non-empty primary key and valid JSON data.
+func FuzzParseAnswer(f *testing.F) {
+	for _, seed := range []string{
+		`{"status":true,"data":{"id":"2","name":"Nguyễn","metadata":{"a":[1,2]}}}`,
+		`{"data":{"id":42}}`, `{"data":{"id":1e400}}`, `{"status":"false","data":{"id":"x"}}`,
+		`{"status":false}`, `{"data":null}`, `{"data":{"id":""}}`, `[]`, `null`, `{"data":{"id":"\u0000"}}`,
+		`{"data":{"id":"2"},"data":{"id":"3"}}`, `{"data":{"id":{"nested":true}}}`,
+	} {
+		f.Add(200, []byte(seed), "id")
+	}
+	f.Add(401, []byte(`{}`), "email")
+	f.Add(500, []byte(``), "phone_number")
+	f.Fuzz(func(t *testing.T, code int, body []byte, identifyBy string) {
+		res := parseAnswer(code, body, identifyBy)
+		switch res.result {
+		case resultVerified:
+			if res.identity == nil || res.identity.primary == "" || !json.Valid(res.identity.raw) {
+				t.Fatalf("verified without a usable identity: %+v", res.identity)
+			}
+			if code < 200 || code > 299 {
+				t.Fatalf("verified with status %d", code)
+			}
+		case resultError:
+			if res.err == nil {
+				t.Fatal("error without a reason")
+			}
+		}
+	})
+}

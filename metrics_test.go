@@ -1,0 +1,169 @@
+package customauth
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func counter(c *prometheus.CounterVec, labels ...string) float64 {
+	return testutil.ToFloat64(c.WithLabelValues(labels...))
+}
+
+func TestMetricsCountRequests(t *testing.T) {
+	api := newIdentityAPI(t)
+	bot := fmt.Sprintf("metrics-%s", t.Name())
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{
+		bot: {AuthURL: api.URL, Whitelist: []string{"shop.example.com"}},
+	}})
+	m := processMetrics
+	verified := counter(m.requests, bot, "verified", "")
+	rejected := counter(m.requests, bot, "fallback", "rejected")
+	domain := counter(m.requests, bot, "fallback", "domain_not_allowed")
+	unknown := counter(m.requests, "", "fallback", "unknown_bot")
+	hits := counter(m.cacheRequests, "identity", "hit")
+	misses := counter(m.cacheRequests, "identity", "miss")
+	apiCount := func() uint64 {
+		return histogramCount(t, m.apiDuration, bot, "verified") + histogramCount(t, m.apiDuration, bot, "rejected")
+	}
+	apiBefore := apiCount()
+
+	for _, r := range []struct{ bot, token, origin string }{
+		{bot, "alice-token", "https://shop.example.com"},
+		{bot, "alice-token", "https://shop.example.com"},
+		{bot, "wrong-token", "https://shop.example.com"},
+		{bot, "alice-token", "https://evil.example.com"},
+		{"visitor-chosen-id-" + t.Name(), "alice-token", ""},
+	} {
+		serve(t, h, widgetRequest(r.bot, r.token, r.origin))
+	}
+
+	for name, got := range map[string]float64{
+		"verified":           counter(m.requests, bot, "verified", "") - verified,
+		"rejected":           counter(m.requests, bot, "fallback", "rejected") - rejected,
+		"domain_not_allowed": counter(m.requests, bot, "fallback", "domain_not_allowed") - domain,
+		"unknown_bot":        counter(m.requests, "", "fallback", "unknown_bot") - unknown,
+		"cache hits":         counter(m.cacheRequests, "identity", "hit") - hits,
+		"cache misses":       counter(m.cacheRequests, "identity", "miss") - misses,
+	} {
+		want := map[string]float64{"verified": 2, "rejected": 1, "domain_not_allowed": 1, "unknown_bot": 1, "cache hits": 1, "cache misses": 2}[name]
+		if got != want {
+			t.Errorf("%s counted %v, want %v", name, got, want)
+		}
+	}
+	if n := apiCount() - apiBefore; n != 2 {
+		t.Errorf("api_duration_seconds observed %d calls, want 2", n)
+	}
+	// A bot id that names no bot is never a label value.
+	ch := make(chan prometheus.Metric)
+	go func() {
+		m.requests.Collect(ch)
+		close(ch)
+	}()
+	for metric := range ch {
+		var pb dto.Metric
+		if err := metric.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		for _, label := range pb.GetLabel() {
+			if strings.HasPrefix(label.GetValue(), "visitor-chosen-id") {
+				t.Errorf("a visitor-chosen bot id became a label value: %v", pb.GetLabel())
+			}
+		}
+	}
+}
+
+func histogramCount(t *testing.T, h *prometheus.HistogramVec, labels ...string) uint64 {
+	t.Helper()
+	var pb dto.Metric
+	if err := h.WithLabelValues(labels...).(prometheus.Metric).Write(&pb); err != nil {
+		t.Fatal(err)
+	}
+	return pb.GetHistogram().GetSampleCount()
+}
+
+func TestMetricsSurviveReload(t *testing.T) {
+	api := newIdentityAPI(t)
+	bot := "reload-" + t.Name()
+	config := func() (*Handler, *prometheus.Registry) {
+		h := &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{bot: {AuthURL: api.URL}}}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		t.Cleanup(cancel)
+		if err := h.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Cleanup() })
+		return h, ctx.GetMetricsRegistry()
+	}
+	first, firstRegistry := config()
+	serve(t, first, widgetRequest(bot, "alice-token", ""))
+	second, secondRegistry := config()
+	serve(t, second, widgetRequest(bot, "alice-token", ""))
+
+	for i, registry := range []*prometheus.Registry{firstRegistry, secondRegistry} {
+		count, err := testutil.GatherAndCount(registry, "caddy_custom_auth_requests_total", "caddy_custom_auth_api_duration_seconds",
+			"caddy_custom_auth_cache_requests_total")
+		if err != nil || count == 0 {
+			t.Errorf("registry %d: %d series, %v", i, count, err)
+		}
+	}
+	if got := counter(processMetrics.requests, bot, "verified", ""); got != 2 {
+		t.Errorf("verified across the reload = %v, want 2", got)
+	}
+}
+
+func TestDecisionLogsNeverShowTheToken(t *testing.T) {
+	api := newIdentityAPI(t)
+	wl := newWhitelistAPI(t, `down`)
+	wl.answer(500, "")
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{
+		"shop":   {AuthURL: api.URL, CacheTTL: dur(0)},
+		"listed": {AuthURL: api.URL, WhitelistURL: &WhitelistSource{URL: wl.URL}},
+		"down":   {AuthURL: "http://127.0.0.1:1/"},
+	}})
+	core, logs := observer.New(zapcore.DebugLevel)
+	h.env.logger = zap.New(core)
+
+	const secret = "super-secret-token-123"
+	for _, r := range [][2]string{{"shop", "alice-token"}, {"shop", secret}, {"shop", secret + "x"}, {"down", secret}, {"listed", secret}, {"shop", "boom-token"}} {
+		serve(t, h, widgetRequest(r[0], r[1], "https://shop.example.com"))
+	}
+	decisions := logs.FilterMessage("custom authentication").All()
+	if len(decisions) != 6 {
+		t.Errorf("%d decision lines, want 6", len(decisions))
+	}
+	var sawVerified, sawError bool
+	for _, entry := range decisions {
+		fields := entry.ContextMap()
+		if fields["status"] == "verified" && fields["bot"] == "shop" {
+			sawVerified = true
+		}
+		if fields["reason"] == "error" && fields["error"] != nil {
+			sawError = true
+		}
+	}
+	if !sawVerified || !sawError {
+		t.Errorf("decision lines lack bot/status/reason/error: %v", decisions)
+	}
+	if len(logs.FilterLevelExact(zapcore.WarnLevel).All()) == 0 {
+		t.Error("no warning for the failing whitelist API")
+	}
+	for _, entry := range logs.All() {
+		text := fmt.Sprintf("%s %v", entry.Message, entry.ContextMap())
+		if strings.Contains(text, secret) {
+			t.Fatalf("token logged: %s", text)
+		}
+		if entry.Level > zapcore.DebugLevel && strings.Contains(text, "Nguyễn") {
+			t.Fatalf("contact details logged above debug: %s", text)
+		}
+	}
+}

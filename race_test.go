@@ -1,0 +1,5 @@
+//go:build race
+
+package customauth
+
+const raceEnabled = true
