@@ -5,10 +5,14 @@ package customauth
 // 9080), so every such test lives in this package and none runs in parallel.
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -293,6 +297,97 @@ func TestIntegrationOnFailReject(t *testing.T) {
 		be.mu.Unlock()
 		if reached != (tc.code == http.StatusOK) {
 			t.Errorf("%s from %s: backend reached = %v", tc.token, tc.origin, reached)
+		}
+	}
+}
+
+// caddyBinary builds ./caddymodule once: Caddy with its standard modules and this one.
+var caddyBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "custom-auth-caddy")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "caddy")
+	out, err := exec.Command("go", "build", "-o", bin, "./caddymodule").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./caddymodule: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func runCaddy(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	bin, err := caddyBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+func TestBinaryListsModule(t *testing.T) {
+	code, out := runCaddy(t, "list-modules")
+	if code != 0 || !strings.Contains(out, "http.handlers.custom_auth") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestBinaryValidateNamesFileAndLine(t *testing.T) {
+	// Caddy logs the error as JSON, so quotes in it appear escaped.
+	for _, tc := range []struct {
+		name, config, want, line string
+	}{
+		{"bad identify_by", ":0 {\n\tcustom_auth {\n\t\tbot b {\n\t\t\tauth_url https://a.example\n\t\t\tidentify_by nick\n\t\t}\n\t}\n}\n",
+			`'custom_auth': identify_by: must be id, email or phone_number, not \"nick\"`, "Caddyfile:5"},
+		{"unknown subdirective", ":0 {\n\tcustom_auth {\n\t\tbogus 1\n\t}\n}\n", `'custom_auth': unrecognized subdirective 'bogus'`, "Caddyfile:3"},
+		{"missing auth_url", ":0 {\n\tcustom_auth {\n\t\tbot b {\n\t\t\tforward email\n\t\t}\n\t}\n}\n", `'custom_auth': bot \"b\": auth_url is required`, "Caddyfile:5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeCaddyfile(t, tc.config)
+			code, out := runCaddy(t, "validate", "--config", file, "--adapter", "caddyfile")
+			if code == 0 || !strings.Contains(out, tc.want) || !strings.Contains(out, tc.line) {
+				t.Errorf("exit %d; output lacks %q at %s:\n%s", code, tc.want, tc.line, out)
+			}
+		})
+	}
+	// A JSON config is checked when it is provisioned; the error names the bot.
+	file := filepath.Join(t.TempDir(), "caddy.json")
+	os.WriteFile(file, []byte(`{"apps":{"http":{"servers":{"s":{"listen":[":0"],"routes":[{"handle":[
+		{"handler":"custom_auth","bots":{"shop":{"auth_url":"ftp://x"}}}]}]}}}}}`), 0o600)
+	code, out := runCaddy(t, "validate", "--config", file)
+	if code == 0 || !strings.Contains(out, `bot \"shop\": auth_url: \"ftp://x\" must be an absolute http or https URL`) {
+		t.Errorf("JSON: exit %d:\n%s", code, out)
+	}
+}
+
+func TestBinaryCLIExitCodes(t *testing.T) {
+	api := newIdentityAPI(t)
+	config := cliConfig(t, api)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--bot", "shop", "--token", "alice-token", "--origin", "https://shop.example.com"}, 0, "Result: verified"},
+		{[]string{"--bot", "shop", "--token", "wrong-token", "--origin", "https://shop.example.com"}, 1, "reason: rejected"},
+		{[]string{"--bot", "shop", "--no-such-flag"}, 2, "unknown flag"},
+		{[]string{"--bot", "nobody", "--token", "t"}, 2, "no custom_auth handler knows bot"},
+	} {
+		code, out := runCaddy(t, append([]string{"custom-auth", "test", "--config", config, "--adapter", "caddyfile"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, want %d; output lacks %q:\n%s", tc.args, code, tc.code, tc.want, out)
+		}
+		if strings.Contains(out, "alice-token") {
+			t.Errorf("%v: token printed", tc.args)
 		}
 	}
 }

@@ -256,6 +256,7 @@ func maskToken(token string) string {
 func (r *testReport) print(w io.Writer, asJSON bool) {
 	if asJSON {
 		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(r)
 		return
@@ -269,8 +270,11 @@ func (r *testReport) print(w io.Writer, asJSON bool) {
 		fmt.Fprintf(w, "  %d. %-9s %s  %s  (%.1f ms)\n", i+1, s.Step, mark, s.Detail, s.DurationMS)
 	}
 	if r.RequestBody != nil {
-		body, _ := json.Marshal(r.RequestBody)
-		fmt.Fprintf(w, "\nRequest body sent to the identity API:\n  %s\n", body)
+		var body strings.Builder
+		enc := json.NewEncoder(&body)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(r.RequestBody)
+		fmt.Fprintf(w, "\nRequest body sent to the identity API:\n  %s", body.String())
 	}
 	if r.APIStatus != 0 {
 		fmt.Fprintf(w, "Identity API answered: HTTP %d\n", r.APIStatus)
