@@ -366,6 +366,8 @@ func (h *Handler) identify(ctx context.Context, v visit, trace tracer) *outcome 
 		return out.fallback(reasonRejected)
 	case resultError:
 		out.err = res.err
+		h.env.warn("identity:"+b.id, "identity API failed; visitors of this bot fall back to anonymous",
+			zap.String("bot", b.id), zap.Error(res.err))
 		step("identity", false, res.err.Error())
 		return out.fallback(reasonError)
 	}

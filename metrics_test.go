@@ -154,8 +154,16 @@ func TestDecisionLogsNeverShowTheToken(t *testing.T) {
 	if !sawVerified || !sawError {
 		t.Errorf("decision lines lack bot/status/reason/error: %v", decisions)
 	}
-	if len(logs.FilterLevelExact(zapcore.WarnLevel).All()) == 0 {
-		t.Error("no warning for the failing whitelist API")
+	warnings := logs.FilterLevelExact(zapcore.WarnLevel)
+	for _, bot := range []string{"listed", "down", "shop"} {
+		if n := warnings.FilterField(zap.String("bot", bot)).Len(); n != 1 {
+			t.Errorf("%d warnings for bot %s, want 1", n, bot)
+		}
+	}
+	// The same failure again within the interval is not repeated.
+	serve(t, h, widgetRequest("down", "alice-token", ""))
+	if n := logs.FilterLevelExact(zapcore.WarnLevel).FilterField(zap.String("bot", "down")).Len(); n != 1 {
+		t.Errorf("%d warnings for bot down after a second failure, want 1", n)
 	}
 	for _, entry := range logs.All() {
 		text := fmt.Sprintf("%s %v", entry.Message, entry.ContextMap())
