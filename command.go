@@ -169,13 +169,13 @@ func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) in
 		report.Error = out.err.Error()
 	}
 	if out.status == statusVerified {
-		header := http.Header{}
-		if err := h.injectContact(header, out); err != nil {
+		backendRequest := &http.Request{Header: http.Header{}}
+		if err := h.injectContact(backendRequest, &out); err != nil {
 			report.Error = err.Error()
 		}
-		report.Headers = make(map[string]string, len(header))
-		for name := range header {
-			report.Headers[name] = header.Get(name)
+		report.Headers = make(map[string]string, len(backendRequest.Header))
+		for name := range backendRequest.Header {
+			report.Headers[name] = backendRequest.Header.Get(name)
 		}
 	}
 	report.print(stdout, opts.json)

@@ -92,6 +92,7 @@ type Handler struct {
 	botID, token, origin valueSource
 	fields               []visitorField
 	prefix               string
+	headerNames          contactHeaderNames
 	reject               bool
 	bots                 map[string]*bot
 	defaultBot           *bot
@@ -190,6 +191,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := checkHeaderPrefix(h.prefix); err != nil {
 		return err
 	}
+	h.headerNames = newContactHeaderNames(h.prefix)
 	switch h.OnFail {
 	case "", "fallback":
 	case "reject":
@@ -279,19 +281,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.assertions.serveJWKS(w, r)
 	}
 
-	var out *outcome
+	var out outcome
 	if isPreflight(r) {
 		// A browser's preflight carries no credentials: recognised before step 1.
-		out = &outcome{reason: reasonPreflight}
+		out.reason = reasonPreflight
 	} else {
 		out = h.identify(r.Context(), h.visitOf(r, repl), nil)
 	}
 	publishOutcome(repl, out)
-	h.env.metrics.observeRequest(out)
-	h.logDecision(out)
+	h.env.metrics.observeRequest(&out)
+	h.logDecision(&out)
 
 	if out.status == statusVerified {
-		if err := h.injectContact(r.Header, out); err != nil {
+		if err := h.injectContact(r, &out); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	} else if h.reject && out.reason.rejectable() {
@@ -320,67 +322,86 @@ type tracer interface {
 	step(name string, passed bool, detail string)
 }
 
-// identify runs steps 1–3 of the flow and returns the outcome. trace may be nil.
-func (h *Handler) identify(ctx context.Context, v visit, trace tracer) *outcome {
-	out := &outcome{botID: v.botID}
-	step := func(name string, passed bool, detail string) {
-		if trace != nil {
-			trace.step(name, passed, detail)
-		}
-	}
+// identify runs steps 1–3 of the flow and returns the outcome. trace may be nil; the
+// details for it are only put together when it is not.
+func (h *Handler) identify(ctx context.Context, v visit, trace tracer) outcome {
+	out := outcome{botID: v.botID}
 
 	// Step 1: the bot.
 	b, reason := h.lookupBot(ctx, v.botID)
 	if b == nil {
-		step("bot", false, string(reason))
+		if trace != nil {
+			trace.step("bot", false, string(reason))
+		}
 		return out.fallback(reason)
 	}
 	out.bot = b
 	if b.off {
-		step("bot", false, "off")
+		if trace != nil {
+			trace.step("bot", false, "off")
+		}
 		return out.fallback(reasonDisabled)
 	}
-	step("bot", true, "identity API "+b.authURL)
+	if trace != nil {
+		trace.step("bot", true, "identity API "+b.authURL)
+	}
 
 	// Step 2: the domain whitelist.
-	if b.hasWhitelist() {
-		if !b.allowsOrigin(ctx, v.origin) {
-			step("whitelist", false, fmt.Sprintf("origin %q is not on the whitelist", v.origin))
-			return out.fallback(reasonDomainNotAllowed)
+	if b.hasWhitelist() && !b.allowsOrigin(ctx, v.origin) {
+		if trace != nil {
+			trace.step("whitelist", false, fmt.Sprintf("origin %q is not on the whitelist", v.origin))
 		}
-		step("whitelist", true, fmt.Sprintf("origin %q is allowed", v.origin))
-	} else {
-		step("whitelist", true, "no whitelist: any origin")
+		return out.fallback(reasonDomainNotAllowed)
+	}
+	if trace != nil {
+		trace.step("whitelist", true, whitelistDetail(b, v.origin))
 	}
 
 	// Step 3: the identity API.
 	if v.token == "" {
-		step("identity", false, "no access token")
+		if trace != nil {
+			trace.step("identity", false, "no access token")
+		}
 		return out.fallback(reasonMissingToken)
 	}
 	res := h.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields})
 	out.cacheHit, out.apiTime, out.apiStatus = res.cacheHit, res.apiTime, res.status
 	switch res.result {
 	case resultRejected:
-		step("identity", false, fmt.Sprintf("rejected (HTTP %d)", res.status))
+		if trace != nil {
+			trace.step("identity", false, fmt.Sprintf("rejected (HTTP %d)", res.status))
+		}
 		return out.fallback(reasonRejected)
 	case resultError:
 		out.err = res.err
 		h.env.warn("identity:"+b.id, "identity API failed; visitors of this bot fall back to anonymous",
 			zap.String("bot", b.id), zap.Error(res.err))
-		step("identity", false, res.err.Error())
+		if trace != nil {
+			trace.step("identity", false, res.err.Error())
+		}
 		return out.fallback(reasonError)
 	}
 	if claimed, ok := v.fields.get(b.primaryField); ok && !b.samePrimary(claimed, res.identity.primary) {
-		step("identity", false, fmt.Sprintf("the API says %s %q, the visitor claimed %q", b.identifyBy, res.identity.primary, claimed))
+		if trace != nil {
+			trace.step("identity", false, fmt.Sprintf("the API says %s %q, the visitor claimed %q", b.identifyBy, res.identity.primary, claimed))
+		}
 		return out.fallback(reasonIdentityMismatch)
 	}
-	step("identity", true, fmt.Sprintf("%s %q (HTTP %d)", b.identifyBy, res.identity.primary, res.status))
+	if trace != nil {
+		trace.step("identity", true, fmt.Sprintf("%s %q (HTTP %d)", b.identifyBy, res.identity.primary, res.status))
+	}
 
 	// Step 4: verified.
 	out.status = statusVerified
 	out.identity = res.identity
 	return out
+}
+
+func whitelistDetail(b *bot, origin string) string {
+	if !b.hasWhitelist() {
+		return "no whitelist: any origin"
+	}
+	return fmt.Sprintf("origin %q is allowed", origin)
 }
 
 // lookupBot finds the settings of a bot: listed, fetched from bots_url, or `bot *`.

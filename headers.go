@@ -3,6 +3,7 @@ package customauth
 import (
 	"fmt"
 	"net/http"
+	"net/textproto"
 
 	"github.com/custom-auth/custom_auth/contact"
 )
@@ -51,11 +52,45 @@ func checkHeaderPrefix(prefix string) error {
 	return nil
 }
 
+// contactHeaderNames are the names of the headers the handler sets, in canonical form
+// so that they can be set without canonicalising them on every request.
+type contactHeaderNames struct {
+	fields     []string // by index of contact.Fields
+	identifyBy string
+	assertion  string
+}
+
+func newContactHeaderNames(prefix string) contactHeaderNames {
+	name := func(field string) string {
+		return textproto.CanonicalMIMEHeaderKey(contact.HeaderName(prefix, field))
+	}
+	names := contactHeaderNames{identifyBy: name("identify_by"), assertion: name("assertion")}
+	for _, field := range contact.Fields {
+		names.fields = append(names.fields, name(field))
+	}
+	return names
+}
+
 // injectContact sets the contact headers of a verified visitor, and the signed
-// assertion when a key is configured.
-func (h *Handler) injectContact(header http.Header, out *outcome) error {
+// assertion when a key is configured. The values were encoded when the identity was
+// verified, and all of a request's header values share one allocation. The request's
+// header map is replaced by one sized for the new headers, which costs less than
+// letting it grow.
+func (h *Handler) injectContact(r *http.Request, out *outcome) error {
 	id := out.identity
-	contact.SetHeaders(header, h.prefix, id.data, out.bot.identifyBy)
+	n := len(id.headers)
+	header := make(http.Header, len(r.Header)+n+2)
+	for name, values := range r.Header {
+		header[name] = values
+	}
+	values := make([]string, n+2)
+	for i, ch := range id.headers {
+		values[i] = ch.value
+		header[h.headerNames.fields[ch.field]] = values[i : i+1 : i+1]
+	}
+	values[n] = contact.EncodeValue(out.bot.identifyBy)
+	header[h.headerNames.identifyBy] = values[n : n+1 : n+1]
+	r.Header = header
 	if h.assertions == nil {
 		return nil
 	}
@@ -63,6 +98,7 @@ func (h *Handler) injectContact(header http.Header, out *outcome) error {
 	if err != nil {
 		return fmt.Errorf("signing the contact assertion: %w", err)
 	}
-	header.Set(contact.HeaderName(h.prefix, "assertion"), token)
+	values[n+1] = token
+	header[h.headerNames.assertion] = values[n+1 : n+2 : n+2]
 	return nil
 }

@@ -185,7 +185,7 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 	}
 	return lookupResult{
 		result:   resultVerified,
-		identity: &identity{data: data, raw: raw, primary: primary},
+		identity: newIdentity(data, raw, primary),
 		maxAge:   -1,
 	}
 }

@@ -62,7 +62,7 @@ type outcome struct {
 	err       error
 }
 
-func (o *outcome) fallback(r reason) *outcome {
+func (o outcome) fallback(r reason) outcome {
 	o.status = statusFallback
 	o.reason = r
 	return o
@@ -77,8 +77,8 @@ const (
 
 // publishOutcome makes the outcome available as `{http.custom_auth.*}` placeholders.
 // They are answered lazily, so a request whose placeholders nobody reads pays for
-// none of them.
-func publishOutcome(repl *caddy.Replacer, out *outcome) {
+// none of them; the outcome is captured by value, in the closure's one allocation.
+func publishOutcome(repl *caddy.Replacer, out outcome) {
 	repl.Map(func(key string) (any, bool) {
 		if !strings.HasPrefix(key, placeholderPrefix) {
 			return nil, false
@@ -112,6 +112,25 @@ type identity struct {
 	raw []byte
 	// primary is the value of the bot's identify_by field, as text.
 	primary string
+	// headers are the contact's header values, encoded once for every request that
+	// the cached identity serves.
+	headers []contactHeader
+}
+
+// contactHeader is one encoded header value; field indexes contact.Fields.
+type contactHeader struct {
+	field int
+	value string
+}
+
+func newIdentity(data contact.Data, raw []byte, primary string) *identity {
+	id := &identity{data: data, raw: raw, primary: primary}
+	for i, field := range contact.Fields {
+		if text, ok := data.Text(field); ok {
+			id.headers = append(id.headers, contactHeader{field: i, value: contact.EncodeValue(text)})
+		}
+	}
+	return id
 }
 
 // metadata returns data.metadata, field by field; empty when absent or not an object.
