@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
 // Contacts the test identity API knows, by access token.
@@ -148,6 +149,9 @@ func (api *identityAPI) lastHeader(t testing.TB) http.Header {
 // provision provisions a handler as Caddy would, and cleans it up with the test.
 func provision(t testing.TB, h *Handler) *Handler {
 	t.Helper()
+	if h.logger == nil {
+		h.logger = zap.NewNop() // tests that read the log replace it
+	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	if err := h.Provision(ctx); err != nil {
 		cancel()
