@@ -271,3 +271,30 @@ func TestCacheStaysWithinCacheSize(t *testing.T) {
 		t.Errorf("heap grew by %d bytes, over 1.5× cache_size", grown)
 	}
 }
+
+// BenchmarkCacheParallel is the cached identity lookup under concurrency: the same few
+// thousand visitors asked from every core.
+func BenchmarkCacheParallel(b *testing.B) {
+	res := parseAnswer(200, []byte(`{"data":`+aliceData+`}`), "id")
+	caches, err := newCaches("bench-parallel", 64<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer caches.Destruct()
+	ci := &cachedIdentifier{caches: caches, next: staticIdentifier{res}, metrics: processMetrics, now: time.Now}
+	bt := &bot{id: "shop", cacheTTL: time.Hour, negativeTTL: time.Minute}
+	requests := make([]identityRequest, 4096)
+	for i := range requests {
+		requests[i] = identityRequest{token: "token-" + strconv.Itoa(i)}
+		ci.identify(context.Background(), bt, requests[i])
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			ci.identify(context.Background(), bt, requests[i%len(requests)])
+			i++
+		}
+	})
+}

@@ -219,15 +219,21 @@ func TestIntegrationFlow(t *testing.T) {
 	}
 }
 
+// gatewayRequest is a widget request for bot shop through the test Caddy.
+func gatewayRequest(path, token, origin string) *http.Request {
+	req, _ := http.NewRequest(http.MethodGet, "http://localhost:9080"+path, nil)
+	req.Header.Set("X-Bot-Id", "shop")
+	req.Header.Set("X-Access-Token", token)
+	req.Header.Set("Origin", origin)
+	return req
+}
+
 func TestIntegrationIdentityAPIRequest(t *testing.T) {
 	api := newIdentityAPI(t)
 	be := newBackend(t)
 	tester := startCaddy(t, api, be)
 
-	req, _ := http.NewRequest(http.MethodPost, "http://localhost:9080/chat", nil)
-	req.Header.Set("X-Bot-Id", "shop")
-	req.Header.Set("X-Access-Token", "alice-token")
-	req.Header.Set("Origin", "https://shop.example.com")
+	req := gatewayRequest("/chat", "alice-token", "https://shop.example.com")
 	req.Header.Set("X-User-Email", "b@example.com")
 	req.Header.Set("X-User-Phone", "0912345678") // supplied, but not forwarded
 	tester.AssertResponse(req, http.StatusOK, "backend")
@@ -251,10 +257,7 @@ func TestIntegrationHostileContactValues(t *testing.T) {
 	be := newBackend(t)
 	tester := startCaddy(t, api, be)
 
-	req, _ := http.NewRequest(http.MethodGet, "http://localhost:9080/chat", nil)
-	req.Header.Set("X-Bot-Id", "shop")
-	req.Header.Set("X-Access-Token", "crlf-token")
-	req.Header.Set("Origin", "https://shop.example.com")
+	req := gatewayRequest("/chat", "crlf-token", "https://shop.example.com")
 	tester.AssertResponse(req, http.StatusOK, "backend")
 	got, _ := be.received(t)
 	if ids := got.Header.Values("X-Contact-Id"); len(ids) != 1 || ids[0] != "7" {
@@ -285,10 +288,7 @@ func TestIntegrationOnFailReject(t *testing.T) {
 		be.mu.Lock()
 		before := be.calls
 		be.mu.Unlock()
-		req, _ := http.NewRequest(http.MethodGet, "http://localhost:9080/strict/chat", nil)
-		req.Header.Set("X-Bot-Id", "shop")
-		req.Header.Set("X-Access-Token", tc.token)
-		req.Header.Set("Origin", tc.origin)
+		req := gatewayRequest("/strict/chat", tc.token, tc.origin)
 		spoof(req)
 		resp := tester.AssertResponseCode(req, tc.code)
 		resp.Body.Close()

@@ -36,9 +36,7 @@ func TestFlow(t *testing.T) {
 	api := newIdentityAPI(t)
 	h := flowHandler(t, api)
 
-	preflight := widgetRequest("", "", "https://shop.example.com")
-	preflight.Method = http.MethodOptions
-	preflight.Header.Set("Access-Control-Request-Method", "POST")
+	preflight := preflightRequest()
 
 	for _, tc := range []struct {
 		name   string
@@ -239,9 +237,7 @@ func TestOnFailReject(t *testing.T) {
 		"shop":  {AuthURL: api.URL, Whitelist: []string{"shop.example.com"}},
 		"quiet": {Off: true},
 	}})
-	preflight := widgetRequest("", "", "")
-	preflight.Method = http.MethodOptions
-	preflight.Header.Set("Access-Control-Request-Method", "POST")
+	preflight := preflightRequest()
 
 	for _, tc := range []struct {
 		name string

@@ -235,3 +235,12 @@ func widgetRequest(bot, token, origin string, extra ...string) *http.Request {
 	}
 	return r
 }
+
+// preflightRequest is a browser's CORS preflight for a widget request.
+func preflightRequest() *http.Request {
+	r := widgetRequest("", "", "https://shop.example.com")
+	r.Method = http.MethodOptions
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	r.Header.Set("Access-Control-Request-Headers", "x-bot-id,x-access-token")
+	return r
+}

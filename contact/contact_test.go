@@ -174,3 +174,14 @@ func FuzzDecodeValue(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkEncodeValue(b *testing.B) {
+	for name, v := range map[string]string{"ascii": "b@example.com", "vietnamese": "Nguyễn Văn B"} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				EncodeValue(v)
+			}
+		})
+	}
+}
