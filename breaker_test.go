@@ -1,6 +1,7 @@
 package customauth
 
 import (
+	"context"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -82,5 +83,44 @@ func TestBreakerSharedByBotsOfOneAPI(t *testing.T) {
 	}
 	if _, err := newBreaker("https://x.example", &BreakerSettings{Failures: -1}); err == nil {
 		t.Error("negative failures accepted")
+	}
+}
+
+// TestBreakerIgnoresVisitorsWhoLeave: a visitor who closes the page cancels the API
+// call; that must not count as the API being down.
+func TestBreakerIgnoresVisitorsWhoLeave(t *testing.T) {
+	api := newIdentityAPI(t)
+	arrived := make(chan struct{}, 10)
+	api.setAnswer(func(w http.ResponseWriter, body map[string]string) bool {
+		if body["access_token"] != "hang-token" {
+			return false
+		}
+		arrived <- struct{}{}
+		<-api.release
+		return true
+	})
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+		AuthURL: api.URL + "/leave", CacheTTL: dur(0), NegativeTTL: dur(0),
+		CircuitBreaker: &BreakerSettings{Failures: 2},
+	}}})
+	for range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := widgetRequest("shop", "hang-token", "").WithContext(ctx)
+		done := make(chan string)
+		go func() {
+			done <- serve(t, h, r).placeholder("http.custom_auth.reason")
+		}()
+		select {
+		case <-arrived:
+			cancel()
+		case reason := <-done:
+			t.Fatalf("the call never reached the API (breaker open?): reason %q", reason)
+		}
+		if reason := <-done; reason != "error" {
+			t.Fatalf("reason %q", reason)
+		}
+	}
+	if o := verify(t, h, "alice-token"); o != "verified/" {
+		t.Errorf("visitors who left opened the breaker: %s", o)
 	}
 }

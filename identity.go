@@ -100,8 +100,8 @@ func (c *identityClient) identify(ctx context.Context, b *bot, req identityReque
 
 var errBreakerOpen = errors.New("identity API skipped after repeated errors (circuit breaker open)")
 
-func (c *identityClient) call(ctx context.Context, b *bot, req identityRequest) lookupResult {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+func (c *identityClient) call(parent context.Context, b *bot, req identityRequest) lookupResult {
+	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	defer cancel()
 
 	body, err := requestBody(b, req)
@@ -120,12 +120,15 @@ func (c *identityClient) call(ctx context.Context, b *bot, req identityRequest) 
 
 	resp, err := c.client.Do(httpReq)
 	if err != nil {
-		return failure(fmt.Errorf("calling identity API: %w", redactURLError(err)), true)
+		// A visitor who leaves cancels the call; that says nothing about the API, and
+		// must not open the breaker for everyone.
+		apiDown := parent.Err() == nil
+		return failure(fmt.Errorf("calling identity API: %w", redactURLError(err)), apiDown)
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize+1))
 	if err != nil {
-		return failure(fmt.Errorf("reading identity API answer: %w", err), true)
+		return failure(fmt.Errorf("reading identity API answer: %w", err), parent.Err() == nil)
 	}
 	res := parseAnswer(resp.StatusCode, answer, b.identifyBy)
 	res.status = resp.StatusCode
