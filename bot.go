@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Bot is the Custom Authentication settings of one bot. The same JSON form is what
@@ -117,6 +118,8 @@ type bot struct {
 	whitelist    *whitelist
 	remoteList   *remoteWhitelist
 	breaker      *breaker
+	// verifiedRequests counts this bot's verified requests.
+	verifiedRequests prometheus.Counter
 	// settingsKey identifies the settings that shape an identity (URL, headers,
 	// forwarded fields, primary key), so a cached identity is never served to a bot
 	// whose settings changed.
@@ -194,6 +197,7 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 	}
 
 	b.settingsKey = settingsKey(b)
+	b.verifiedRequests = processMetrics.requests.WithLabelValues(id, statusVerified.String(), "")
 	return b, nil
 }
 

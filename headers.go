@@ -73,16 +73,11 @@ func newContactHeaderNames(prefix string) contactHeaderNames {
 
 // injectContact sets the contact headers of a verified visitor, and the signed
 // assertion when a key is configured. The values were encoded when the identity was
-// verified, and all of a request's header values share one allocation. The request's
-// header map is replaced by one sized for the new headers, which costs less than
-// letting it grow.
+// verified, and all of a request's header values share one allocation.
 func (h *Handler) injectContact(r *http.Request, out *outcome) error {
 	id := out.identity
 	n := len(id.headers)
-	header := make(http.Header, len(r.Header)+n+2)
-	for name, values := range r.Header {
-		header[name] = values
-	}
+	header := r.Header
 	values := make([]string, n+2)
 	for i, ch := range id.headers {
 		values[i] = ch.value
@@ -90,7 +85,6 @@ func (h *Handler) injectContact(r *http.Request, out *outcome) error {
 	}
 	values[n] = contact.EncodeValue(out.bot.identifyBy)
 	header[h.headerNames.identifyBy] = values[n : n+1 : n+1]
-	r.Header = header
 	if h.assertions == nil {
 		return nil
 	}

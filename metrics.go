@@ -66,6 +66,10 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 }
 
 func (m *metrics) observeRequest(out *outcome) {
+	if out.status == statusVerified {
+		out.bot.verifiedRequests.Inc() // the everyday path skips the label lookup
+		return
+	}
 	m.requests.WithLabelValues(out.botLabel(), out.status.String(), string(out.reason)).Inc()
 }
 
