@@ -374,8 +374,10 @@ func (h *Handler) identify(ctx context.Context, v visit, trace tracer) outcome {
 		return out.fallback(reasonRejected)
 	case resultError:
 		out.err = res.err
-		h.env.warn("identity:"+b.id, "identity API failed; visitors of this bot fall back to anonymous",
-			zap.String("bot", b.id), zap.Error(res.err))
+		if ctx.Err() == nil { // a visitor who left is no news about the API
+			h.env.warn("identity:"+b.id, "identity API failed; visitors of this bot fall back to anonymous",
+				zap.String("bot", b.id), zap.Error(res.err))
+		}
 		if trace != nil {
 			trace.step("identity", false, res.err.Error())
 		}
