@@ -128,14 +128,15 @@ func (e *environment) warn(key, msg string, fields ...zap.Field) {
 	now := e.now()
 	e.warnedMu.Lock()
 	last, seen := e.warned[key]
-	if !seen || now.Sub(last) >= warnInterval {
+	due := !seen || now.Sub(last) >= warnInterval
+	if due {
 		if len(e.warned) >= 10000 {
 			clear(e.warned) // bounded: keys come from bots and URLs
 		}
 		e.warned[key] = now
 	}
 	e.warnedMu.Unlock()
-	if !seen || now.Sub(last) >= warnInterval {
+	if due {
 		e.logger.Warn(msg, fields...)
 	}
 }
@@ -210,7 +211,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.env.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	if h.caches, err = loadCaches(h.cacheSize(), h.env.logger); err != nil {
+	if h.caches, err = loadCaches(cmp.Or(h.CacheSize, defaultCacheSize), h.env.logger); err != nil {
 		return err
 	}
 
@@ -240,15 +241,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func (h *Handler) cacheSize() int64 {
-	if h.CacheSize == 0 {
-		return defaultCacheSize
-	}
-	return h.CacheSize
-}
-
-// Validate checks what Provision could not reject on its own; everything is checked
-// there, so that a JSON config gets the same errors as a Caddyfile.
+// Validate checks what needs no provisioning. Most checks are in Provision, after the
+// placeholders in the values are expanded; a JSON config gets the same errors as a
+// Caddyfile there.
 func (h *Handler) Validate() error {
 	if h.JWKSPath != "" && !strings.HasPrefix(h.JWKSPath, "/") {
 		return fmt.Errorf("jwks_path: must start with /")
