@@ -5,6 +5,8 @@ package customauth
 // 9080), so every such test lives in this package and none runs in parallel.
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -389,5 +391,109 @@ func TestBinaryCLIExitCodes(t *testing.T) {
 		if strings.Contains(out, "alice-token") {
 			t.Errorf("%v: token printed", tc.args)
 		}
+	}
+}
+
+// TestIntegrationReloadKeepsCache loads the same config twice through Caddy's admin
+// API, as `caddy reload` does: the cached identity survives, and a changed auth_url
+// does not serve it.
+func TestIntegrationReloadKeepsCache(t *testing.T) {
+	api := newIdentityAPI(t)
+	be := newBackend(t)
+	// The grace period differs between loads so that Caddy really reloads: it skips a
+	// config identical to the running one.
+	loads := 0
+	config := func(path string) string {
+		loads++
+		return fmt.Sprintf(`
+		{
+			skip_install_trust
+			admin localhost:2999
+			http_port 9080
+			https_port 9443
+			grace_period %dns
+		}
+		http://localhost:9080 {
+			custom_auth {
+				cache_size 3MB
+				bot shop {
+					auth_url %s%s
+				}
+			}
+			reverse_proxy %s
+		}`, loads, api.URL, path, strings.TrimPrefix(be.URL, "http://"))
+	}
+	tester := caddytest.NewTester(t)
+	send := func() {
+		tester.AssertResponse(gatewayRequest("/chat", "alice-token", ""), http.StatusOK, "backend")
+		got, _ := be.received(t)
+		if got.Header.Get("X-Contact-Id") != "2" {
+			t.Fatalf("not verified: %v", got.Header)
+		}
+	}
+	tester.InitServer(config("/ca"), "caddyfile")
+	send()
+	tester.InitServer(config("/ca"), "caddyfile")
+	send()
+	if n := api.calls.Load(); n != 1 {
+		t.Errorf("after a reload of the same config: %d API calls, want 1", n)
+	}
+	tester.InitServer(config("/ca/v2"), "caddyfile")
+	send()
+	if n := api.calls.Load(); n != 2 {
+		t.Errorf("after a reload with a new auth_url: %d API calls, want 2", n)
+	}
+}
+
+// TestIntegrationJWKS signs with an Ed25519 key file and serves the public key: the
+// backend verifies the assertion with the JWKS fetched from the gateway.
+func TestIntegrationJWKS(t *testing.T) {
+	api := newIdentityAPI(t)
+	be := newBackend(t)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	keyFile := writeKey(t, key)
+	tester := caddytest.NewTester(t)
+	tester.InitServer(fmt.Sprintf(`
+	{
+		skip_install_trust
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+		grace_period 1ns
+	}
+	http://localhost:9080 {
+		custom_auth {
+			sign_key_file %s
+			jwks_path /.well-known/custom-auth/jwks.json
+			bot shop {
+				auth_url %s
+			}
+		}
+		reverse_proxy %s
+	}`, keyFile, api.URL, strings.TrimPrefix(be.URL, "http://")), "caddyfile")
+
+	resp, err := tester.Client.Get("http://localhost:9080/.well-known/custom-auth/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("JWKS: %d %s", resp.StatusCode, jwks)
+	}
+	verifier, err := contact.NewJWKSVerifier(jwks)
+	if err != nil {
+		t.Fatalf("JWKS %s: %v", jwks, err)
+	}
+
+	tester.AssertResponse(gatewayRequest("/chat", "alice-token", ""), http.StatusOK, "backend")
+	got, _ := be.received(t)
+	claims, err := verifier.Verify(got.Header.Get("X-Contact-Assertion"), "shop")
+	if err != nil {
+		t.Fatalf("assertion: %v", err)
+	}
+	c, err := claims.Contact()
+	if err != nil || c.Name != "Nguyễn Văn B" || c.Metadata["order_quantity"] != 3.0 {
+		t.Errorf("contact = %+v, %v", c, err)
 	}
 }
