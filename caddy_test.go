@@ -62,20 +62,27 @@ func (b *backend) received(t testing.TB) (*http.Request, string) {
 
 const testSignKey = "integration-test-signing-key-0123456789"
 
-func startCaddy(t *testing.T, api *identityAPI, be *backend) *caddytest.Tester {
-	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
+// testGlobalOptions are the global options of every test Caddy: the ports caddytest
+// expects. Caddy skips loading a config identical to the running one, so a test that
+// reloads changes the grace period.
+func testGlobalOptions(gracePeriodNS int, more string) string {
+	return fmt.Sprintf(`
 	{
 		skip_install_trust
 		admin localhost:2999
 		http_port 9080
 		https_port 9443
-		grace_period 1ns
+		grace_period %dns%s
+	}`, gracePeriodNS, more)
+}
+
+func startCaddy(t *testing.T, api *identityAPI, be *backend) *caddytest.Tester {
+	tester := caddytest.NewTester(t)
+	tester.InitServer(testGlobalOptions(1, `
 		servers {
 			expected_underscore_headers x_contact_*
 			expected_dot_headers x.contact.*
-		}
-	}
+		}`)+fmt.Sprintf(`
 	http://localhost:9080 {
 		handle /strict/* {
 			custom_auth {
@@ -400,19 +407,10 @@ func TestBinaryCLIExitCodes(t *testing.T) {
 func TestIntegrationReloadKeepsCache(t *testing.T) {
 	api := newIdentityAPI(t)
 	be := newBackend(t)
-	// The grace period differs between loads so that Caddy really reloads: it skips a
-	// config identical to the running one.
 	loads := 0
 	config := func(path string) string {
 		loads++
-		return fmt.Sprintf(`
-		{
-			skip_install_trust
-			admin localhost:2999
-			http_port 9080
-			https_port 9443
-			grace_period %dns
-		}
+		return testGlobalOptions(loads, "") + fmt.Sprintf(`
 		http://localhost:9080 {
 			custom_auth {
 				cache_size 3MB
@@ -421,7 +419,7 @@ func TestIntegrationReloadKeepsCache(t *testing.T) {
 				}
 			}
 			reverse_proxy %s
-		}`, loads, api.URL, path, strings.TrimPrefix(be.URL, "http://"))
+		}`, api.URL, path, strings.TrimPrefix(be.URL, "http://"))
 	}
 	tester := caddytest.NewTester(t)
 	send := func() {
@@ -453,14 +451,7 @@ func TestIntegrationJWKS(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	keyFile := writeKey(t, key)
 	tester := caddytest.NewTester(t)
-	tester.InitServer(fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period 1ns
-	}
+	tester.InitServer(testGlobalOptions(1, "")+fmt.Sprintf(`
 	http://localhost:9080 {
 		custom_auth {
 			sign_key_file %s
