@@ -14,34 +14,44 @@ type metrics struct {
 	apiDuration      *prometheus.HistogramVec
 	cacheRequests    *prometheus.CounterVec
 	whitelistRefresh *prometheus.CounterVec
+
+	// The identity cache's counters, looked up once: they count every request.
+	identityHits, identityMisses prometheus.Counter
 }
 
-var processMetrics = &metrics{
-	requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy",
-		Subsystem: "custom_auth",
-		Name:      "requests_total",
-		Help:      "Requests seen by custom_auth, by bot, status (verified or fallback) and fallback reason.",
-	}, []string{"bot", "status", "reason"}),
-	apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "caddy",
-		Subsystem: "custom_auth",
-		Name:      "api_duration_seconds",
-		Help:      "Duration of identity API calls, by bot and result (verified, rejected or error).",
-		Buckets:   prometheus.DefBuckets,
-	}, []string{"bot", "result"}),
-	cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy",
-		Subsystem: "custom_auth",
-		Name:      "cache_requests_total",
-		Help:      "Cache lookups, by cache (identity, whitelist or bots) and result (hit or miss).",
-	}, []string{"cache", "result"}),
-	whitelistRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "caddy",
-		Subsystem: "custom_auth",
-		Name:      "whitelist_refresh_errors_total",
-		Help:      "Failed fetches of a bot's whitelist_url.",
-	}, []string{"bot"}),
+var processMetrics = newProcessMetrics()
+
+func newProcessMetrics() *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "caddy",
+			Subsystem: "custom_auth",
+			Name:      "requests_total",
+			Help:      "Requests seen by custom_auth, by bot, status (verified or fallback) and fallback reason.",
+		}, []string{"bot", "status", "reason"}),
+		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "caddy",
+			Subsystem: "custom_auth",
+			Name:      "api_duration_seconds",
+			Help:      "Duration of identity API calls, by bot and result (verified, rejected or error).",
+			Buckets:   prometheus.DefBuckets,
+		}, []string{"bot", "result"}),
+		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "caddy",
+			Subsystem: "custom_auth",
+			Name:      "cache_requests_total",
+			Help:      "Cache lookups, by cache (identity, whitelist or bots) and result (hit or miss).",
+		}, []string{"cache", "result"}),
+		whitelistRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "caddy",
+			Subsystem: "custom_auth",
+			Name:      "whitelist_refresh_errors_total",
+			Help:      "Failed fetches of a bot's whitelist_url.",
+		}, []string{"bot"}),
+	}
+	m.identityHits = m.cacheRequests.WithLabelValues("identity", "hit")
+	m.identityMisses = m.cacheRequests.WithLabelValues("identity", "miss")
+	return m
 }
 
 // newMetrics registers the collectors with a config's registry.
@@ -78,11 +88,16 @@ func (m *metrics) observeAPI(bot string, res lookupResult) {
 }
 
 func (m *metrics) observeCache(cache string, hit bool) {
-	result := "miss"
-	if hit {
-		result = "hit"
+	switch {
+	case cache == "identity" && hit:
+		m.identityHits.Inc()
+	case cache == "identity":
+		m.identityMisses.Inc()
+	case hit:
+		m.cacheRequests.WithLabelValues(cache, "hit").Inc()
+	default:
+		m.cacheRequests.WithLabelValues(cache, "miss").Inc()
 	}
-	m.cacheRequests.WithLabelValues(cache, result).Inc()
 }
 
 func (m *metrics) observeWhitelistRefreshError(bot string) {
