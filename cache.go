@@ -171,21 +171,17 @@ func identityKey(b *bot, req identityRequest) string {
 }
 
 // resultCost estimates the bytes a cached verdict holds: the entry, the result and
-// ristretto's bookkeeping, and the contact's raw JSON, parsed fields and encoded
-// headers. It errs on the high side (a typical contact: 1.7 KB estimated, 1.5 KB
-// measured), so that the heap stays within cache_size.
+// ristretto's bookkeeping, and the contact's raw JSON and encoded headers. It errs on
+// the high side, so that the heap stays within cache_size.
 func resultCost(res lookupResult) int64 {
-	const overhead = 512
+	const overhead = 320
 	if res.identity == nil {
 		return overhead
 	}
 	id := res.identity
 	cost := int64(overhead + len(id.raw) + len(id.primary))
-	for name, value := range id.data {
-		cost += int64(len(name)+len(value)) + 64 // map slot, string and slice headers
-	}
 	for _, h := range id.headers {
-		cost += int64(len(h.value)) + 32
+		cost += int64(len(h.value)) + 48 // slice element and string header
 	}
 	return cost
 }

@@ -95,20 +95,20 @@ func publishOutcome(repl *caddy.Replacer, out outcome) {
 			return nil, false
 		}
 		if field, ok := strings.CutPrefix(key, placeholderMetadata); ok {
-			return out.identity.metadata().Text(field)
+			return jsonObject(out.identity.fields()["metadata"]).Text(field)
 		}
 		if field, ok := strings.CutPrefix(key, placeholderContact); ok {
-			return out.identity.data.Text(field)
+			return out.identity.fields().Text(field)
 		}
 		return nil, false
 	})
 }
 
-// identity is a contact verified by the identity API.
+// identity is a contact verified by the identity API. It is what the cache holds, so
+// it keeps the data object once, as raw JSON, and the header values ready to send;
+// placeholders, read far less often, parse the JSON when they are asked.
 type identity struct {
-	// data is the API's data object, field by field.
-	data contact.Data
-	// raw is the data object exactly as the API sent it.
+	// raw is the data object exactly as the API sent it (compacted).
 	raw []byte
 	// primary is the value of the bot's identify_by field, as text.
 	primary string
@@ -124,7 +124,7 @@ type contactHeader struct {
 }
 
 func newIdentity(data contact.Data, raw []byte, primary string) *identity {
-	id := &identity{data: data, raw: raw, primary: primary}
+	id := &identity{raw: raw, primary: primary}
 	for i, field := range contact.Fields {
 		if text, ok := data.Text(field); ok {
 			id.headers = append(id.headers, contactHeader{field: i, value: contact.EncodeValue(text)})
@@ -133,15 +133,18 @@ func newIdentity(data contact.Data, raw []byte, primary string) *identity {
 	return id
 }
 
-// metadata returns data.metadata, field by field; empty when absent or not an object.
-func (id *identity) metadata() contact.Data {
-	raw, ok := id.data["metadata"]
-	if !ok {
+// fields parses the data object, field by field.
+func (id *identity) fields() contact.Data {
+	var data contact.Data
+	_ = json.Unmarshal(id.raw, &data) // valid: parseAnswer parsed it before
+	return data
+}
+
+// jsonObject returns a JSON object field by field; nil when raw is not an object.
+func jsonObject(raw json.RawMessage) contact.Data {
+	var obj contact.Data
+	if json.Unmarshal(raw, &obj) != nil {
 		return nil
 	}
-	var md contact.Data
-	if err := json.Unmarshal(raw, &md); err != nil {
-		return nil
-	}
-	return md
+	return obj
 }
