@@ -82,7 +82,9 @@ func (rw *remoteWhitelist) fetchFirst(ctx context.Context) *fetchedList {
 	if rw.env.now().UnixNano() < rw.retryAt.Load() {
 		return nil
 	}
-	rw.update(ctx)
+	// Other requests wait for this fetch: the first visitor leaving must not cancel
+	// it (and hold back the next fetch); the bot's timeout bounds it.
+	rw.update(context.WithoutCancel(ctx))
 	return rw.list.Load()
 }
 
