@@ -24,6 +24,9 @@ const Issuer = "custom_auth"
 // MinHMACKeySize is the shortest HS256 key accepted.
 const MinHMACKeySize = 32
 
+// DefaultTTL is how long an assertion is valid when Sign is given no TTL.
+const DefaultTTL = 60 * time.Second
+
 // Claims are the claims of the assertion.
 type Claims struct {
 	Issuer    string           `json:"iss"`
@@ -135,8 +138,13 @@ func ParsePrivateKeysPEM(data []byte) ([]crypto.Signer, error) {
 	return keys, nil
 }
 
-// Sign issues an assertion for a verified contact.
+// Sign issues an assertion for a verified contact of bot botID: subject is the
+// primary key's value as the API spelled it, data the API's data object as it came. A
+// ttl of zero or less means DefaultTTL.
 func (s *Signer) Sign(botID, subject, identifyBy string, data json.RawMessage, now time.Time, ttl time.Duration) (string, error) {
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
 	jti := make([]byte, 16)
 	if _, err := rand.Read(jti); err != nil {
 		return "", err

@@ -197,6 +197,8 @@ func TestRefusals(t *testing.T) {
 		{"alg none to a JWKS verifier", edVerifier, algNone, "shop", ErrAlgorithm},
 		{"HS256 token to an EdDSA verifier", edVerifier, confused, "shop", ErrAlgorithm},
 		{"HS256 token with another kid", edVerifier, good, "shop", ErrAlgorithm},
+		{"EdDSA token to an HS256 verifier", hsVerifier, sign(t, ed), "shop", ErrAlgorithm},
+		{"no bot id", hsVerifier, good, "", ErrAudience},
 		{"expired", expiredVerifier, good, "shop", ErrExpired},
 		{"no expiry", hsVerifier, noExpiry, "shop", ErrMalformed},
 		{"wrong audience", hsVerifier, good, "other-bot", ErrAudience},
@@ -261,6 +263,64 @@ func TestRotation(t *testing.T) {
 	if strings.Contains(string(jwks), `"d"`) {
 		t.Errorf("JWKS has private material: %s", jwks)
 	}
+	var set struct{ Keys []JWK }
+	if err := json.Unmarshal(jwks, &set); err != nil || len(set.Keys) != 2 {
+		t.Fatalf("JWKS %s: %v", jwks, err)
+	}
+	if set.Keys[0].Algorithm != "EdDSA" || set.Keys[1].Algorithm != "ES256" || set.Keys[0].Use != "sig" {
+		t.Errorf("JWKS keys %+v", set.Keys)
+	}
+	// The old signer, still running somewhere during the rollout, is verified by the
+	// key it shares with the new one.
+	if _, err := v.Verify(sign(t, before), "shop"); err != nil {
+		t.Errorf("old signer after rotation: %v", err)
+	}
+}
+
+func TestJWKSRefusesMislabelledKeys(t *testing.T) {
+	ed, _ := NewKeySigner(edKey(t))
+	jwks, _ := ed.JWKS()
+	for name, edit := range map[string]func(*JWK){
+		"alg of another type": func(k *JWK) { k.Algorithm = "HS256" },
+		"encryption key":      func(k *JWK) { k.Use = "enc" },
+		"unknown curve":       func(k *JWK) { k.Curve = "X25519" },
+		"short x":             func(k *JWK) { k.X = k.X[:10] },
+	} {
+		var set struct {
+			Keys []JWK `json:"keys"`
+		}
+		_ = json.Unmarshal(jwks, &set)
+		edit(&set.Keys[0])
+		bad, _ := json.Marshal(set)
+		if _, err := NewJWKSVerifier(bad); err == nil {
+			t.Errorf("%s: accepted %s", name, bad)
+		}
+	}
+	for name, data := range map[string]string{"empty set": `{"keys":[]}`, "not JSON": `keys`} {
+		if _, err := NewJWKSVerifier([]byte(data)); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+func TestSignDefaultTTL(t *testing.T) {
+	s, _ := NewHMACSigner(hmacKey)
+	token, err := s.Sign("shop", "2", "id", testData, testNow, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := NewHMACVerifier(hmacKey, at(testNow))
+	claims, err := v.Verify(token, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := claims.ExpiresAt.Sub(claims.IssuedAt.Time); got != DefaultTTL || DefaultTTL != 60*time.Second {
+		t.Errorf("exp - iat = %v", got)
+	}
+	other, _ := s.Sign("shop", "2", "id", testData, testNow, 0)
+	if c2, _ := v.Verify(other, "shop"); c2 == nil || c2.ID == claims.ID {
+		t.Error("two assertions share a jti")
+	}
 }
 
 func TestKeys(t *testing.T) {
@@ -310,8 +370,12 @@ func TestMiddleware(t *testing.T) {
 	hs, _ := NewHMACSigner(hmacKey)
 	v, _ := NewHMACVerifier(hmacKey, at(testNow))
 	var got *Contact
+	var seen http.Header
 	handler := Middleware(v, DefaultPrefix, func(r *http.Request) string { return r.Header.Get("X-Bot-Id") })(
-		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got, _ = FromContext(r.Context()) }))
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got, _ = FromContext(r.Context())
+			seen = r.Header.Clone()
+		}))
 
 	for _, tc := range []struct {
 		name, bot, assertion string
@@ -319,23 +383,62 @@ func TestMiddleware(t *testing.T) {
 	}{
 		{"valid", "shop", sign(t, hs), true},
 		{"another bot", "other", sign(t, hs), false},
+		{"no bot id", "", sign(t, hs), false},
 		{"forged", "shop", "eyJhbGciOiJub25lIn0.e30.", false},
 		{"none", "shop", "", false},
 	} {
-		got = nil
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.Header.Set("X-Bot-Id", tc.bot)
-		r.Header.Set("X-Contact-Id", "1") // unsigned headers never count
-		if tc.assertion != "" {
-			r.Header.Set("X-Contact-Assertion", tc.assertion)
-		}
-		handler.ServeHTTP(httptest.NewRecorder(), r)
-		if (got != nil) != tc.verified {
-			t.Errorf("%s: contact %+v", tc.name, got)
-		}
-		if got != nil && (got.ID != "2" || got.Name != "Nguyễn Văn B") {
-			t.Errorf("%s: contact %+v", tc.name, got)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			got, seen = nil, nil
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.Header.Set("X-Bot-Id", tc.bot)
+			// Unsigned headers never count, whatever their spelling.
+			r.Header.Set("X-Contact-Id", "1")
+			r.Header["X_contact_label"] = []string{"VIP"}
+			if tc.assertion != "" {
+				r.Header.Set("X-Contact-Assertion", tc.assertion)
+			}
+			handler.ServeHTTP(httptest.NewRecorder(), r)
+			if (got != nil) != tc.verified {
+				t.Fatalf("contact %+v", got)
+			}
+			if seen.Get("X-Bot-Id") != tc.bot || seen.Get("X_contact_label") != "" {
+				t.Errorf("headers behind the middleware: %v", seen)
+			}
+			fromHeaders, err := FromHeaders(seen, DefaultPrefix)
+			if !tc.verified {
+				if seen.Get("X-Contact-Id") != "" || seen.Get("X-Contact-Assertion") != "" || !errors.Is(err, ErrNoContact) {
+					t.Errorf("unsigned headers reached the backend: %v", seen)
+				}
+				return
+			}
+			if got.ID != "2" || got.Name != "Nguyễn Văn B" || got.IdentifyBy != "id" {
+				t.Errorf("contact %+v", got)
+			}
+			// The headers now say what the assertion signs.
+			if err != nil || fromHeaders.ID != "2" || fromHeaders.Name != "Nguyễn Văn B" || seen.Get("X-Contact-Assertion") != tc.assertion {
+				t.Errorf("headers %v: %+v, %v", seen, fromHeaders, err)
+			}
+		})
+	}
+}
+
+func TestHeadersMiddleware(t *testing.T) {
+	var got *Contact
+	handler := HeadersMiddleware(DefaultPrefix)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = FromContext(r.Context())
+	}))
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-Contact-Id", "2")
+	r.Header.Set("X-Contact-Identify-By", "id")
+	handler.ServeHTTP(httptest.NewRecorder(), r)
+	if got == nil || got.ID != "2" {
+		t.Errorf("verified: %+v", got)
+	}
+	got = nil
+	r.Header.Del("X-Contact-Identify-By")
+	handler.ServeHTTP(httptest.NewRecorder(), r)
+	if got != nil {
+		t.Errorf("anonymous: %+v", got)
 	}
 }
 
@@ -344,7 +447,10 @@ func TestMiddleware(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	hs, _ := NewHMACSigner(hmacKey)
 	good, _ := hs.Sign("shop", "2", "id", testData, testNow, time.Minute)
-	for _, seed := range []string{good, "", ".", "..", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", good + "x", strings.ToUpper(good)} {
+	none := jwt.NewWithClaims(jwt.SigningMethodNone, &Claims{Issuer: Issuer, Audience: "shop", Subject: "2",
+		IssuedAt: jwt.NewNumericDate(testNow), ExpiresAt: jwt.NewNumericDate(testNow.Add(time.Minute))})
+	algNone, _ := none.SignedString(jwt.UnsafeAllowNoneSignatureType)
+	for _, seed := range []string{good, "", ".", "..", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", algNone, good + "x", strings.ToUpper(good)} {
 		f.Add(seed)
 	}
 	hsVerifier, _ := NewHMACVerifier(hmacKey, at(testNow))

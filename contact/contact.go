@@ -166,6 +166,41 @@ func SetHeaders(h http.Header, prefix string, d Data, identifyBy string) {
 	h.Set(HeaderName(prefix, "identify_by"), EncodeValue(identifyBy))
 }
 
+// StripHeaders removes every header that could be mistaken for a contact header: those
+// whose name starts with prefix when compared case-insensitively with '_' and '.' read
+// as '-' (X_Contact_Id, x.contact.id, X-CONTACT-ID).
+func StripHeaders(h http.Header, prefix string) {
+	for name := range h {
+		if HasPrefix(name, prefix) {
+			delete(h, name)
+		}
+	}
+}
+
+// HasPrefix reports whether a header name starts with prefix, compared
+// case-insensitively with '_' and '.' read as '-'. It does not allocate.
+func HasPrefix(name, prefix string) bool {
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if foldHeaderByte(name[i]) != foldHeaderByte(prefix[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func foldHeaderByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_' || c == '.':
+		return '-'
+	}
+	return c
+}
+
 // Contact is a visitor verified by the customer's identity API.
 type Contact struct {
 	ID          string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -63,7 +64,7 @@ func TestHeaderName(t *testing.T) {
 
 func TestDataText(t *testing.T) {
 	var d Data
-	if err := json.Unmarshal([]byte(`{"id":42,"big":12345678901234567890,"s":"a\"b","vip":true,"n":null,
+	if err := json.Unmarshal([]byte(`{"id":2,"float":2.50,"big":12345678901234567890,"s":"a\"b","vip":true,"n":null,
 		"metadata":{ "a" : [1, 2] },"empty":""}`), &d); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestDataText(t *testing.T) {
 		field, want string
 		ok          bool
 	}{
-		{"id", "42", true}, {"big", "12345678901234567890", true}, {"s", `a"b`, true}, {"vip", "true", true},
+		{"id", "2", true}, {"float", "2.50", true}, {"big", "12345678901234567890", true}, {"s", `a"b`, true}, {"vip", "true", true},
 		{"metadata", `{"a":[1,2]}`, true}, {"empty", "", true}, {"n", "", false}, {"absent", "", false},
 	} {
 		got, ok := d.Text(tc.field)
@@ -117,6 +118,23 @@ func TestHeadersRoundTrip(t *testing.T) {
 	fromData, err := d.Contact("id")
 	if err != nil || fromData.Name != want.Name || fromData.Metadata["order_id"] != "ORD-5578XZ" {
 		t.Errorf("Data.Contact = %+v, %v", fromData, err)
+	}
+}
+
+func TestStripHeaders(t *testing.T) {
+	h := http.Header{}
+	for _, name := range []string{"X-Contact-Id", "X_Contact_Id", "x.contact.id", "X-CONTACT-ID", "X-Contact-", "X-Contact-Assertion",
+		"X-Bot-Id", "X-Contact", "X-Contacts-Id", "X-Access-Token"} {
+		h[name] = []string{"v"}
+	}
+	StripHeaders(h, DefaultPrefix)
+	var left []string
+	for name := range h {
+		left = append(left, name)
+	}
+	slices.Sort(left)
+	if want := []string{"X-Access-Token", "X-Bot-Id", "X-Contact", "X-Contacts-Id"}; !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -34,6 +35,7 @@ const DefaultLeeway = 5 * time.Second
 // so `alg: none` and HS256 tokens made with a public key are refused.
 type Verifier struct {
 	keys   map[string]verifyKey // by kid; "" for the only key of an HMAC verifier
+	algs   []string             // the algorithms of the keys, the only ones accepted
 	leeway time.Duration
 	now    func() time.Time
 }
@@ -101,13 +103,34 @@ func NewPublicKeyVerifier(keys []crypto.PublicKey, opts ...VerifierOption) (*Ver
 
 func newVerifier(keys map[string]verifyKey, opts []VerifierOption) *Verifier {
 	v := &Verifier{keys: keys, leeway: DefaultLeeway, now: time.Now}
+	for _, k := range keys {
+		if !slices.Contains(v.algs, k.method.Alg()) {
+			v.algs = append(v.algs, k.method.Alg())
+		}
+	}
 	for _, opt := range opts {
 		opt(v)
 	}
 	return v
 }
 
+// publicKey reads a key of the gateway's JWKS. A key that declares another algorithm,
+// or a use other than signing, is refused rather than trusted for what its type allows.
 func (k JWK) publicKey() (verifyKey, error) {
+	key, err := k.parse()
+	if err != nil {
+		return key, err
+	}
+	if k.Algorithm != "" && k.Algorithm != key.method.Alg() {
+		return verifyKey{}, fmt.Errorf("alg %q does not match a %s %s key", k.Algorithm, k.KeyType, k.Curve)
+	}
+	if k.Use != "" && k.Use != "sig" {
+		return verifyKey{}, fmt.Errorf("use %q: not a signing key", k.Use)
+	}
+	return key, nil
+}
+
+func (k JWK) parse() (verifyKey, error) {
 	x, err := base64.RawURLEncoding.DecodeString(k.X)
 	if err != nil {
 		return verifyKey{}, fmt.Errorf("x: %w", err)
@@ -132,9 +155,17 @@ func (k JWK) publicKey() (verifyKey, error) {
 // Verify checks an assertion meant for botID and returns its claims. The error wraps
 // one of ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrSignature, ErrExpired,
 // ErrAudience or ErrIssuer.
+//
+// botID is required: the assertion's `aud` must equal it, so that an assertion issued
+// for one bot cannot identify a visitor to another. An empty botID refuses every
+// assertion with ErrAudience.
 func (v *Verifier) Verify(token, botID string) (*Claims, error) {
+	if botID == "" {
+		return nil, fmt.Errorf("%w: no bot id to check the audience against", ErrAudience)
+	}
 	claims := new(Claims)
 	parser := jwt.NewParser(
+		jwt.WithValidMethods(v.algs),
 		jwt.WithIssuer(Issuer),
 		jwt.WithAudience(botID),
 		jwt.WithExpirationRequired(),
@@ -142,9 +173,12 @@ func (v *Verifier) Verify(token, botID string) (*Claims, error) {
 		jwt.WithLeeway(v.leeway),
 		jwt.WithTimeFunc(v.now),
 	)
-	_, err := parser.ParseWithClaims(token, claims, v.keyFor)
+	parsed, err := parser.ParseWithClaims(token, claims, v.keyFor)
 	if err == nil {
 		return claims, nil
+	}
+	if parsed != nil && parsed.Method != nil && !slices.Contains(v.algs, parsed.Method.Alg()) {
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, parsed.Method.Alg())
 	}
 	for _, known := range []error{ErrAlgorithm, ErrUnknownKey} {
 		if errors.Is(err, known) {
@@ -202,19 +236,56 @@ func NewContext(ctx context.Context, c *Contact) context.Context {
 
 // Middleware verifies the assertion of each request and, when it is valid, puts the
 // signed contact in the request's context (see FromContext). botID tells which bot a
-// request is for (the widget's X-Bot-Id, for example); the assertion must be for that
-// bot. A request without a valid assertion goes on anonymous: its X-Contact-* headers
-// are not trusted.
+// request is for (the widget's X-Bot-Id, for example); the assertion's `aud` must be
+// that bot.
+//
+// The request's contact headers are replaced by what the assertion signs: those of a
+// valid assertion's contact, or none at all, so that code behind the middleware that
+// reads the headers (FromHeaders) never sees unsigned ones. A request without a valid
+// assertion goes on anonymous.
 func Middleware(v *Verifier, prefix string, botID func(*http.Request) string) func(http.Handler) http.Handler {
 	header := AssertionHeader(prefix)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if token := r.Header.Get(header); token != "" {
-				if claims, err := v.Verify(token, botID(r)); err == nil {
-					if c, err := claims.Contact(); err == nil {
-						r = r.WithContext(NewContext(r.Context(), c))
-					}
-				}
+			token := r.Header.Get(header)
+			StripHeaders(r.Header, prefix)
+			if c, data, idb, ok := verifiedContact(v, token, botID(r)); ok {
+				SetHeaders(r.Header, prefix, data, idb)
+				r.Header.Set(header, token)
+				r = r.WithContext(NewContext(r.Context(), c))
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func verifiedContact(v *Verifier, token, botID string) (*Contact, Data, string, bool) {
+	if token == "" {
+		return nil, nil, "", false
+	}
+	claims, err := v.Verify(token, botID)
+	if err != nil {
+		return nil, nil, "", false
+	}
+	var data Data
+	if err := json.Unmarshal(claims.Data, &data); err != nil {
+		return nil, nil, "", false
+	}
+	c, err := data.Contact(claims.IdentifyBy)
+	if err != nil {
+		return nil, nil, "", false
+	}
+	return c, data, claims.IdentifyBy, true
+}
+
+// HeadersMiddleware puts the contact of the headers (FromHeaders) in the request's
+// context, without any signature. Use it only where nothing but the gateway can reach
+// the backend; otherwise use Middleware.
+func HeadersMiddleware(prefix string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if c, err := FromHeaders(r.Header, prefix); err == nil {
+				r = r.WithContext(NewContext(r.Context(), c))
 			}
 			next.ServeHTTP(w, r)
 		})
