@@ -191,7 +191,7 @@ func TestIntegrationFlow(t *testing.T) {
 				t.Errorf("request changed: %s %s %q", got.Method, got.URL.RequestURI(), body)
 			}
 			for name, values := range got.Header {
-				if !hasHeaderPrefix(name, "X-Contact-") {
+				if !contact.HasPrefix(name, "X-Contact-") {
 					continue
 				}
 				if tc.reason != "" {

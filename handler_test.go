@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/custom-auth/custom_auth/contact"
 	"go.uber.org/zap"
 )
 
@@ -103,7 +104,7 @@ func TestFlow(t *testing.T) {
 				t.Errorf("reason = %q, want %q", r, tc.reason)
 			}
 			for name, values := range got.header {
-				if !hasHeaderPrefix(name, "X-Contact-") {
+				if !contact.HasPrefix(name, "X-Contact-") {
 					continue
 				}
 				if tc.reason != "" {

@@ -8,42 +8,6 @@ import (
 	"github.com/custom-auth/custom_auth/contact"
 )
 
-// stripContactHeaders removes every header that could be mistaken for one the gateway
-// sets: those whose name starts with the prefix when compared case-insensitively with
-// `_` and `.` read as `-`. Caddy drops such aliases by default, but an operator may let
-// them through, and some backends' frameworks fold them into the real name.
-func stripContactHeaders(h http.Header, prefix string) {
-	for name := range h {
-		if hasHeaderPrefix(name, prefix) {
-			delete(h, name)
-		}
-	}
-}
-
-// hasHeaderPrefix compares without allocating; it runs for every header of every
-// request.
-func hasHeaderPrefix(name, prefix string) bool {
-	if len(name) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		if foldHeaderByte(name[i]) != foldHeaderByte(prefix[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func foldHeaderByte(c byte) byte {
-	switch {
-	case c >= 'A' && c <= 'Z':
-		return c + ('a' - 'A')
-	case c == '_' || c == '.':
-		return '-'
-	}
-	return c
-}
-
 // checkHeaderPrefix accepts a prefix that is the start of a valid header name.
 func checkHeaderPrefix(prefix string) error {
 	if !validHeaderName(prefix) {
