@@ -25,7 +25,7 @@ type assertionSigner struct {
 
 // newAssertionSigner returns nil when no key is configured.
 func newAssertionSigner(h *Handler, repl *caddy.Replacer) (*assertionSigner, error) {
-	ttl, err := positiveDuration("assertion_ttl", h.AssertionTTL, defaultAssertionTTL)
+	ttl, err := durationOrDefault("assertion_ttl", h.AssertionTTL, defaultAssertionTTL)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -103,8 +104,8 @@ var identifyByField = map[string]string{
 	"phone_number": "phone_number",
 }
 
-// bot is a bot's settings, checked and ready for requests.
-type bot struct {
+// botSettings is a bot's settings, checked and ready for requests.
+type botSettings struct {
 	id           string
 	off          bool
 	authURL      string
@@ -129,14 +130,14 @@ type bot struct {
 // newBot checks a bot's settings and prepares them. repl expands global placeholders
 // such as {env.X}; it is nil for settings fetched from bots_url, which must not be
 // able to read the gateway's environment.
-func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replacer, env *environment) (*bot, error) {
+func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replacer, env *environment) (*botSettings, error) {
 	expand := func(s string) string {
 		if repl == nil {
 			return s
 		}
 		return repl.ReplaceKnown(s, "")
 	}
-	b := &bot{id: id, off: cfg.Off}
+	b := &botSettings{id: id, off: cfg.Off}
 	if cfg.Off {
 		return b, nil
 	}
@@ -156,7 +157,7 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 	b.forward = make(map[string]bool, len(cfg.Forward))
 	for _, f := range cfg.Forward {
 		if !knownFields[f] {
-			return nil, fmt.Errorf("forward: unknown field %q (known: %s)", f, strings.Join(sortedKeys(knownFields), ", "))
+			return nil, fmt.Errorf("forward: unknown field %q (known: %s)", f, strings.Join(slices.Sorted(maps.Keys(knownFields)), ", "))
 		}
 		b.forward[f] = true
 	}
@@ -167,13 +168,13 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 		return nil, fmt.Errorf("identify_by: must be id, email or phone_number, not %q", cfg.IdentifyBy)
 	}
 
-	if b.timeout, err = positiveDuration("timeout", cfg.Timeout, defaultTimeout); err != nil {
+	if b.timeout, err = durationOrDefault("timeout", cfg.Timeout, defaultTimeout); err != nil {
 		return nil, err
 	}
-	if b.cacheTTL, err = ttl("cache_ttl", cfg.CacheTTL, defaultCacheTTL); err != nil {
+	if b.cacheTTL, err = optionalDuration("cache_ttl", cfg.CacheTTL, defaultCacheTTL); err != nil {
 		return nil, err
 	}
-	if b.negativeTTL, err = ttl("negative_ttl", cfg.NegativeTTL, defaultNegativeTTL); err != nil {
+	if b.negativeTTL, err = optionalDuration("negative_ttl", cfg.NegativeTTL, defaultNegativeTTL); err != nil {
 		return nil, err
 	}
 
@@ -202,21 +203,21 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 }
 
 // settingsKey hashes the settings that shape an identity.
-func settingsKey(b *bot) [sha256.Size]byte {
+func settingsKey(b *botSettings) [sha256.Size]byte {
 	shape := struct {
 		URL        string
 		Headers    http.Header
 		Forward    []string
 		IdentifyBy string
-	}{b.authURL, b.authHeaders, sortedKeys(b.forward), b.identifyBy}
+	}{b.authURL, b.authHeaders, slices.Sorted(maps.Keys(b.forward)), b.identifyBy}
 	text, _ := json.Marshal(shape) // maps are marshalled in key order
 	return sha256.Sum256(text)
 }
 
-func (b *bot) hasWhitelist() bool { return b.whitelist != nil || b.remoteList != nil }
+func (b *botSettings) hasWhitelist() bool { return b.whitelist != nil || b.remoteList != nil }
 
 // allowsOrigin reports whether the origin is on the manual or the fetched whitelist.
-func (b *bot) allowsOrigin(ctx context.Context, origin string) bool {
+func (b *botSettings) allowsOrigin(ctx context.Context, origin string) bool {
 	if b.whitelist != nil && b.whitelist.allows(origin) {
 		return true
 	}
@@ -224,7 +225,7 @@ func (b *bot) allowsOrigin(ctx context.Context, origin string) bool {
 }
 
 // samePrimary compares the visitor's claimed primary key with the API's.
-func (b *bot) samePrimary(claimed, verified string) bool {
+func (b *botSettings) samePrimary(claimed, verified string) bool {
 	if b.identifyBy == "email" {
 		return strings.EqualFold(claimed, verified)
 	}
@@ -246,36 +247,8 @@ func checkURL(raw string) error {
 	return nil
 }
 
-// headerValues checks configured request headers and expands their values.
-func headerValues(in map[string]string, expand func(string) string) (http.Header, error) {
-	out := make(http.Header, len(in))
-	for name, value := range in {
-		if !validHeaderName(name) {
-			return nil, fmt.Errorf("invalid header name %q", name)
-		}
-		value = expand(value)
-		if strings.ContainsAny(value, "\r\n\x00") {
-			return nil, fmt.Errorf("header %s: value has a line break or NUL", name)
-		}
-		out.Set(name, value)
-	}
-	return out, nil
-}
-
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func positiveDuration(name string, d caddy.Duration, def time.Duration) (time.Duration, error) {
+// durationOrDefault checks a duration that must not be negative; zero means the default.
+func durationOrDefault(name string, d caddy.Duration, def time.Duration) (time.Duration, error) {
 	switch {
 	case d < 0:
 		return 0, fmt.Errorf("%s: must not be negative", name)
@@ -285,7 +258,8 @@ func positiveDuration(name string, d caddy.Duration, def time.Duration) (time.Du
 	return time.Duration(d), nil
 }
 
-func ttl(name string, d *caddy.Duration, def time.Duration) (time.Duration, error) {
+// optionalDuration checks a duration that may be zero (off); absent means the default.
+func optionalDuration(name string, d *caddy.Duration, def time.Duration) (time.Duration, error) {
 	switch {
 	case d == nil:
 		return def, nil
@@ -293,13 +267,4 @@ func ttl(name string, d *caddy.Duration, def time.Duration) (time.Duration, erro
 		return 0, fmt.Errorf("%s: must not be negative", name)
 	}
 	return time.Duration(*d), nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -36,7 +36,7 @@ func newBreaker(url string, cfg *BreakerSettings) (*breaker, error) {
 			key.failures = cfg.Failures
 		}
 		var err error
-		if key.openFor, err = positiveDuration("open_for", cfg.OpenFor, defaultBreakerOpenFor); err != nil {
+		if key.openFor, err = durationOrDefault("open_for", cfg.OpenFor, defaultBreakerOpenFor); err != nil {
 			return nil, err
 		}
 	}

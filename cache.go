@@ -103,7 +103,7 @@ func (h *Handler) cachedIdentities(next identifier) identifier {
 	return &cachedIdentifier{caches: h.caches, next: next, metrics: h.env.metrics, now: h.now}
 }
 
-func (ci *cachedIdentifier) identify(ctx context.Context, b *bot, req identityRequest) lookupResult {
+func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
 	if b.cacheTTL == 0 && b.negativeTTL == 0 {
 		return ci.next.identify(ctx, b, req)
 	}
@@ -130,7 +130,7 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *bot, req identityRe
 
 // cacheTTL is how long a verdict may be served: verified identities for cache_ttl,
 // rejections for negative_ttl, errors never, capped by the answer's Cache-Control.
-func cacheTTL(b *bot, res lookupResult) time.Duration {
+func cacheTTL(b *botSettings, res lookupResult) time.Duration {
 	var ttl time.Duration
 	switch res.result {
 	case resultVerified:
@@ -151,7 +151,7 @@ func cacheTTL(b *bot, res lookupResult) time.Duration {
 
 // identityKey hashes everything that decides a verdict: the bot, its settings, the
 // token and the forwarded fields. The token itself is never kept.
-func identityKey(b *bot, req identityRequest) string {
+func identityKey(b *botSettings, req identityRequest) string {
 	h := sha256.New()
 	h.Write([]byte("identity\x00"))
 	h.Write([]byte(b.id))

@@ -233,13 +233,15 @@ func TestNoGoroutineLeftAfterCleanup(t *testing.T) {
 // so that a test can fill the cache quickly through the real caching path.
 type staticIdentifier struct{ res lookupResult }
 
-func (s staticIdentifier) identify(context.Context, *bot, identityRequest) lookupResult { return s.res }
+func (s staticIdentifier) identify(context.Context, *botSettings, identityRequest) lookupResult {
+	return s.res
+}
 
 // parsingIdentifier parses a realistic answer for every call, as the API client does,
 // so that every cached identity has memory of its own.
 type parsingIdentifier struct{}
 
-func (parsingIdentifier) identify(_ context.Context, _ *bot, req identityRequest) lookupResult {
+func (parsingIdentifier) identify(_ context.Context, _ *botSettings, req identityRequest) lookupResult {
 	return parseAnswer(200, []byte(`{"data":{"id":"`+req.token+`","name":"Nguyễn Văn B","email":"b@example.com",`+
 		`"phone_number":"0912345678","country_code":"+84","avatar":"https://cdn.example.com/b.png","label":"VIP",`+
 		`"metadata":{"order_id":"ORD-5578XZ","order_quantity":3}}}`), "id")
@@ -258,7 +260,7 @@ func TestCacheStaysWithinCacheSize(t *testing.T) {
 	}
 	defer caches.Destruct()
 	ci := &cachedIdentifier{caches: caches, next: parsingIdentifier{}, metrics: processMetrics, now: time.Now}
-	b := &bot{id: "shop", cacheTTL: time.Hour, negativeTTL: time.Minute}
+	b := &botSettings{id: "shop", cacheTTL: time.Hour, negativeTTL: time.Minute}
 
 	runtime.GC()
 	var before runtime.MemStats
@@ -293,7 +295,7 @@ func BenchmarkCacheParallel(b *testing.B) {
 	}
 	defer caches.Destruct()
 	ci := &cachedIdentifier{caches: caches, next: staticIdentifier{res}, metrics: processMetrics, now: time.Now}
-	bt := &bot{id: "shop", cacheTTL: time.Hour, negativeTTL: time.Minute}
+	bt := &botSettings{id: "shop", cacheTTL: time.Hour, negativeTTL: time.Minute}
 	requests := make([]identityRequest, 4096)
 	for i := range requests {
 		requests[i] = identityRequest{token: "token-" + strconv.Itoa(i)}

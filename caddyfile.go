@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"golang.org/x/net/http/httpguts"
 )
 
 func init() {
@@ -373,7 +374,7 @@ func headerArgs(d *caddyfile.Dispenser, headers *map[string]string) error {
 	if !d.Args(&name, &value) || d.NextArg() {
 		return d.ArgErr()
 	}
-	if !validHeaderName(name) {
+	if !httpguts.ValidHeaderFieldName(name) {
 		return d.Errf("%s: invalid header name %q", directive, name)
 	}
 	if *headers == nil {

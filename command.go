@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -205,7 +206,7 @@ func customAuthConfigs(cfgJSON []byte) []json.RawMessage {
 				found = append(found, raw)
 				return
 			}
-			for _, key := range sortedKeys(obj) {
+			for _, key := range slices.Sorted(maps.Keys(obj)) {
 				walk(obj[key])
 			}
 		case '[':
@@ -281,7 +282,7 @@ func (r *testReport) print(w io.Writer, asJSON bool) {
 	}
 	if r.Status == "verified" {
 		fmt.Fprintf(w, "\nResult: verified\n\nHeaders the chat backend receives:\n")
-		for _, name := range sortedKeys(r.Headers) {
+		for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
 			fmt.Fprintf(w, "  %s: %s\n", name, r.Headers[name])
 		}
 		return

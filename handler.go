@@ -94,8 +94,8 @@ type Handler struct {
 	prefix               string
 	headerNames          contactHeaderNames
 	reject               bool
-	bots                 map[string]*bot
-	defaultBot           *bot
+	bots                 map[string]*botSettings
+	defaultBot           *botSettings
 	remoteBots           *remoteBots
 	identities           identifier
 	caches               *caches
@@ -216,7 +216,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	knownFields := h.fieldNames()
-	h.bots = make(map[string]*bot, len(h.Bots))
+	h.bots = make(map[string]*botSettings, len(h.Bots))
 	for id, cfg := range h.Bots {
 		if cfg == nil {
 			return fmt.Errorf("bot %q: no settings", id)
@@ -394,7 +394,7 @@ func (h *Handler) identify(ctx context.Context, v visit, trace tracer) outcome {
 	return out
 }
 
-func whitelistDetail(b *bot, origin string) string {
+func whitelistDetail(b *botSettings, origin string) string {
 	if !b.hasWhitelist() {
 		return "no whitelist: any origin"
 	}
@@ -402,7 +402,7 @@ func whitelistDetail(b *bot, origin string) string {
 }
 
 // lookupBot finds the settings of a bot: listed, fetched from bots_url, or `bot *`.
-func (h *Handler) lookupBot(ctx context.Context, id string) (*bot, reason) {
+func (h *Handler) lookupBot(ctx context.Context, id string) (*botSettings, reason) {
 	if b, ok := h.bots[id]; ok {
 		return b, ""
 	}

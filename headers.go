@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"strings"
 
 	"github.com/custom-auth/custom_auth/contact"
+	"golang.org/x/net/http/httpguts"
 )
 
 // checkHeaderPrefix accepts a prefix that is the start of a valid header name.
 func checkHeaderPrefix(prefix string) error {
-	if !validHeaderName(prefix) {
+	if !httpguts.ValidHeaderFieldName(prefix) {
 		return fmt.Errorf("header_prefix: %q is not the start of a valid header name", prefix)
 	}
 	return nil
@@ -59,4 +61,20 @@ func (h *Handler) injectContact(r *http.Request, out *outcome) error {
 	values[n+1] = token
 	header[h.headerNames.assertion] = values[n+1 : n+2 : n+2]
 	return nil
+}
+
+// headerValues checks configured request headers and expands their values.
+func headerValues(in map[string]string, expand func(string) string) (http.Header, error) {
+	out := make(http.Header, len(in))
+	for name, value := range in {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return nil, fmt.Errorf("invalid header name %q", name)
+		}
+		value = expand(value)
+		if strings.ContainsAny(value, "\r\n\x00") {
+			return nil, fmt.Errorf("header %s: value has a line break or NUL", name)
+		}
+		out.Set(name, value)
+	}
+	return out, nil
 }

@@ -20,7 +20,7 @@ import (
 // identifier answers who a visitor's access token belongs to. The identity API client
 // implements it; the cache wraps it.
 type identifier interface {
-	identify(ctx context.Context, b *bot, req identityRequest) lookupResult
+	identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult
 }
 
 // identityRequest is what the visitor gave us: the token and the fields they supplied.
@@ -85,7 +85,7 @@ func newAPIClient() *http.Client {
 	}
 }
 
-func (c *identityClient) identify(ctx context.Context, b *bot, req identityRequest) lookupResult {
+func (c *identityClient) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
 	done, ok := b.breaker.allow()
 	if !ok {
 		return failure(errBreakerOpen, false)
@@ -100,7 +100,7 @@ func (c *identityClient) identify(ctx context.Context, b *bot, req identityReque
 
 var errBreakerOpen = errors.New("identity API skipped after repeated errors (circuit breaker open)")
 
-func (c *identityClient) call(parent context.Context, b *bot, req identityRequest) lookupResult {
+func (c *identityClient) call(parent context.Context, b *botSettings, req identityRequest) lookupResult {
 	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	defer cancel()
 
@@ -138,7 +138,7 @@ func (c *identityClient) call(parent context.Context, b *bot, req identityReques
 
 // requestBody is the API's JSON body: the token and the forwarded fields the visitor
 // supplied.
-func requestBody(b *bot, req identityRequest) ([]byte, error) {
+func requestBody(b *botSettings, req identityRequest) ([]byte, error) {
 	body := make(map[string]string, 1+len(req.fields))
 	body["access_token"] = req.token
 	for _, f := range req.fields {
@@ -229,4 +229,49 @@ func redactURLError(err error) error {
 		return urlErr.Err
 	}
 	return err
+}
+
+// identity is a contact verified by the identity API. It is what the cache holds, so
+// it keeps the data object once, as raw JSON, and the header values ready to send;
+// placeholders, read far less often, parse the JSON when they are asked.
+type identity struct {
+	// raw is the data object exactly as the API sent it (compacted).
+	raw []byte
+	// primary is the value of the bot's identify_by field, as text.
+	primary string
+	// headers are the contact's header values, encoded once for every request that
+	// the cached identity serves.
+	headers []contactHeader
+}
+
+// contactHeader is one encoded header value; field indexes contact.Fields.
+type contactHeader struct {
+	field int
+	value string
+}
+
+func newIdentity(data contact.Data, raw []byte, primary string) *identity {
+	id := &identity{raw: raw, primary: primary}
+	for i, field := range contact.Fields {
+		if text, ok := data.Text(field); ok {
+			id.headers = append(id.headers, contactHeader{field: i, value: contact.EncodeValue(text)})
+		}
+	}
+	return id
+}
+
+// fields parses the data object, field by field.
+func (id *identity) fields() contact.Data {
+	var data contact.Data
+	_ = json.Unmarshal(id.raw, &data) // valid: parseAnswer parsed it before
+	return data
+}
+
+// jsonObject returns a JSON object field by field; nil when raw is not an object.
+func jsonObject(raw json.RawMessage) contact.Data {
+	var obj contact.Data
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil
+	}
+	return obj
 }

@@ -1,12 +1,10 @@
 package customauth
 
 import (
-	"encoding/json"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/custom-auth/custom_auth/contact"
 )
 
 // status is the outcome of Custom Authentication for one request.
@@ -54,7 +52,7 @@ type outcome struct {
 	status    status
 	reason    reason
 	botID     string
-	bot       *bot
+	bot       *botSettings
 	identity  *identity
 	cacheHit  bool
 	apiTime   time.Duration
@@ -102,49 +100,4 @@ func publishOutcome(repl *caddy.Replacer, out outcome) {
 		}
 		return nil, false
 	})
-}
-
-// identity is a contact verified by the identity API. It is what the cache holds, so
-// it keeps the data object once, as raw JSON, and the header values ready to send;
-// placeholders, read far less often, parse the JSON when they are asked.
-type identity struct {
-	// raw is the data object exactly as the API sent it (compacted).
-	raw []byte
-	// primary is the value of the bot's identify_by field, as text.
-	primary string
-	// headers are the contact's header values, encoded once for every request that
-	// the cached identity serves.
-	headers []contactHeader
-}
-
-// contactHeader is one encoded header value; field indexes contact.Fields.
-type contactHeader struct {
-	field int
-	value string
-}
-
-func newIdentity(data contact.Data, raw []byte, primary string) *identity {
-	id := &identity{raw: raw, primary: primary}
-	for i, field := range contact.Fields {
-		if text, ok := data.Text(field); ok {
-			id.headers = append(id.headers, contactHeader{field: i, value: contact.EncodeValue(text)})
-		}
-	}
-	return id
-}
-
-// fields parses the data object, field by field.
-func (id *identity) fields() contact.Data {
-	var data contact.Data
-	_ = json.Unmarshal(id.raw, &data) // valid: parseAnswer parsed it before
-	return data
-}
-
-// jsonObject returns a JSON object field by field; nil when raw is not an object.
-func jsonObject(raw json.RawMessage) contact.Data {
-	var obj contact.Data
-	if json.Unmarshal(raw, &obj) != nil {
-		return nil
-	}
-	return obj
 }

@@ -52,7 +52,7 @@ func newRemoteWhitelist(botID string, cfg *WhitelistSource, timeout time.Duratio
 	if rw.headers, err = headerValues(cfg.Headers, expand); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
-	if rw.refresh, err = positiveDuration("refresh", cfg.Refresh, defaultWhitelistTTL); err != nil {
+	if rw.refresh, err = durationOrDefault("refresh", cfg.Refresh, defaultWhitelistTTL); err != nil {
 		return nil, err
 	}
 	return rw, nil

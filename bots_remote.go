@@ -54,9 +54,9 @@ type remoteBots struct {
 
 // remoteBot is what bots_url said of one bot, as cached.
 type remoteBot struct {
-	bot      *bot   // nil when unknown or invalid
-	settings []byte // the answer, to keep the bot (and its fetched whitelist) when unchanged
-	invalid  error  // why the answer could not be used
+	bot      *botSettings // nil when unknown or invalid
+	settings []byte       // the answer, to keep the bot (and its fetched whitelist) when unchanged
+	invalid  error        // why the answer could not be used
 }
 
 func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environment, caches *caches, repl *caddy.Replacer) (*remoteBots, error) {
@@ -73,7 +73,7 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 	if rb.headers, err = headerValues(cfg.Headers, func(s string) string { return repl.ReplaceKnown(s, "") }); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
-	if rb.ttl, err = positiveDuration("ttl", cfg.TTL, defaultBotsTTL); err != nil {
+	if rb.ttl, err = durationOrDefault("ttl", cfg.TTL, defaultBotsTTL); err != nil {
 		return nil, err
 	}
 	// The cache may be shared with other configs; answers of another API or asked
@@ -87,7 +87,7 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 }
 
 // lookup returns a bot's settings, or why there are none usable.
-func (rb *remoteBots) lookup(ctx context.Context, id string) (*bot, reason) {
+func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reason) {
 	if !lookableBotID(id) {
 		return nil, reasonUnknownBot
 	}
@@ -105,7 +105,7 @@ func (rb *remoteBots) lookup(ctx context.Context, id string) (*bot, reason) {
 	return v.(*remoteBot).verdict()
 }
 
-func (r *remoteBot) verdict() (*bot, reason) {
+func (r *remoteBot) verdict() (*botSettings, reason) {
 	switch {
 	case r.invalid != nil:
 		return nil, reasonError
@@ -181,7 +181,7 @@ func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error)
 // parse checks a bot settings answer like a bot block of the config, except that
 // placeholders are not expanded: the backend must not be able to read the gateway's
 // environment.
-func (rb *remoteBots) parse(id string, settings []byte) (*bot, error) {
+func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
 	if len(settings) > maxBotSettingsSize {
 		return nil, fmt.Errorf("settings are over %d bytes", maxBotSettingsSize)
 	}
