@@ -123,7 +123,7 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 	if err != nil {
 		rb.env.warn("bots_url:"+id, "fetching bot settings failed", zap.String("bot", id), zap.Error(err))
 		if last != nil {
-			rb.caches.store(key, last.value, last.cost, now.Add(botsRetryDelay), 0)
+			rb.caches.store(key, last.value, last.cost, now, now.Add(botsRetryDelay), 0)
 			return last.value.(*remoteBot)
 		}
 		return &remoteBot{invalid: err}
@@ -143,7 +143,7 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 				zap.String("bot", id), zap.Error(answer.invalid))
 		}
 	}
-	rb.caches.store(key, answer, int64(1024+4*len(settings)), now.Add(rb.ttl), 0)
+	rb.caches.store(key, answer, int64(1024+4*len(settings)), now, now.Add(rb.ttl), 0)
 	return answer
 }
 

@@ -22,11 +22,13 @@ type caches struct {
 	poolKey string
 }
 
-// cacheEntry is a cached value and when it stops being served. The expiry is checked
-// here, against the handler's clock, and ristretto's own TTL frees the memory.
+// cacheEntry is a cached value, when it was stored and when it stops being served.
+// Both are checked here, against the handler's clock; ristretto's own TTL frees the
+// memory.
 type cacheEntry struct {
 	value   any
 	cost    int64
+	stored  time.Time
 	expires time.Time
 }
 
@@ -84,8 +86,8 @@ func (c *caches) entry(key string) (*cacheEntry, bool) {
 // store caches a value until expires, with its cost in bytes; ristretto frees it after
 // keepFor (0: only when evicted). It waits until the value is visible, so that a
 // request right after this one finds it.
-func (c *caches) store(key string, value any, cost int64, expires time.Time, keepFor time.Duration) {
-	if c.items.SetWithTTL(key, &cacheEntry{value: value, cost: cost, expires: expires}, cost, keepFor) {
+func (c *caches) store(key string, value any, cost int64, stored, expires time.Time, keepFor time.Duration) {
+	if c.items.SetWithTTL(key, &cacheEntry{value: value, cost: cost, stored: stored, expires: expires}, cost, keepFor) {
 		c.items.Wait()
 	}
 }
@@ -104,28 +106,49 @@ func (h *Handler) cachedIdentities(next identifier) identifier {
 }
 
 func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
-	if b.cacheTTL == 0 && b.negativeTTL == 0 {
-		return ci.next.identify(ctx, b, req)
-	}
 	key := identityKey(b, req)
-	if e, ok := ci.caches.entry(key); ok && ci.now().Before(e.expires) {
-		ci.metrics.observeCache("identity", true)
-		res := e.value.(lookupResult)
-		res.cacheHit = true
-		res.apiTime = 0
-		return res
+	caching := b.cacheTTL > 0 || b.negativeTTL > 0
+	if caching {
+		if res, ok := ci.cached(key, b); ok {
+			ci.metrics.observeCache("identity", true)
+			return res
+		}
+		ci.metrics.observeCache("identity", false)
 	}
-	ci.metrics.observeCache("identity", false)
-	v, _, _ := ci.caches.flights.Do(key, func() (any, error) {
+	// Concurrent requests for one key make one call, whatever the TTLs.
+	flight := ci.caches.flights.DoChan(key, func() (any, error) {
 		// The call serves every waiting request, so one visitor leaving must not
 		// cancel it; the bot's timeout still bounds it.
 		res := ci.next.identify(context.WithoutCancel(ctx), b, req)
 		if ttl := cacheTTL(b, res); ttl > 0 {
-			ci.caches.store(key, res, resultCost(res), ci.now().Add(ttl), ttl)
+			now := ci.now()
+			ci.caches.store(key, res, resultCost(res), now, now.Add(ttl), ttl)
 		}
 		return res, nil
 	})
-	return v.(lookupResult)
+	select {
+	case done := <-flight:
+		return done.Val.(lookupResult)
+	case <-ctx.Done():
+		// A visitor who left stops waiting at once; the call goes on for the others.
+		return failure(fmt.Errorf("visitor left: %w", context.Cause(ctx)), false)
+	}
+}
+
+// cached returns a verdict that is still young enough for the bot's settings now
+// running: a reload that shortens a TTL applies to verdicts cached before it.
+func (ci *cachedIdentifier) cached(key string, b *botSettings) (lookupResult, bool) {
+	e, ok := ci.caches.entry(key)
+	if !ok {
+		return lookupResult{}, false
+	}
+	res := e.value.(lookupResult)
+	if ci.now().Sub(e.stored) >= cacheTTL(b, res) {
+		return lookupResult{}, false
+	}
+	res.cacheHit = true
+	res.apiTime = 0
+	return res, true
 }
 
 // cacheTTL is how long a verdict may be served: verified identities for cache_ttl,
