@@ -2,9 +2,11 @@ package customauth
 
 import (
 	"crypto"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,9 +14,6 @@ import (
 
 	"github.com/custom-auth/custom_auth/contact"
 )
-
-// minSignKeyLength is the shortest HS256 key accepted: shorter keys can be guessed.
-const minSignKeyLength = 32
 
 // assertionSigner signs the `<prefix>Assertion` JWT and serves the public keys.
 type assertionSigner struct {
@@ -29,7 +28,10 @@ func newAssertionSigner(h *Handler, repl *caddy.Replacer) (*assertionSigner, err
 	if err != nil {
 		return nil, err
 	}
-	key := repl.ReplaceKnown(h.SignKey, "")
+	key, err := expandConfigured("sign_key", h.SignKey, func(s string) string { return repl.ReplaceKnown(s, "") })
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case key != "" && len(h.SignKeyFiles) > 0:
 		return nil, fmt.Errorf("sign_key and sign_key_file: use one of them")
@@ -44,7 +46,10 @@ func newAssertionSigner(h *Handler, repl *caddy.Replacer) (*assertionSigner, err
 	case len(h.SignKeyFiles) > 0:
 		var keys []crypto.Signer
 		for _, file := range h.SignKeyFiles {
-			file = repl.ReplaceKnown(file, "")
+			file, err := expandConfigured("sign_key_file", file, func(s string) string { return repl.ReplaceKnown(s, "") })
+			if err != nil {
+				return nil, err
+			}
 			pemBytes, err := os.ReadFile(file)
 			if err != nil {
 				return nil, fmt.Errorf("sign_key_file: %w", err)
@@ -70,6 +75,14 @@ func newAssertionSigner(h *Handler, repl *caddy.Replacer) (*assertionSigner, err
 
 func (a *assertionSigner) sign(botID, subject, identifyBy string, data []byte, now time.Time) (string, error) {
 	return a.signer.Sign(botID, subject, identifyBy, data, now, a.ttl)
+}
+
+// checkJWKSPath accepts a request path.
+func checkJWKSPath(path string) error {
+	if path != "" && !strings.HasPrefix(path, "/") {
+		return errors.New("jwks_path: must start with /")
+	}
+	return nil
 }
 
 // serveJWKS answers the public keys that verify the assertion.

@@ -104,6 +104,35 @@ var identifyByField = map[string]string{
 	"phone_number": "phone_number",
 }
 
+// primaryFieldOf checks identify_by and returns the visitor-supplied field it is
+// checked against.
+func primaryFieldOf(identifyBy string) (string, error) {
+	field, ok := identifyByField[identifyBy]
+	if !ok {
+		return "", fmt.Errorf("identify_by: must be id, email or phone_number, not %q", identifyBy)
+	}
+	return field, nil
+}
+
+// checkIdentitySource requires a way to verify tokens unless the bot is off.
+func (cfg *Bot) checkIdentitySource() error {
+	if !cfg.Off && cfg.AuthURL == "" {
+		return errors.New("auth_url is required unless the bot is off")
+	}
+	return nil
+}
+
+// expandConfigured expands global placeholders in a configured value. A value that is
+// written but expands to nothing, such as an unset {env.X}, is an error: a secret or a
+// URL that silently disappears is never accepted.
+func expandConfigured(option, raw string, expand func(string) string) (string, error) {
+	v := expand(raw)
+	if raw != "" && strings.TrimSpace(v) == "" {
+		return "", fmt.Errorf("%s: %q expands to an empty value", option, raw)
+	}
+	return v, nil
+}
+
 // botSettings is a bot's settings, checked and ready for requests.
 type botSettings struct {
 	id           string
@@ -142,14 +171,16 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 		return b, nil
 	}
 
-	b.authURL = expand(cfg.AuthURL)
-	if b.authURL == "" {
-		return nil, errors.New("auth_url is required unless the bot is off")
+	if err := cfg.checkIdentitySource(); err != nil {
+		return nil, err
+	}
+	var err error
+	if b.authURL, err = expandConfigured("auth_url", cfg.AuthURL, expand); err != nil {
+		return nil, err
 	}
 	if err := checkURL(b.authURL); err != nil {
 		return nil, fmt.Errorf("auth_url: %w", err)
 	}
-	var err error
 	if b.authHeaders, err = headerValues(cfg.AuthHeaders, expand); err != nil {
 		return nil, fmt.Errorf("auth_header: %w", err)
 	}
@@ -163,9 +194,8 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 	}
 
 	b.identifyBy = cmp.Or(cfg.IdentifyBy, "id")
-	var ok bool
-	if b.primaryField, ok = identifyByField[b.identifyBy]; !ok {
-		return nil, fmt.Errorf("identify_by: must be id, email or phone_number, not %q", cfg.IdentifyBy)
+	if b.primaryField, err = primaryFieldOf(b.identifyBy); err != nil {
+		return nil, err
 	}
 
 	if b.timeout, err = durationOrDefault("timeout", cfg.Timeout, defaultTimeout); err != nil {

@@ -1,6 +1,7 @@
 package customauth
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -10,11 +11,15 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/custom-auth/custom_auth/contact"
 )
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("custom_auth", parseCaddyfile)
-	httpcaddyfile.RegisterDirectiveOrder("custom_auth", httpcaddyfile.Before, "reverse_proxy")
+	// After forward_auth and before every routing and responding directive, so that a
+	// top-level custom_auth runs before `handle`, `route`, `respond`, `reverse_proxy`…
+	httpcaddyfile.RegisterDirectiveOrder("custom_auth", httpcaddyfile.After, "forward_auth")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -26,10 +31,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	custom_auth [<matcher>] {
-//		bot_id        <placeholder>
-//		token         <placeholder>
-//		origin        <placeholder>
-//		field         <name> <placeholder>
+//		bot_id        <placeholder>...
+//		token         <placeholder>...
+//		origin        <placeholder>...
+//		field         <name> <placeholder>...
 //		header_prefix <prefix>
 //		sign_key      <secret>
 //		sign_key_file <pem-file>
@@ -37,6 +42,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		assertion_ttl <duration>
 //		cache_size    <size>
 //		on_fail       fallback|reject
+//		pass_token
 //		bots_url <url> {
 //			header <name> <value>
 //			ttl    <duration>
@@ -61,132 +67,207 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			}
 //		}
 //	}
+//
+// Where several placeholders are given, the first one with a non-empty value is used.
+// Every subdirective but `field`, `sign_key_file`, `whitelist`, `forward`, `auth_header`,
+// `header` and `bot` may be given once.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	var forwards []forwardUse
+	var prefixAt position
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
+		if err := once(d, seen, "field", "sign_key_file", "bot"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "bot_id":
-			if err := singleArg(d, &h.BotID); err != nil {
+			if err := sourcesArgs(d, &h.BotID); err != nil {
 				return err
 			}
 		case "token":
-			if err := singleArg(d, &h.Token); err != nil {
+			if err := sourcesArgs(d, &h.Token); err != nil {
 				return err
 			}
 		case "origin":
-			if err := singleArg(d, &h.Origin); err != nil {
+			if err := sourcesArgs(d, &h.Origin); err != nil {
 				return err
 			}
 		case "field":
-			var name, source string
-			if !d.Args(&name, &source) || d.NextArg() {
+			if err := h.unmarshalField(d); err != nil {
+				return err
+			}
+		case "header_prefix":
+			if !d.AllArgs(&h.HeaderPrefix) {
 				return d.ArgErr()
 			}
-			if h.Fields == nil {
-				h.Fields = map[string]string{}
-			}
-			h.Fields[name] = source
-		case "header_prefix":
-			if err := singleArg(d, &h.HeaderPrefix); err != nil {
-				return err
-			}
-			if err := checkHeaderPrefix(h.HeaderPrefix); err != nil {
-				return d.Err(err.Error())
-			}
+			prefixAt = positionOf(d)
 		case "sign_key":
-			if err := singleArg(d, &h.SignKey); err != nil {
-				return err
+			if !d.AllArgs(&h.SignKey) {
+				return d.ArgErr()
 			}
-			if !strings.Contains(h.SignKey, "{") && len(h.SignKey) < minSignKeyLength {
-				return d.Errf("sign_key: must be at least %d bytes", minSignKeyLength)
+			if !strings.Contains(h.SignKey, "{") {
+				if _, err := contact.NewHMACSigner([]byte(h.SignKey)); err != nil {
+					return d.Errf("sign_key: %v", err)
+				}
 			}
 		case "sign_key_file":
 			var file string
-			if err := singleArg(d, &file); err != nil {
-				return err
+			if !d.AllArgs(&file) {
+				return d.ArgErr()
 			}
 			h.SignKeyFiles = append(h.SignKeyFiles, file)
 		case "jwks_path":
-			if err := singleArg(d, &h.JWKSPath); err != nil {
-				return err
+			if !d.AllArgs(&h.JWKSPath) {
+				return d.ArgErr()
 			}
-			if !strings.HasPrefix(h.JWKSPath, "/") {
-				return d.Err("jwks_path: must start with /")
+			if err := checkJWKSPath(h.JWKSPath); err != nil {
+				return d.WrapErr(err)
 			}
 		case "assertion_ttl":
 			if err := durationArg(d, &h.AssertionTTL); err != nil {
 				return err
 			}
 		case "cache_size":
-			var size string
-			if err := singleArg(d, &size); err != nil {
+			if err := cacheSizeArg(d, &h.CacheSize); err != nil {
 				return err
 			}
-			bytes, err := humanize.ParseBytes(size)
-			if err != nil || bytes == 0 || bytes > 1<<50 {
-				return d.Errf("cache_size: invalid size %q, e.g. 64MB", size)
-			}
-			h.CacheSize = int64(bytes)
 		case "on_fail":
-			if err := singleArg(d, &h.OnFail); err != nil {
-				return err
+			if !d.AllArgs(&h.OnFail) {
+				return d.ArgErr()
 			}
-			if h.OnFail != "fallback" && h.OnFail != "reject" {
-				return d.Errf("on_fail: must be fallback or reject, not %q", h.OnFail)
+			if _, err := parseOnFail(h.OnFail); err != nil {
+				return d.WrapErr(err)
 			}
+		case "pass_token":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.PassToken = true
 		case "bots_url":
-			if h.BotsURL != nil {
-				return d.Err("bots_url: given twice")
-			}
 			h.BotsURL = new(BotsSource)
 			if err := h.BotsURL.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
 		case "bot":
-			var id string
-			if err := singleArg(d, &id); err != nil {
-				return err
-			}
-			if _, dup := h.Bots[id]; dup {
-				return d.Errf("bot %q: configured twice", id)
-			}
-			b := new(Bot)
-			uses, err := b.unmarshalCaddyfile(d, id)
+			uses, err := h.unmarshalBot(d)
 			if err != nil {
 				return err
 			}
 			forwards = append(forwards, uses...)
-			if h.Bots == nil {
-				h.Bots = map[string]*Bot{}
-			}
-			h.Bots[id] = b
 		default:
 			return d.Errf("unrecognized subdirective '%s'", d.Val())
 		}
 	}
-	// Fields may be declared after the bots that forward them.
+	// Fields and sources may be declared after what uses them.
 	for _, use := range forwards {
-		if _, ok := h.Fields[use.field]; !ok && defaultFields[use.field] == "" {
-			return use.err
+		if _, ok := h.allFields()[use.field]; !ok {
+			return use.at.wrap(fmt.Errorf("bot %q: forward: unknown field %q (define it with `field %s <placeholder>`)", use.bot, use.field, use.field))
+		}
+	}
+	if h.HeaderPrefix != "" {
+		if err := checkHeaderPrefix(h.HeaderPrefix, h.readHeaders()); err != nil {
+			return prefixAt.wrap(err)
 		}
 	}
 	return nil
 }
 
+func (h *Handler) unmarshalField(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	if err := checkFieldName(name); err != nil {
+		return d.WrapErr(err)
+	}
+	if _, dup := h.Fields[name]; dup {
+		return d.Errf("field %s: given twice", name)
+	}
+	var srcs Sources
+	if err := sourcesArgs(d, &srcs); err != nil {
+		return err
+	}
+	if h.Fields == nil {
+		h.Fields = map[string]Sources{}
+	}
+	h.Fields[name] = srcs
+	return nil
+}
+
+func (h *Handler) unmarshalBot(d *caddyfile.Dispenser) ([]forwardUse, error) {
+	var id string
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	id = d.Val()
+	if err := checkBotID(id); err != nil {
+		return nil, d.WrapErr(err)
+	}
+	if _, dup := h.Bots[id]; dup {
+		return nil, d.Errf("bot %q: configured twice", id)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	b := new(Bot)
+	uses, err := b.unmarshalCaddyfile(d, id)
+	if err != nil {
+		return nil, err
+	}
+	if h.Bots == nil {
+		h.Bots = map[string]*Bot{}
+	}
+	h.Bots[id] = b
+	return uses, nil
+}
+
 // forwardUse remembers where a forwarded field was named, to report an unknown one
 // once all fields are known.
 type forwardUse struct {
-	field string
-	err   error
+	bot, field string
+	at         position
+}
+
+// position is a place in a Caddyfile, to report an error found after the parser has
+// moved on.
+type position struct {
+	file string
+	line int
+}
+
+func positionOf(d *caddyfile.Dispenser) position { return position{file: d.File(), line: d.Line()} }
+
+// wrap adds the position the way caddyfile.Dispenser.WrapErr does.
+func (p position) wrap(err error) error {
+	return fmt.Errorf("%w, at %s:%d", err, p.file, p.line)
+}
+
+// once refuses a subdirective given twice in one block, except the repeatable ones.
+func once(d *caddyfile.Dispenser, seen map[string]bool, repeatable ...string) error {
+	name := d.Val()
+	for _, r := range repeatable {
+		if name == r {
+			return nil
+		}
+	}
+	if seen[name] {
+		return d.Errf("%s: given twice", name)
+	}
+	seen[name] = true
+	return nil
 }
 
 func (b *Bot) unmarshalCaddyfile(d *caddyfile.Dispenser, id string) ([]forwardUse, error) {
 	var forwards []forwardUse
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := once(d, seen, "auth_header", "forward", "whitelist"); err != nil {
+			return nil, err
+		}
 		switch d.Val() {
 		case "off":
 			if d.NextArg() {
@@ -207,15 +288,15 @@ func (b *Bot) unmarshalCaddyfile(d *caddyfile.Dispenser, id string) ([]forwardUs
 				return nil, d.ArgErr()
 			}
 			for _, f := range fields {
-				forwards = append(forwards, forwardUse{field: f, err: d.Errf("bot %q: forward: unknown field %q (define it with `field %s <placeholder>`)", id, f, f)})
+				forwards = append(forwards, forwardUse{bot: id, field: f, at: positionOf(d)})
 			}
 			b.Forward = append(b.Forward, fields...)
 		case "identify_by":
-			if err := singleArg(d, &b.IdentifyBy); err != nil {
-				return nil, err
+			if !d.AllArgs(&b.IdentifyBy) {
+				return nil, d.ArgErr()
 			}
-			if _, ok := identifyByField[b.IdentifyBy]; !ok {
-				return nil, d.Errf("identify_by: must be id, email or phone_number, not %q", b.IdentifyBy)
+			if _, err := primaryFieldOf(b.IdentifyBy); err != nil {
+				return nil, d.WrapErr(err)
 			}
 		case "timeout":
 			if err := durationArg(d, &b.Timeout); err != nil {
@@ -241,44 +322,21 @@ func (b *Bot) unmarshalCaddyfile(d *caddyfile.Dispenser, id string) ([]forwardUs
 			}
 			b.Whitelist = append(b.Whitelist, entries...)
 		case "whitelist_url":
-			if b.WhitelistURL != nil {
-				return nil, d.Err("whitelist_url: given twice")
-			}
 			b.WhitelistURL = new(WhitelistSource)
 			if err := b.WhitelistURL.unmarshalCaddyfile(d); err != nil {
 				return nil, err
 			}
 		case "circuit_breaker":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
 			b.CircuitBreaker = new(BreakerSettings)
-			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				switch d.Val() {
-				case "failures":
-					var n string
-					if err := singleArg(d, &n); err != nil {
-						return nil, err
-					}
-					count, err := strconv.Atoi(n)
-					if err != nil || count < 1 {
-						return nil, d.Errf("failures: must be a whole number of at least 1, not %q", n)
-					}
-					b.CircuitBreaker.Failures = count
-				case "open_for":
-					if err := durationArg(d, &b.CircuitBreaker.OpenFor); err != nil {
-						return nil, err
-					}
-				default:
-					return nil, d.Errf("unrecognized circuit_breaker subdirective '%s'", d.Val())
-				}
+			if err := b.CircuitBreaker.unmarshalCaddyfile(d); err != nil {
+				return nil, err
 			}
 		default:
 			return nil, d.Errf("unrecognized bot subdirective '%s'", d.Val())
 		}
 	}
-	if !b.Off && b.AuthURL == "" {
-		return nil, d.Errf("bot %q: auth_url is required unless the bot is off", id)
+	if err := b.checkIdentitySource(); err != nil {
+		return nil, d.Errf("bot %q: %v", id, err)
 	}
 	return forwards, nil
 }
@@ -287,7 +345,11 @@ func (w *WhitelistSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := urlArg(d, &w.URL); err != nil {
 		return err
 	}
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := once(d, seen, "header"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "header":
 			if err := headerArgs(d, &w.Headers); err != nil {
@@ -299,6 +361,37 @@ func (w *WhitelistSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		default:
 			return d.Errf("unrecognized whitelist_url subdirective '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+func (cb *BreakerSettings) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := once(d, seen); err != nil {
+			return err
+		}
+		switch d.Val() {
+		case "failures":
+			var n string
+			if !d.AllArgs(&n) {
+				return d.ArgErr()
+			}
+			count, err := strconv.Atoi(n)
+			if err != nil || count < 1 {
+				return d.Errf("failures: must be a whole number of at least 1, not %q", n)
+			}
+			cb.Failures = count
+		case "open_for":
+			if err := durationArg(d, &cb.OpenFor); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized circuit_breaker subdirective '%s'", d.Val())
 		}
 	}
 	return nil
@@ -325,23 +418,21 @@ func (s *BotsSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// singleArg reads exactly one argument.
-func singleArg(d *caddyfile.Dispenser, v *string) error {
-	if !d.NextArg() {
+// sourcesArgs reads one placeholder or several.
+func sourcesArgs(d *caddyfile.Dispenser, srcs *Sources) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
 		return d.ArgErr()
 	}
-	*v = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
+	*srcs = args
 	return nil
 }
 
 func durationArg(d *caddyfile.Dispenser, v *caddy.Duration) error {
 	name := d.Val()
 	var s string
-	if err := singleArg(d, &s); err != nil {
-		return err
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
 	}
 	dur, err := caddy.ParseDuration(s)
 	if err != nil {
@@ -354,11 +445,26 @@ func durationArg(d *caddyfile.Dispenser, v *caddy.Duration) error {
 	return nil
 }
 
+// cacheSizeArg reads a size in bytes with humanize's units: `64MB` is 64,000,000
+// bytes (as the default), `64MiB` 64 × 2^20, a plain number is bytes.
+func cacheSizeArg(d *caddyfile.Dispenser, v *int64) error {
+	var size string
+	if !d.AllArgs(&size) {
+		return d.ArgErr()
+	}
+	bytes, err := humanize.ParseBytes(size)
+	if err != nil || bytes == 0 || bytes > 1<<50 {
+		return d.Errf("cache_size: invalid size %q, e.g. 64MB", size)
+	}
+	*v = int64(bytes)
+	return nil
+}
+
 // urlArg reads a URL; one with placeholders is checked once they are expanded.
 func urlArg(d *caddyfile.Dispenser, v *string) error {
 	name := d.Val()
-	if err := singleArg(d, v); err != nil {
-		return err
+	if !d.AllArgs(v) {
+		return d.ArgErr()
 	}
 	if !strings.Contains(*v, "{") {
 		if err := checkURL(*v); err != nil {
@@ -371,11 +477,17 @@ func urlArg(d *caddyfile.Dispenser, v *string) error {
 func headerArgs(d *caddyfile.Dispenser, headers *map[string]string) error {
 	directive := d.Val()
 	var name, value string
-	if !d.Args(&name, &value) || d.NextArg() {
+	if !d.AllArgs(&name, &value) {
 		return d.ArgErr()
 	}
 	if !httpguts.ValidHeaderFieldName(name) {
 		return d.Errf("%s: invalid header name %q", directive, name)
+	}
+	if value == "" {
+		return d.Errf("%s %s: the value is empty", directive, name)
+	}
+	if _, dup := (*headers)[name]; dup {
+		return d.Errf("%s %s: given twice", directive, name)
 	}
 	if *headers == nil {
 		*headers = map[string]string{}

@@ -8,10 +8,10 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -94,21 +94,74 @@ type testReport struct {
 	Reason      string            `json:"reason,omitempty"`
 	Headers     map[string]string `json:"headers,omitempty"`
 	Error       string            `json:"error,omitempty"`
-
-	last time.Time
 }
 
 type testStep struct {
 	Step       string  `json:"step"`
 	Passed     bool    `json:"passed"`
 	Detail     string  `json:"detail"`
-	DurationMS float64 `json:"duration_ms"`
+	DurationMS float64 `json:"duration_ms,omitempty"`
 }
 
-func (r *testReport) step(name string, passed bool, detail string) {
-	now := time.Now()
-	r.Steps = append(r.Steps, testStep{Step: name, Passed: passed, Detail: detail, DurationMS: float64(now.Sub(r.last).Microseconds()) / 1000})
-	r.last = now
+// stepNames name the steps of the flow in the report.
+var stepNames = map[step]string{stepBot: "bot", stepWhitelist: "whitelist", stepIdentity: "identity"}
+
+// traceSteps tells each step of an outcome up to the one that decided it: the steps
+// before passed, that one passed only when the visitor was verified.
+func traceSteps(v visit, out outcome) []testStep {
+	var steps []testStep
+	for s := stepBot; s <= out.step; s++ {
+		passed := s < out.step || out.status == statusVerified
+		ts := testStep{Step: stepNames[s], Passed: passed, Detail: stepDetail(s, passed, v, out)}
+		if s == stepIdentity && out.apiTime > 0 {
+			ts.DurationMS = float64(out.apiTime.Microseconds()) / 1000
+		}
+		steps = append(steps, ts)
+	}
+	return steps
+}
+
+// stepDetail says how a step went. No URL credential and no token appears in it.
+func stepDetail(s step, passed bool, v visit, out outcome) string {
+	switch {
+	case s == stepBot && passed:
+		return "identity API " + redactURL(out.bot.authURL)
+	case s == stepBot && out.reason == reasonDisabled:
+		return "off"
+	case s == stepBot:
+		return string(out.reason)
+	case s == stepWhitelist && !passed:
+		return fmt.Sprintf("origin %q is not on the whitelist", v.origin)
+	case s == stepWhitelist && !out.bot.hasWhitelist():
+		return "no whitelist: any origin"
+	case s == stepWhitelist:
+		return fmt.Sprintf("origin %q is allowed", v.origin)
+	case passed:
+		return fmt.Sprintf("%s %q (HTTP %d)", out.bot.identifyBy, out.identity.primary, out.apiStatus)
+	case out.reason == reasonMissingToken:
+		return "no access token"
+	case out.reason == reasonRejected:
+		return fmt.Sprintf("rejected (HTTP %d)", out.apiStatus)
+	case out.err != nil:
+		return out.err.Error()
+	}
+	return string(out.reason)
+}
+
+// redactURL hides the credentials a configured URL may carry: its user information
+// and its query.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<invalid URL>"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "REDACTED"
+	}
+	return u.String()
 }
 
 func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) int {
@@ -157,9 +210,10 @@ func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) in
 		}
 	}
 
-	report := &testReport{Config: opts.config, Bot: opts.bot, last: time.Now()}
+	report := &testReport{Config: opts.config, Bot: opts.bot}
 	v := visit{botID: opts.bot, origin: opts.origin, token: opts.token, fields: fields}
-	out := h.identify(caddyCtx, v, report)
+	out := h.identify(caddyCtx, v)
+	report.Steps = traceSteps(v, out)
 	report.Status, report.Reason = out.status.String(), string(out.reason)
 	report.APIStatus = out.apiStatus
 	if out.bot != nil && !out.bot.off && opts.token != "" && out.reason != reasonDomainNotAllowed {

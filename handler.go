@@ -10,9 +10,10 @@ package customauth
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -33,24 +34,33 @@ func init() {
 // `{http.request.header.X-Bot-Id}` are evaluated per request, global ones such as
 // `{env.CA_TOKEN}` once when the config is loaded.
 type Handler struct {
-	// Where the bot id comes from. Default: `{http.request.header.X-Bot-Id}`.
-	BotID string `json:"bot_id,omitempty"`
+	// Where the bot id comes from: one placeholder, or several of which the first
+	// non-empty one is used. Default: `{http.request.header.X-Bot-Id}`.
+	BotID Sources `json:"bot_id,omitempty"`
 
-	// Where the visitor's access token comes from.
-	// Default: `{http.request.header.X-Access-Token}`.
-	Token string `json:"token,omitempty"`
+	// Where the visitor's access token comes from: one placeholder, or several of
+	// which the first non-empty one is used, e.g. a header, then a query parameter
+	// for WebSockets. Unless `pass_token` is set, every source that is a request
+	// header, query parameter or cookie placeholder is removed from the request
+	// before it goes on. Default: `{http.request.header.X-Access-Token}`.
+	Token Sources `json:"token,omitempty"`
 
-	// Where the browser's origin comes from. Default (empty): the `Origin` header when
-	// present (even `null`), otherwise the origin of the `Referer` header.
-	Origin string `json:"origin,omitempty"`
+	// Where the browser's origin comes from: one placeholder or several. Default
+	// (none): the `Origin` header when present (even `null`), otherwise the origin of
+	// the `Referer` header.
+	Origin Sources `json:"origin,omitempty"`
 
-	// Visitor-supplied fields, by name, and where each comes from. These are the
-	// fields a bot may `forward` to its identity API and that the primary-key check
-	// compares. The defaults are always present unless overridden:
-	// `user_id` `{http.request.header.X-User-Id}`,
+	// Visitor-supplied fields, by name, and where each comes from (one placeholder or
+	// several). These are the fields a bot may `forward` to its identity API and that
+	// the primary-key check compares. The defaults are always present unless
+	// overridden: `user_id` `{http.request.header.X-User-Id}`,
 	// `email` `{http.request.header.X-User-Email}`,
 	// `phone_number` `{http.request.header.X-User-Phone}`.
-	Fields map[string]string `json:"fields,omitempty"`
+	Fields map[string]Sources `json:"fields,omitempty"`
+
+	// Keeps the access token in the request passed on to the backend. The token is
+	// the customer's secret, so by default it is removed. Default: false.
+	PassToken bool `json:"pass_token,omitempty"`
 
 	// Prefix of the contact headers given to the backend, and of the headers removed
 	// from every incoming request. Default: `X-Contact-`.
@@ -73,8 +83,9 @@ type Handler struct {
 	// Lifetime of an assertion. Default: 60s.
 	AssertionTTL caddy.Duration `json:"assertion_ttl,omitempty"`
 
-	// Memory bound, in bytes, of all caches of this handler together.
-	// Default: 64MB.
+	// Memory bound, in bytes, of all caches together. In the Caddyfile, a size such
+	// as `64MB` (10^6-byte units) or `64MiB` (2^20-byte units). Default: 64MB
+	// (64,000,000 bytes).
 	CacheSize int64 `json:"cache_size,omitempty"`
 
 	// What a failed identification does: `fallback` passes the request on without
@@ -89,7 +100,7 @@ type Handler struct {
 	// Settings by bot id; the id `*` applies to every bot not listed.
 	Bots map[string]*Bot `json:"bots,omitempty"`
 
-	botID, token, origin valueSource
+	botID, token, origin sourceList
 	fields               []visitorField
 	prefix               string
 	headerNames          contactHeaderNames
@@ -153,14 +164,14 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 const (
 	defaultBotID        = "{http.request.header.X-Bot-Id}"
 	defaultToken        = "{http.request.header.X-Access-Token}"
-	defaultCacheSize    = 64 << 20
+	defaultCacheSize    = 64_000_000 // 64MB, as cache_size reads it
 	defaultAssertionTTL = 60 * time.Second
 )
 
-var defaultFields = map[string]string{
-	"user_id":      "{http.request.header.X-User-Id}",
-	"email":        "{http.request.header.X-User-Email}",
-	"phone_number": "{http.request.header.X-User-Phone}",
+var defaultFields = map[string]Sources{
+	"user_id":      {"{http.request.header.X-User-Id}"},
+	"email":        {"{http.request.header.X-User-Email}"},
+	"phone_number": {"{http.request.header.X-User-Phone}"},
 }
 
 // Provision sets up the handler.
@@ -173,37 +184,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.env = &environment{ctx: ctx, logger: h.logger, now: h.now, client: newAPIClient(), warned: map[string]time.Time{}}
 	repl := caddy.NewReplacer()
-
-	h.botID = compileValue(cmp.Or(h.BotID, defaultBotID), repl)
-	h.token = compileValue(cmp.Or(h.Token, defaultToken), repl)
-	if h.Origin != "" {
-		h.origin = compileValue(h.Origin, repl)
-	}
-	fields := make(map[string]string, len(defaultFields)+len(h.Fields))
-	for name, src := range defaultFields {
-		fields[name] = src
-	}
-	for name, src := range h.Fields {
-		fields[name] = src
-	}
-	h.fields = compileFields(fields, repl)
-
-	h.prefix = cmp.Or(h.HeaderPrefix, contact.DefaultPrefix)
-	if err := checkHeaderPrefix(h.prefix); err != nil {
+	if err := h.compileRequestHandling(repl); err != nil {
 		return err
 	}
-	h.headerNames = newContactHeaderNames(h.prefix)
-	switch h.OnFail {
-	case "", "fallback":
-	case "reject":
-		h.reject = true
-	default:
-		return fmt.Errorf("on_fail: must be fallback or reject, not %q", h.OnFail)
-	}
-	if h.CacheSize < 0 {
-		return fmt.Errorf("cache_size: must not be negative")
-	}
-
 	var err error
 	if h.assertions, err = newAssertionSigner(h, repl); err != nil {
 		return err
@@ -214,10 +197,57 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.caches, err = loadCaches(cmp.Or(h.CacheSize, defaultCacheSize), h.env.logger); err != nil {
 		return err
 	}
+	if err := h.provisionBots(repl); err != nil {
+		return err
+	}
+	h.identities = h.cachedIdentities(&identityClient{client: h.env.client, metrics: h.env.metrics})
+	return nil
+}
 
+// compileRequestHandling compiles what the handler reads from a request and the
+// headers it writes.
+func (h *Handler) compileRequestHandling(repl *caddy.Replacer) error {
+	for name := range h.Fields {
+		if err := checkFieldName(name); err != nil {
+			return err
+		}
+	}
+	h.botID = compileSources(orDefault(h.BotID, defaultBotID), repl)
+	h.token = compileSources(orDefault(h.Token, defaultToken), repl)
+	h.origin = compileSources(h.Origin, repl)
+	h.fields = compileFields(h.allFields(), repl)
+	if !h.PassToken {
+		for _, src := range h.token {
+			if !src.removable() {
+				h.logger.Warn("this token source cannot be removed from the request; the backend may see the token",
+					zap.String("token", src.template))
+			}
+		}
+	}
+
+	h.prefix = cmp.Or(h.HeaderPrefix, contact.DefaultPrefix)
+	if err := checkHeaderPrefix(h.prefix, h.readHeaders()); err != nil {
+		return err
+	}
+	h.headerNames = newContactHeaderNames(h.prefix)
+	var err error
+	if h.reject, err = parseOnFail(h.OnFail); err != nil {
+		return err
+	}
+	if h.CacheSize < 0 {
+		return fmt.Errorf("cache_size: must not be negative")
+	}
+	return nil
+}
+
+// provisionBots prepares the listed bots and the source of the others.
+func (h *Handler) provisionBots(repl *caddy.Replacer) error {
 	knownFields := h.fieldNames()
 	h.bots = make(map[string]*botSettings, len(h.Bots))
 	for id, cfg := range h.Bots {
+		if err := checkBotID(id); err != nil {
+			return err
+		}
 		if cfg == nil {
 			return fmt.Errorf("bot %q: no settings", id)
 		}
@@ -232,12 +262,66 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	if h.BotsURL != nil {
+		var err error
 		if h.remoteBots, err = newRemoteBots(h.BotsURL, knownFields, h.env, h.caches, repl); err != nil {
 			return fmt.Errorf("bots_url: %w", err)
 		}
 	}
+	return nil
+}
 
-	h.identities = h.cachedIdentities(&identityClient{client: h.env.client, metrics: h.env.metrics})
+// allFields are the visitor-supplied fields: the defaults, and the configured ones,
+// which override them.
+func (h *Handler) allFields() map[string]Sources {
+	fields := maps.Clone(defaultFields)
+	maps.Copy(fields, h.Fields)
+	return fields
+}
+
+// readHeaders are the request headers the handler reads: those of its sources, and
+// the ones the origin comes from.
+func (h *Handler) readHeaders() []string {
+	names := []string{"Origin", "Referer"}
+	sources := []Sources{orDefault(h.BotID, defaultBotID), orDefault(h.Token, defaultToken), h.Origin}
+	for _, srcs := range h.allFields() {
+		sources = append(sources, srcs)
+	}
+	for _, srcs := range sources {
+		for _, src := range srcs {
+			names = append(names, headerPlaceholders(src)...)
+		}
+	}
+	return names
+}
+
+// parseOnFail reads on_fail: whether a failed identification answers 401.
+func parseOnFail(v string) (reject bool, err error) {
+	switch v {
+	case "", "fallback":
+		return false, nil
+	case "reject":
+		return true, nil
+	}
+	return false, fmt.Errorf("on_fail: must be fallback or reject, not %q", v)
+}
+
+// checkFieldName refuses a visitor field that the identity API's body could not carry:
+// `access_token` is the token's own name there.
+func checkFieldName(name string) error {
+	switch name {
+	case "":
+		return errors.New("field: the name must not be empty")
+	case "access_token":
+		return errors.New("field: access_token is the token's name in the identity API's body; choose another name")
+	}
+	return nil
+}
+
+// checkBotID refuses a bot id that no request could name.
+func checkBotID(id string) error {
+	if id == "" {
+		return errors.New("bot: the id must not be empty")
+	}
 	return nil
 }
 
@@ -245,10 +329,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // placeholders in the values are expanded; a JSON config gets the same errors as a
 // Caddyfile there.
 func (h *Handler) Validate() error {
-	if h.JWKSPath != "" && !strings.HasPrefix(h.JWKSPath, "/") {
-		return fmt.Errorf("jwks_path: must start with /")
-	}
-	return nil
+	return checkJWKSPath(h.JWKSPath)
 }
 
 // Cleanup releases this config's share of the caches. Background work stops with the
@@ -266,11 +347,12 @@ func (h *Handler) Cleanup() error {
 }
 
 // ServeHTTP follows the four steps of Custom Authentication. Whatever happens, the
-// contact headers a client sent are removed first; the outcome is then published as
-// placeholders, and the request goes on unless the operator asked for a 401.
+// contact headers a client sent are removed first and the access token last; the
+// outcome is published as placeholders, and the request goes on unless the operator
+// asked for a 401.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	contact.StripHeaders(r.Header, h.prefix)
+	stripSpoofing(r, h.prefix)
 
 	if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
 		return h.assertions.serveJWKS(w, r)
@@ -281,7 +363,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// A browser's preflight carries no credentials: recognised before step 1.
 		out.reason = reasonPreflight
 	} else {
-		out = h.identify(r.Context(), h.visitOf(r, repl), nil)
+		out = h.identify(r.Context(), h.visitOf(r, repl))
+	}
+	if !h.PassToken {
+		h.token.removeFrom(r) // the token is the customer's secret, not the backend's
 	}
 	publishOutcome(repl, out)
 	h.env.metrics.observeRequest(&out)
@@ -312,93 +397,52 @@ func (h *Handler) visitOf(r *http.Request, repl *caddy.Replacer) visit {
 	}
 }
 
-// tracer is told how each step went; the CLI prints it.
-type tracer interface {
-	step(name string, passed bool, detail string)
-}
-
-// identify runs steps 1–3 of the flow and returns the outcome. trace may be nil; the
-// details for it are only put together when it is not.
-func (h *Handler) identify(ctx context.Context, v visit, trace tracer) outcome {
+// identify runs steps 1–3 of the flow and returns the outcome, which records the step
+// that decided it.
+func (h *Handler) identify(ctx context.Context, v visit) outcome {
 	out := outcome{botID: v.botID}
 
 	// Step 1: the bot.
 	b, reason := h.lookupBot(ctx, v.botID)
 	if b == nil {
-		if trace != nil {
-			trace.step("bot", false, string(reason))
-		}
-		return out.fallback(reason)
+		return out.fallback(stepBot, reason)
 	}
 	out.bot = b
 	if b.off {
-		if trace != nil {
-			trace.step("bot", false, "off")
-		}
-		return out.fallback(reasonDisabled)
-	}
-	if trace != nil {
-		trace.step("bot", true, "identity API "+b.authURL)
+		return out.fallback(stepBot, reasonDisabled)
 	}
 
 	// Step 2: the domain whitelist.
 	if b.hasWhitelist() && !b.allowsOrigin(ctx, v.origin) {
-		if trace != nil {
-			trace.step("whitelist", false, fmt.Sprintf("origin %q is not on the whitelist", v.origin))
-		}
-		return out.fallback(reasonDomainNotAllowed)
-	}
-	if trace != nil {
-		trace.step("whitelist", true, whitelistDetail(b, v.origin))
+		return out.fallback(stepWhitelist, reasonDomainNotAllowed)
 	}
 
 	// Step 3: the identity API.
 	if v.token == "" {
-		if trace != nil {
-			trace.step("identity", false, "no access token")
-		}
-		return out.fallback(reasonMissingToken)
+		return out.fallback(stepIdentity, reasonMissingToken)
 	}
 	res := h.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields})
-	out.cacheHit, out.apiTime, out.apiStatus = res.cacheHit, res.apiTime, res.status
+	out.cacheHit, out.apiTime, out.apiStatus, out.err = res.cacheHit, res.apiTime, res.status, res.err
 	switch res.result {
 	case resultRejected:
-		if trace != nil {
-			trace.step("identity", false, fmt.Sprintf("rejected (HTTP %d)", res.status))
-		}
-		return out.fallback(reasonRejected)
+		return out.fallback(stepIdentity, reasonRejected)
 	case resultError:
-		out.err = res.err
 		if ctx.Err() == nil { // a visitor who left is no news about the API
 			h.env.warn("identity:"+b.id, "identity API failed; visitors of this bot fall back to anonymous",
 				zap.String("bot", b.id), zap.Error(res.err))
 		}
-		if trace != nil {
-			trace.step("identity", false, res.err.Error())
-		}
-		return out.fallback(reasonError)
+		return out.fallback(stepIdentity, reasonError)
 	}
 	if claimed, ok := v.fields.get(b.primaryField); ok && !b.samePrimary(claimed, res.identity.primary) {
-		if trace != nil {
-			trace.step("identity", false, fmt.Sprintf("the API says %s %q, the visitor claimed %q", b.identifyBy, res.identity.primary, claimed))
-		}
-		return out.fallback(reasonIdentityMismatch)
-	}
-	if trace != nil {
-		trace.step("identity", true, fmt.Sprintf("%s %q (HTTP %d)", b.identifyBy, res.identity.primary, res.status))
+		out.err = fmt.Errorf("the API says %s %q, the visitor claimed %q", b.identifyBy, res.identity.primary, claimed)
+		return out.fallback(stepIdentity, reasonIdentityMismatch)
 	}
 
 	// Step 4: verified.
+	out.step = stepIdentity
 	out.status = statusVerified
 	out.identity = res.identity
 	return out
-}
-
-func whitelistDetail(b *botSettings, origin string) string {
-	if !b.hasWhitelist() {
-		return "no whitelist: any origin"
-	}
-	return fmt.Sprintf("origin %q is allowed", origin)
 }
 
 // lookupBot finds the settings of a bot: listed, fetched from bots_url, or `bot *`.
@@ -421,7 +465,7 @@ func (h *Handler) lookupBot(ctx context.Context, id string) (*botSettings, reaso
 // requestOrigin is the browser's origin: the configured placeholder, else the Origin
 // header when present (authoritative even when it is `null`), else Referer's origin.
 func (h *Handler) requestOrigin(r *http.Request, repl *caddy.Replacer) string {
-	if !h.origin.isZero() {
+	if len(h.origin) > 0 {
 		return h.origin.value(r, repl)
 	}
 	if v, ok := r.Header["Origin"]; ok {

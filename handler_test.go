@@ -193,8 +193,11 @@ func TestFallbackPassesRequestUnmodified(t *testing.T) {
 	if got.method != http.MethodPost || got.uri != "/chat/messages?x=1" || got.body != `{"text":"hi"}` {
 		t.Errorf("request changed: %s %s %q", got.method, got.uri, got.body)
 	}
-	if got.header.Get("X-Custom") != "kept" || got.header.Get("X-Access-Token") != "wrong-token" || got.header.Get("Origin") != "https://shop.example.com" {
+	if got.header.Get("X-Custom") != "kept" || got.header.Get("Origin") != "https://shop.example.com" {
 		t.Errorf("other headers changed: %v", got.header)
+	}
+	if _, ok := got.header["X-Access-Token"]; ok {
+		t.Error("the access token passed on to the backend")
 	}
 	if _, ok := got.header["X-Contact-Id"]; ok {
 		t.Error("spoofed X-Contact-Id passed on")
@@ -282,11 +285,11 @@ func TestDefaultBot(t *testing.T) {
 func TestCustomSourcesAndPrefix(t *testing.T) {
 	api := newIdentityAPI(t)
 	h := provision(t, &Handler{
-		BotID:        "{http.request.uri.query.bot}",
-		Token:        "{http.request.header.Authorization}",
-		Origin:       "{http.request.header.X-Page-Origin}",
+		BotID:        Sources{"{http.request.uri.query.bot}"},
+		Token:        Sources{"{http.request.header.Authorization}"},
+		Origin:       Sources{"{http.request.header.X-Page-Origin}"},
 		HeaderPrefix: "X-Visitor-",
-		Fields:       map[string]string{"user_id": "{http.request.uri.query.uid}", "locale": "{http.request.header.Accept-Language}"},
+		Fields:       map[string]Sources{"user_id": {"{http.request.uri.query.uid}"}, "locale": {"{http.request.header.Accept-Language}"}},
 		Bots:         map[string]*Bot{"b1": {AuthURL: api.URL, Forward: []string{"user_id", "locale"}, Whitelist: []string{"shop.example.com"}}},
 	})
 	r := widgetRequest("", "", "https://evil.example.com", "Authorization", "alice-token", "X-Page-Origin", "https://shop.example.com", "Accept-Language", "vi", "X_Visitor_Id", "1")

@@ -4,16 +4,50 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"strings"
 
 	"github.com/custom-auth/custom_auth/contact"
 	"golang.org/x/net/http/httpguts"
 )
 
-// checkHeaderPrefix accepts a prefix that is the start of a valid header name.
-func checkHeaderPrefix(prefix string) error {
+// minHeaderPrefixLength is the shortest header_prefix: a shorter one, such as `X-`,
+// would strip far more than contact headers.
+const minHeaderPrefixLength = 5
+
+// standardRequestHeaders are request headers a header_prefix must never strip.
+var standardRequestHeaders = []string{
+	"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language",
+	"Access-Control-Request-Headers", "Access-Control-Request-Method", "Authorization",
+	"Cache-Control", "Connection", "Content-Encoding", "Content-Length", "Content-Type",
+	"Cookie", "Date", "Dnt", "Early-Data", "Expect", "Forwarded", "From", "Host",
+	"If-Match", "If-Modified-Since", "If-None-Match", "If-Range", "If-Unmodified-Since",
+	"Keep-Alive", "Max-Forwards", "Origin", "Pragma", "Priority", "Proxy-Authorization",
+	"Range", "Referer", "Sec-Ch-Ua", "Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site",
+	"Sec-Fetch-User", "Sec-Websocket-Extensions", "Sec-Websocket-Key",
+	"Sec-Websocket-Protocol", "Sec-Websocket-Version", "Te", "Traceparent", "Tracestate",
+	"Trailer", "Transfer-Encoding", "Upgrade", "Upgrade-Insecure-Requests", "User-Agent",
+	"Via", "Warning", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Real-Ip", "X-Requested-With",
+}
+
+// checkHeaderPrefix accepts a prefix that strips contact headers and nothing else: the
+// start of a valid header name, at least minHeaderPrefixLength long, and not the start
+// of a header the handler reads (readHeaders) or of a standard request header.
+func checkHeaderPrefix(prefix string, readHeaders []string) error {
 	if !httpguts.ValidHeaderFieldName(prefix) {
 		return fmt.Errorf("header_prefix: %q is not the start of a valid header name", prefix)
+	}
+	if len(prefix) < minHeaderPrefixLength {
+		return fmt.Errorf("header_prefix: %q is shorter than %d characters", prefix, minHeaderPrefixLength)
+	}
+	for _, name := range readHeaders {
+		if contact.HasPrefix(name, prefix) {
+			return fmt.Errorf("header_prefix: %q would strip %s, which the module reads", prefix, name)
+		}
+	}
+	for _, name := range standardRequestHeaders {
+		if contact.HasPrefix(name, prefix) {
+			return fmt.Errorf("header_prefix: %q would strip the standard header %s", prefix, name)
+		}
 	}
 	return nil
 }
@@ -66,13 +100,16 @@ func (h *Handler) injectContact(r *http.Request, out *outcome) error {
 // headerValues checks configured request headers and expands their values.
 func headerValues(in map[string]string, expand func(string) string) (http.Header, error) {
 	out := make(http.Header, len(in))
-	for name, value := range in {
+	for name, raw := range in {
 		if !httpguts.ValidHeaderFieldName(name) {
 			return nil, fmt.Errorf("invalid header name %q", name)
 		}
-		value = expand(value)
-		if strings.ContainsAny(value, "\r\n\x00") {
-			return nil, fmt.Errorf("header %s: value has a line break or NUL", name)
+		value, err := expandConfigured("header "+name, raw, expand)
+		if err != nil {
+			return nil, err
+		}
+		if value == "" || !httpguts.ValidHeaderFieldValue(value) {
+			return nil, fmt.Errorf("header %s: the value is empty or has a control character", name)
 		}
 		out.Set(name, value)
 	}

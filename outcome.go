@@ -47,10 +47,21 @@ func (r reason) rejectable() bool {
 	return true
 }
 
+// step is a step of the flow.
+type step uint8
+
+const (
+	stepNone step = iota // a preflight decides before the first step
+	stepBot
+	stepWhitelist
+	stepIdentity
+)
+
 // outcome is everything the handler learned about one request.
 type outcome struct {
 	status    status
 	reason    reason
+	step      step // the step that decided
 	botID     string
 	bot       *botSettings
 	identity  *identity
@@ -60,8 +71,9 @@ type outcome struct {
 	err       error
 }
 
-func (o outcome) fallback(r reason) outcome {
+func (o outcome) fallback(at step, r reason) outcome {
 	o.status = statusFallback
+	o.step = at
 	o.reason = r
 	return o
 }

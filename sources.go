@@ -1,44 +1,93 @@
 package customauth
 
 import (
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/textproto"
-	"sort"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 )
 
-// valueSource is a configured value, such as `{http.request.header.X-Bot-Id}`, compiled
-// once so that the common case, one request header, is a map lookup per request
-// instead of a placeholder expansion.
+// Sources is where a value comes from: one placeholder, or several of which the first
+// that yields a non-empty value is used, e.g. the token from a header on some routes and
+// from a query parameter on WebSocket routes. In JSON it is a string, or an array of
+// strings when there are several.
+type Sources []string
+
+// UnmarshalJSON accepts a string or an array of strings.
+func (s *Sources) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*s = Sources{one}
+		return nil
+	}
+	var several []string
+	if err := json.Unmarshal(b, &several); err != nil {
+		return errors.New("must be a placeholder or an array of placeholders")
+	}
+	*s = several
+	return nil
+}
+
+// MarshalJSON writes one source as a string, several as an array.
+func (s Sources) MarshalJSON() ([]byte, error) {
+	if len(s) == 1 {
+		return json.Marshal(s[0])
+	}
+	return json.Marshal([]string(s))
+}
+
+// valueSource is one configured placeholder, such as `{http.request.header.X-Bot-Id}`,
+// compiled once so that the common case, one request header, is a map lookup per
+// request instead of a placeholder expansion. It also knows the part of the request it
+// reads, so that a token can be removed from it.
 type valueSource struct {
 	// header is set when the value is exactly one request header placeholder.
 	header string
+	// query and cookie name the query parameter or cookie when the value is exactly
+	// one `{http.request.uri.query.*}` or `{http.request.cookie.*}` placeholder.
+	query, cookie string
 	// template is the value otherwise, with global placeholders already expanded.
 	template string
 	// dynamic is true when template still holds placeholders for the request.
 	dynamic bool
 }
 
-const requestHeaderPlaceholder = "{http.request.header."
+const (
+	requestHeaderPlaceholder = "{http.request.header."
+	queryPlaceholder         = "{http.request.uri.query."
+	cookiePlaceholder        = "{http.request.cookie."
+)
+
+// placeholderArg returns NAME when v is exactly `<prefix>NAME}`.
+func placeholderArg(v, prefix string) (string, bool) {
+	name, ok := strings.CutPrefix(v, prefix)
+	if !ok {
+		return "", false
+	}
+	name, ok = strings.CutSuffix(name, "}")
+	return name, ok && name != "" && !strings.ContainsAny(name, "{}")
+}
 
 // compileValue expands global placeholders ({env.*}, {system.*}) now and keeps request
 // placeholders for later.
 func compileValue(v string, repl *caddy.Replacer) valueSource {
-	if name, ok := strings.CutPrefix(v, requestHeaderPlaceholder); ok {
-		if name, ok = strings.CutSuffix(name, "}"); ok && name != "" && !strings.ContainsAny(name, "{}") {
-			return valueSource{header: textproto.CanonicalMIMEHeaderKey(name)}
-		}
+	if name, ok := placeholderArg(v, requestHeaderPlaceholder); ok {
+		return valueSource{header: textproto.CanonicalMIMEHeaderKey(name)}
 	}
-	v = repl.ReplaceKnown(v, "")
-	return valueSource{template: v, dynamic: strings.Contains(v, "{")}
+	src := valueSource{template: repl.ReplaceKnown(v, "")}
+	src.dynamic = strings.Contains(src.template, "{")
+	src.query, _ = placeholderArg(v, queryPlaceholder)
+	src.cookie, _ = placeholderArg(v, cookiePlaceholder)
+	return src
 }
 
-func (s valueSource) isZero() bool { return s == valueSource{} }
-
 // value evaluates the source for a request.
-func (s valueSource) value(r *http.Request, repl *caddy.Replacer) string {
+func (s *valueSource) value(r *http.Request, repl *caddy.Replacer) string {
 	switch {
 	case s.header != "":
 		if v := r.Header[s.header]; len(v) > 0 {
@@ -52,19 +101,156 @@ func (s valueSource) value(r *http.Request, repl *caddy.Replacer) string {
 	}
 }
 
-// visitorField is one visitor-supplied field, such as user_id, and where it comes from.
-type visitorField struct {
-	name   string
-	source valueSource
+// removeFrom deletes what the source reads from the request: its header, query
+// parameter or cookie. Other sources are left as they are.
+func (s *valueSource) removeFrom(r *http.Request) {
+	switch {
+	case s.header != "":
+		delete(r.Header, s.header)
+	case s.query != "":
+		removeQueryParam(r, s.query)
+	case s.cookie != "":
+		removeCookie(r.Header, s.cookie)
+	}
 }
 
-func compileFields(fields map[string]string, repl *caddy.Replacer) []visitorField {
+// removable reports whether removeFrom can take the value out of the request.
+func (s *valueSource) removable() bool {
+	return s.header != "" || s.query != "" || s.cookie != ""
+}
+
+// sourceList is a compiled Sources: the first source with a non-empty value wins.
+type sourceList []valueSource
+
+func compileSources(srcs Sources, repl *caddy.Replacer) sourceList {
+	out := make(sourceList, len(srcs))
+	for i, src := range srcs {
+		out[i] = compileValue(src, repl)
+	}
+	return out
+}
+
+func (l sourceList) value(r *http.Request, repl *caddy.Replacer) string {
+	for i := range l {
+		if v := l[i].value(r, repl); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// removeFrom deletes every source's value from the request.
+func (l sourceList) removeFrom(r *http.Request) {
+	for i := range l {
+		l[i].removeFrom(r)
+	}
+}
+
+// removeQueryParam deletes every occurrence of a query parameter, whatever its
+// spelling (`token`, `%74oken`), and keeps the rest of the query byte for byte. Both
+// '&' and ';' separate parameters here, so that no reading of the query a backend may
+// use still finds the parameter.
+func removeQueryParam(r *http.Request, name string) {
+	raw := r.URL.RawQuery
+	if raw == "" || (!strings.Contains(raw, name) && !strings.ContainsRune(raw, '%') && !strings.ContainsRune(raw, '+')) {
+		return
+	}
+	kept := withoutQueryParam(raw, name)
+	if kept == raw {
+		return
+	}
+	r.URL.RawQuery = kept
+	r.URL.ForceQuery = false
+	if path, _, ok := strings.Cut(r.RequestURI, "?"); ok {
+		r.RequestURI = path
+		if kept != "" {
+			r.RequestURI += "?" + kept
+		}
+	}
+}
+
+// withoutQueryParam returns a raw query without the parameter; each kept parameter
+// keeps the separator that came before it.
+func withoutQueryParam(raw, name string) string {
+	var b strings.Builder
+	sep := ""
+	for {
+		segment, rest := raw, ""
+		i := strings.IndexAny(raw, "&;")
+		if i >= 0 {
+			segment, rest = raw[:i], raw[i+1:]
+		}
+		if queryKey(segment) != name {
+			if b.Len() > 0 {
+				b.WriteString(sep)
+			}
+			b.WriteString(segment)
+		}
+		if i < 0 {
+			return b.String()
+		}
+		sep, raw = raw[i:i+1], rest
+	}
+}
+
+// queryKey is the name of a query parameter as Go's url.ParseQuery reads it.
+func queryKey(segment string) string {
+	key, _, _ := strings.Cut(segment, "=")
+	if unescaped, err := url.QueryUnescape(key); err == nil {
+		return unescaped
+	}
+	return key
+}
+
+// removeCookie deletes a cookie from every Cookie header, keeping the others.
+func removeCookie(h http.Header, name string) {
+	values := h["Cookie"]
+	if !slices.ContainsFunc(values, func(v string) bool { return strings.Contains(v, name) }) {
+		return
+	}
+	kept := values[:0:0]
+	for _, line := range values {
+		if line = withoutCookie(line, name); line != "" {
+			kept = append(kept, line)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = kept
+}
+
+// withoutCookie returns a Cookie header line without the named cookie, as Go's
+// http.Request.Cookies reads the line: pairs separated by ';', spaces trimmed.
+func withoutCookie(line, name string) string {
+	var kept []string
+	for pair := range strings.SplitSeq(line, ";") {
+		pair = textproto.TrimString(pair)
+		if pair == "" {
+			continue
+		}
+		if key, _, _ := strings.Cut(pair, "="); textproto.TrimString(key) == name {
+			continue
+		}
+		kept = append(kept, pair)
+	}
+	return strings.Join(kept, "; ")
+}
+
+// visitorField is one visitor-supplied field, such as user_id, and where it comes from.
+type visitorField struct {
+	name    string
+	sources sourceList
+}
+
+func compileFields(fields map[string]Sources, repl *caddy.Replacer) []visitorField {
 	out := make([]visitorField, 0, len(fields))
-	for name, src := range fields {
-		out = append(out, visitorField{name: name, source: compileValue(src, repl)})
+	for name, srcs := range fields {
+		out = append(out, visitorField{name: name, sources: compileSources(srcs, repl)})
 	}
 	// A stable order makes the cache key and the API's request body deterministic.
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	slices.SortFunc(out, func(a, b visitorField) int { return strings.Compare(a.name, b.name) })
 	return out
 }
 
@@ -96,7 +282,7 @@ func (fv fieldValues) get(name string) (string, bool) {
 func (h *Handler) visitorFields(r *http.Request, repl *caddy.Replacer) fieldValues {
 	var out fieldValues
 	for _, f := range h.fields {
-		if v := f.source.value(r, repl); v != "" {
+		if v := f.sources.value(r, repl); v != "" {
 			if out == nil {
 				out = make(fieldValues, 0, len(h.fields))
 			}
@@ -104,4 +290,31 @@ func (h *Handler) visitorFields(r *http.Request, repl *caddy.Replacer) fieldValu
 		}
 	}
 	return out
+}
+
+// orDefault is the configured sources, or the default when none are.
+func orDefault(srcs Sources, def string) Sources {
+	if len(srcs) == 0 {
+		return Sources{def}
+	}
+	return srcs
+}
+
+// headerPlaceholders returns the request headers a configured value reads.
+func headerPlaceholders(v string) []string {
+	var names []string
+	for {
+		_, after, ok := strings.Cut(v, requestHeaderPlaceholder)
+		if !ok {
+			return names
+		}
+		name, rest, ok := strings.Cut(after, "}")
+		if !ok {
+			return names
+		}
+		if name != "" {
+			names = append(names, textproto.CanonicalMIMEHeaderKey(name))
+		}
+		v = rest
+	}
 }
