@@ -270,7 +270,7 @@ func (h *Handler) Cleanup() error {
 // placeholders, and the request goes on unless the operator asked for a 401.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	contact.StripHeaders(r.Header, h.prefix)
+	stripSpoofing(r, h.prefix)
 
 	if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
 		return h.assertions.serveJWKS(w, r)
