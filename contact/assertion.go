@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -34,6 +35,8 @@ type Claims struct {
 	Subject   string           `json:"sub"` // the primary-key value, as the API spelled it
 	IssuedAt  *jwt.NumericDate `json:"iat"`
 	ExpiresAt *jwt.NumericDate `json:"exp"`
+	// NotBefore is checked when present; the gateway does not set it.
+	NotBefore *jwt.NumericDate `json:"nbf,omitempty"`
 	ID        string           `json:"jti"`
 	// IdentifyBy is the primary key's name: "id", "email" or "phone_number".
 	IdentifyBy string `json:"idb"`
@@ -54,7 +57,7 @@ func (c *Claims) Contact() (*Contact, error) {
 // audience.
 func (c *Claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
 func (c *Claims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt, nil }
-func (c *Claims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }
+func (c *Claims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore, nil }
 func (c *Claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
 func (c *Claims) GetSubject() (string, error)                  { return c.Subject, nil }
 func (c *Claims) GetAudience() (jwt.ClaimStrings, error)       { return jwt.ClaimStrings{c.Audience}, nil }
@@ -163,7 +166,40 @@ func (s *Signer) Sign(botID, subject, identifyBy string, data json.RawMessage, n
 	if s.kid != "" {
 		token.Header["kid"] = s.kid
 	}
-	return token.SignedString(s.key)
+	signingString, err := token.SigningString()
+	if err != nil {
+		return "", err
+	}
+	signature, err := s.method.Sign(signingString, s.key)
+	if err != nil {
+		return "", err
+	}
+	if s.method == jwt.SigningMethodES256 && isHighS(signature) {
+		// crypto/ecdsa returns either of the two valid values of s; verifiers accept
+		// only the low one.
+		mirrorS(signature)
+	}
+	return signingString + "." + token.EncodeSegment(signature), nil
+}
+
+// p256HalfOrder is N/2 for P-256. An ES256 signature (r, s) has a twin, (r, N−s), that
+// verifies too; of the two, only the one with s ≤ N/2 is accepted, so that an
+// assertion has a single valid form.
+var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+
+// isHighS reports whether the s half of an ES256 signature (r || s, 32 bytes each) is
+// above N/2.
+func isHighS(signature []byte) bool {
+	if len(signature) != 64 {
+		return false // not ES256: golang-jwt refuses it before
+	}
+	return new(big.Int).SetBytes(signature[32:]).Cmp(p256HalfOrder) > 0
+}
+
+// mirrorS replaces s by N−s in an ES256 signature.
+func mirrorS(signature []byte) {
+	s := new(big.Int).SetBytes(signature[32:])
+	s.Sub(elliptic.P256().Params().N, s).FillBytes(signature[32:])
 }
 
 // JWKS returns the JSON Web Key Set of the public keys; an HS256 signer has none.

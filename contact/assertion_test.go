@@ -7,11 +7,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"maps"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -183,6 +186,16 @@ func TestRefusals(t *testing.T) {
 	if _, err := withinLeeway.Verify(good, "shop"); err != nil {
 		t.Errorf("within the leeway: %v", err)
 	}
+	tooEarly := testNow.Add(DefaultLeeway + time.Second)
+	for name, token := range map[string]string{
+		"nbf within the leeway": hmacToken(t, map[string]any{"nbf": testNow.Add(DefaultLeeway - time.Second).Unix()}, nil),
+		"nbf now":               hmacToken(t, map[string]any{"nbf": testNow.Unix()}, nil),
+		"iat within the leeway": hmacToken(t, map[string]any{"iat": testNow.Add(DefaultLeeway - time.Second).Unix()}, nil),
+	} {
+		if _, err := hsVerifier.Verify(token, "shop"); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 
 	for _, tc := range []struct {
 		name     string
@@ -203,6 +216,14 @@ func TestRefusals(t *testing.T) {
 		{"no expiry", hsVerifier, noExpiry, "shop", ErrMalformed},
 		{"wrong audience", hsVerifier, good, "other-bot", ErrAudience},
 		{"wrong issuer", hsVerifier, wrongIssuer, "shop", ErrIssuer},
+		{"nbf in the future", hsVerifier, hmacToken(t, map[string]any{"nbf": tooEarly.Unix()}, nil), "shop", ErrNotYetValid},
+		{"iat in the future", hsVerifier, hmacToken(t, map[string]any{"iat": tooEarly.Unix()}, nil), "shop", ErrNotYetValid},
+		// RFC 7515 §4.1.11: an extension listed in crit that is not understood makes
+		// the token invalid, and none is.
+		{"crit header", hsVerifier, hmacToken(t, nil, map[string]any{"crit": []string{"exp"}}), "shop", ErrMalformed},
+		{"crit extension", hsVerifier, hmacToken(t, nil, map[string]any{"crit": []string{"b64"}, "b64": true}), "shop", ErrMalformed},
+		{"empty crit", hsVerifier, hmacToken(t, nil, map[string]any{"crit": []string{}}), "shop", ErrMalformed},
+		{"null crit", hsVerifier, hmacToken(t, nil, map[string]any{"crit": nil}), "shop", ErrMalformed},
 		{"garbage", hsVerifier, "not.a.jwt", "shop", ErrMalformed},
 		{"empty", hsVerifier, "", "shop", ErrMalformed},
 	} {
@@ -215,6 +236,74 @@ func TestRefusals(t *testing.T) {
 				t.Error("claims returned with an error")
 			}
 		})
+	}
+}
+
+// hmacToken signs, with the test HS256 key, the claims of a valid assertion for bot
+// shop changed by claims, with extra protected headers. Unlike Sign it can set any
+// claim, as a forger holding the key (or another issuer) could.
+func hmacToken(t *testing.T, claims, headers map[string]any) string {
+	t.Helper()
+	all := jwt.MapClaims{"iss": Issuer, "aud": "shop", "sub": "2", "idb": "id", "contact": json.RawMessage(testData),
+		"iat": testNow.Unix(), "exp": testNow.Add(time.Minute).Unix(), "jti": "j"}
+	maps.Copy(all, claims)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, all)
+	maps.Copy(tok.Header, headers)
+	s, err := tok.SignedString(hmacKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// mirroredS returns an ES256 token with s replaced by N−s: the same claims, and a
+// signature that crypto/ecdsa verifies too.
+func mirroredS(t *testing.T, token string, pub *ecdsa.PublicKey) string {
+	t.Helper()
+	dot := strings.LastIndexByte(token, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(token[dot+1:])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("signature %q: %v", token[dot+1:], err)
+	}
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	s.Sub(elliptic.P256().Params().N, s).FillBytes(sig[32:])
+	digest := sha256.Sum256([]byte(token[:dot]))
+	if !ecdsa.Verify(pub, digest[:], r, s) {
+		t.Fatal("the mirrored signature does not verify: the test proves nothing")
+	}
+	return token[:dot+1] + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func TestES256RefusesHighS(t *testing.T) {
+	key := ecKey(t)
+	es, _ := NewKeySigner(key)
+	v := jwksVerifier(t, es, at(testNow))
+	low := sign(t, es)
+	if _, err := v.Verify(low, "shop"); err != nil {
+		t.Fatalf("low s: %v", err)
+	}
+	high := mirroredS(t, low, &key.PublicKey)
+	claims, err := v.Verify(high, "shop")
+	if !errors.Is(err, ErrSignature) || claims != nil {
+		t.Errorf("high s: claims %+v, err %v; want %v", claims, err, ErrSignature)
+	}
+}
+
+// TestES256SignsLowS: crypto/ecdsa picks either s, so about half of the signatures
+// would be refused without the normalisation; 64 in a row cannot pass by chance.
+func TestES256SignsLowS(t *testing.T) {
+	es, _ := NewKeySigner(ecKey(t))
+	v := jwksVerifier(t, es, at(testNow))
+	halfN := new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+	for i := range 64 {
+		token := sign(t, es)
+		sig, _ := base64.RawURLEncoding.DecodeString(token[strings.LastIndexByte(token, '.')+1:])
+		if s := new(big.Int).SetBytes(sig[32:]); s.Cmp(halfN) > 0 {
+			t.Fatalf("signature %d has a high s", i)
+		}
+		if _, err := v.Verify(token, "shop"); err != nil {
+			t.Fatalf("signature %d: %v", i, err)
+		}
 	}
 }
 

@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultPrefix is the gateway's default header prefix.
@@ -88,12 +90,18 @@ func isUnreserved(c byte) bool {
 	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-// ErrBadEncoding reports a '%' that is not followed by two hex digits.
+// ErrBadEncoding reports a '%' that is not followed by two hex digits, or a value
+// that is not UTF-8 once decoded: EncodeValue never produces either.
 var ErrBadEncoding = errors.New("contact: invalid percent-encoding")
 
-// DecodeValue undoes EncodeValue. A verbatim value has no '%' and comes back as is.
+// DecodeValue undoes EncodeValue. A verbatim value has no '%' and comes back as is. The
+// result is always valid UTF-8, so that a forged header cannot hand a backend bytes
+// that no identity API sent.
 func DecodeValue(s string) (string, error) {
 	if strings.IndexByte(s, '%') < 0 {
+		if !utf8.ValidString(s) {
+			return "", ErrBadEncoding
+		}
 		return s, nil
 	}
 	out := make([]byte, 0, len(s))
@@ -112,6 +120,9 @@ func DecodeValue(s string) (string, error) {
 		}
 		out = append(out, hi<<4|lo)
 		i += 2
+	}
+	if !utf8.Valid(out) {
+		return "", ErrBadEncoding
 	}
 	return string(out), nil
 }
@@ -132,7 +143,9 @@ func unhex(c byte) (byte, bool) {
 type Data map[string]json.RawMessage
 
 // Text returns a field as text: a JSON string unquoted; a number, boolean, object or
-// array as its compact JSON text. ok is false when the field is absent or null.
+// array as its compact JSON text. ok is false when the field is absent or null. The text
+// is valid UTF-8: invalid bytes become U+FFFD, as encoding/json does for strings, since
+// DecodeValue refuses anything else.
 func (d Data) Text(field string) (text string, ok bool) {
 	raw := bytes.TrimSpace(d[field])
 	if len(raw) == 0 || string(raw) == "null" {
@@ -149,7 +162,7 @@ func (d Data) Text(field string) (text string, ok bool) {
 		if err := json.Compact(&buf, raw); err != nil {
 			return "", false
 		}
-		return buf.String(), true
+		return strings.ToValidUTF8(buf.String(), "\uFFFD"), true
 	}
 	return string(raw), true
 }
@@ -168,13 +181,62 @@ func SetHeaders(h http.Header, prefix string, d Data, identifyBy string) {
 
 // StripHeaders removes every header that could be mistaken for a contact header: those
 // whose name starts with prefix when compared case-insensitively with '_' and '.' read
-// as '-' (X_Contact_Id, x.contact.id, X-CONTACT-ID).
+// as '-' (X_Contact_Id, x.contact.id, X-CONTACT-ID). It also removes such names from
+// the Connection header, where a client would list them to have a proxy drop the
+// contact headers set after the strip as hop-by-hop; the other connection options
+// (keep-alive, Upgrade) stay, in order, and a Connection header left empty goes. It
+// allocates only to rewrite a Connection header that lists such a name.
 func StripHeaders(h http.Header, prefix string) {
-	for name := range h {
-		if HasPrefix(name, prefix) {
+	for name, values := range h {
+		switch {
+		case HasPrefix(name, prefix):
 			delete(h, name)
+		case strings.EqualFold(name, "Connection") && listsPrefixed(values, prefix):
+			if kept := withoutPrefixed(values, prefix); len(kept) > 0 {
+				h[name] = kept
+			} else {
+				delete(h, name)
+			}
 		}
 	}
+}
+
+// listsPrefixed reports whether a Connection header lists a name with the prefix.
+func listsPrefixed(values []string, prefix string) bool {
+	for _, v := range values {
+		for v != "" {
+			var option string
+			option, v, _ = strings.Cut(v, ",")
+			if HasPrefix(textproto.TrimString(option), prefix) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// withoutPrefixed returns the Connection header's values without the names that have
+// the prefix, each value's options joined by ", ", and without the values left empty.
+// Options are split and trimmed as Caddy's reverse_proxy and net/http read them.
+func withoutPrefixed(values []string, prefix string) []string {
+	kept := make([]string, 0, len(values))
+	for _, v := range values {
+		var b strings.Builder
+		for option := range strings.SplitSeq(v, ",") {
+			option = textproto.TrimString(option)
+			if option == "" || HasPrefix(option, prefix) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(option)
+		}
+		if b.Len() > 0 {
+			kept = append(kept, b.String())
+		}
+	}
+	return kept
 }
 
 // HasPrefix reports whether a header name starts with prefix, compared

@@ -27,11 +27,14 @@ func TestEncodeValue(t *testing.T) {
 		{"tab\there", "tab%09here"},
 		{"del\x7f", "del%7F"},
 		{"😀", "%F0%9F%98%80"},
-		{"\xff\xfe", "%FF%FE"},
+		{"\xff\xfe", "%FF%FE"}, // encoded, but refused by DecodeValue: not UTF-8
 	} {
 		got := EncodeValue(tc.in)
 		if got != tc.want {
 			t.Errorf("EncodeValue(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if !utf8.ValidString(tc.in) {
+			continue
 		}
 		back, err := DecodeValue(got)
 		if err != nil || back != tc.in {
@@ -41,7 +44,13 @@ func TestEncodeValue(t *testing.T) {
 }
 
 func TestDecodeValueErrors(t *testing.T) {
-	for _, in := range []string{"%", "%2", "%zz", "abc%4", "%G0"} {
+	for _, in := range []string{
+		"%", "%2", "%zz", "abc%4", "%G0",
+		// Well-formed percent-encoding of bytes that are not UTF-8.
+		"%C3%28", "%FF%FE", "%E1%BB", "%C0%AF", "%ED%A0%80", "ok%80",
+		// Raw bytes that are not UTF-8, in a value with no '%'.
+		"\xff", "Nguy\xe1n",
+	} {
 		if _, err := DecodeValue(in); !errors.Is(err, ErrBadEncoding) {
 			t.Errorf("DecodeValue(%q): err = %v", in, err)
 		}
@@ -79,6 +88,26 @@ func TestDataText(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("Text(%q) = %q, %v; want %q, %v", tc.field, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// An identity API may send bytes that are not UTF-8 inside an object; encoding/json
+// keeps them in raw JSON. The headers made of it must still decode.
+func TestDataTextIsUTF8(t *testing.T) {
+	var d Data
+	if err := json.Unmarshal([]byte("{\"name\":\"B\xff\",\"metadata\":{\"note\":\"a\xc3(b\"}}"), &d); err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]string{"name": "B\uFFFD", "metadata": "{\"note\":\"a\uFFFD(b\"}"} {
+		if got, _ := d.Text(field); got != want {
+			t.Errorf("Text(%q) = %q, want %q", field, got, want)
+		}
+	}
+	h := http.Header{}
+	SetHeaders(h, DefaultPrefix, d, "id")
+	c, err := FromHeaders(h, DefaultPrefix)
+	if err != nil || c.Metadata["note"] != "a\uFFFD(b" {
+		t.Errorf("FromHeaders: %+v, %v", c, err)
 	}
 }
 
@@ -122,19 +151,162 @@ func TestHeadersRoundTrip(t *testing.T) {
 }
 
 func TestStripHeaders(t *testing.T) {
-	h := http.Header{}
-	for _, name := range []string{"X-Contact-Id", "X_Contact_Id", "x.contact.id", "X-CONTACT-ID", "X-Contact-", "X-Contact-Assertion",
-		"X-Bot-Id", "X-Contact", "X-Contacts-Id", "X-Access-Token"} {
-		h[name] = []string{"v"}
+	for _, tc := range []struct {
+		name   string
+		prefix string
+		in     http.Header
+		want   http.Header
+	}{
+		{
+			name:   "every spelling of the prefix",
+			prefix: DefaultPrefix,
+			in: http.Header{
+				"X-Contact-Id": {"1"}, "X-CONTACT-ID": {"1"}, "x-contact-id": {"1"}, "X_Contact_Id": {"1"}, "x.contact.id": {"1"},
+				"X_Contact.Name": {"1"}, "X-Contact-": {"1"}, "X-Contact-Identify-By": {"1"}, "X-Contact-Assertion": {"1"},
+				"X-Contact": {"v"}, "X-Contacts-Id": {"v"}, "Contact-Id": {"v"}, "X-Contac-Id": {"v"},
+				"X-Bot-Id": {"v"}, "X-Access-Token": {"v"}, "Origin": {"v"},
+			},
+			want: http.Header{
+				"X-Contact": {"v"}, "X-Contacts-Id": {"v"}, "Contact-Id": {"v"}, "X-Contac-Id": {"v"},
+				"X-Bot-Id": {"v"}, "X-Access-Token": {"v"}, "Origin": {"v"},
+			},
+		},
+		{
+			name:   "the configured prefix",
+			prefix: "X-Visitor-",
+			in:     http.Header{"X-Visitor-Id": {"1"}, "X_visitor_email": {"e"}, "X-Contact-Id": {"2"}},
+			want:   http.Header{"X-Contact-Id": {"2"}},
+		},
+		{
+			name:   "Connection lists contact headers",
+			prefix: DefaultPrefix,
+			in:     http.Header{"Connection": {"X-Contact-Id, X-Contact-Identify-By, keep-alive"}},
+			want:   http.Header{"Connection": {"keep-alive"}},
+		},
+		{
+			name:   "Connection: other options kept in order, a WebSocket upgrade intact",
+			prefix: DefaultPrefix,
+			in:     http.Header{"Connection": {"keep-alive ,x_contact_name,\tUpgrade , X.CONTACT.ID", "x-contact-email,  TE"}, "Upgrade": {"websocket"}},
+			want:   http.Header{"Connection": {"keep-alive, Upgrade", "TE"}, "Upgrade": {"websocket"}},
+		},
+		{
+			name:   "Connection left empty goes",
+			prefix: DefaultPrefix,
+			in:     http.Header{"Connection": {"X-Contact-Id", " , x-contact-name ,"}, "X-Contact-Id": {"1"}, "Accept": {"*/*"}},
+			want:   http.Header{"Accept": {"*/*"}},
+		},
+		{
+			name:   "Connection in another case",
+			prefix: DefaultPrefix,
+			in:     http.Header{"connection": {"close, X-Contact-Id"}},
+			want:   http.Header{"connection": {"close"}},
+		},
+		{
+			name:   "Connection without contact names is untouched",
+			prefix: DefaultPrefix,
+			in:     http.Header{"Connection": {"keep-alive,Upgrade", ""}, "Upgrade": {"websocket"}},
+			want:   http.Header{"Connection": {"keep-alive,Upgrade", ""}, "Upgrade": {"websocket"}},
+		},
+		{
+			name:   "X-Contact alone is no contact header",
+			prefix: DefaultPrefix,
+			in:     http.Header{"Connection": {"X-Contact, X-Contacts-Id"}},
+			want:   http.Header{"Connection": {"X-Contact, X-Contacts-Id"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			StripHeaders(tc.in, tc.prefix)
+			if !reflect.DeepEqual(tc.in, tc.want) {
+				t.Errorf("left %q,\nwant %q", tc.in, tc.want)
+			}
+		})
 	}
-	StripHeaders(h, DefaultPrefix)
-	var left []string
-	for name := range h {
-		left = append(left, name)
+}
+
+// FuzzStripHeaders checks that no header whose name folds to the prefix survives, that
+// every other header does, and that the Connection header keeps exactly the options
+// that do not fold to the prefix, in order, and is untouched when it lists none.
+func FuzzStripHeaders(f *testing.F) {
+	for _, seed := range []string{"X-Contact-Id", "x_contact_id", "X.CONTACT.ID", "X-Contact", "X-Contactx", "", "ä-Contact-"} {
+		f.Add(seed, "X-Contact-", "keep-alive, "+seed)
 	}
-	slices.Sort(left)
-	if want := []string{"X-Access-Token", "X-Bot-Id", "X-Contact", "X-Contacts-Id"}; !slices.Equal(left, want) {
-		t.Errorf("left %v, want %v", left, want)
+	f.Add("Accept", "X-Contact-", "X-Contact-Id, X-Contact-Identify-By, keep-alive")
+	f.Add("Upgrade", "X-Contact-", "Upgrade,,x_contact_id ,\t")
+	f.Add("Accept", "X-Contact-", " , ")
+	f.Fuzz(func(t *testing.T, name, prefix, connection string) {
+		if prefix == "" || strings.EqualFold(name, "Connection") {
+			return
+		}
+		h := http.Header{name: {"v"}, "Keep-Me": {"v"}, "Connection": {connection}}
+		StripHeaders(h, prefix)
+		_, present := h[name]
+		folded := func(s string) string {
+			b := []byte(s)
+			for i := range b {
+				b[i] = foldHeaderByte(b[i])
+			}
+			return string(b)
+		}
+		wantGone := len(name) >= len(prefix) && folded(name[:len(prefix)]) == folded(prefix)
+		if present == wantGone {
+			t.Fatalf("name %q prefix %q: present=%v", name, prefix, present)
+		}
+		if !HasPrefix("Keep-Me", prefix) && h.Get("Keep-Me") != "v" {
+			t.Fatal("an unrelated header was removed")
+		}
+
+		// The options a proxy reads in a Connection header: comma-separated, trimmed.
+		options := func(values []string) (all, kept []string) {
+			for _, v := range values {
+				for _, o := range strings.Split(v, ",") {
+					if o = strings.Trim(o, " \t\r\n"); o != "" {
+						all = append(all, o)
+						if !HasPrefix(o, prefix) {
+							kept = append(kept, o)
+						}
+					}
+				}
+			}
+			return all, kept
+		}
+		all, kept := options([]string{connection})
+		left, ok := h["Connection"]
+		switch {
+		case HasPrefix("Connection", prefix):
+			if ok {
+				t.Fatalf("prefix %q: Connection %q survived", prefix, left)
+			}
+		case len(kept) == len(all):
+			if !slices.Equal(left, []string{connection}) {
+				t.Fatalf("Connection %q without prefixed options became %q", connection, left)
+			}
+		case len(kept) == 0:
+			if ok {
+				t.Fatalf("Connection %q left as %q", connection, left)
+			}
+		default:
+			if after, _ := options(left); !slices.Equal(after, kept) {
+				t.Fatalf("Connection %q became %q, want the options %q", connection, left, kept)
+			}
+		}
+	})
+}
+
+func BenchmarkStripHeaders(b *testing.B) {
+	base := http.Header{
+		"Accept": {"*/*"}, "Accept-Encoding": {"gzip"}, "Content-Type": {"application/json"},
+		"Origin": {"https://shop.example.com"}, "User-Agent": {"Mozilla/5.0"}, "X-Access-Token": {"t"},
+		"X-Bot-Id": {"shop"}, "X-User-Id": {"2"},
+	}
+	keepAlive := base.Clone()
+	keepAlive["Connection"] = []string{"keep-alive"}
+	for name, h := range map[string]http.Header{"no Connection": base, "Connection keep-alive": keepAlive} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				StripHeaders(h, DefaultPrefix)
+			}
+		})
 	}
 }
 
@@ -142,9 +314,15 @@ func TestFromHeadersAnonymous(t *testing.T) {
 	if _, err := FromHeaders(http.Header{"X-Contact-Id": {"2"}}, DefaultPrefix); !errors.Is(err, ErrNoContact) {
 		t.Errorf("without Identify-By: %v", err)
 	}
-	h := http.Header{"X-Contact-Identify-By": {"id"}, "X-Contact-Name": {"%zz"}}
-	if _, err := FromHeaders(h, DefaultPrefix); !errors.Is(err, ErrBadEncoding) {
-		t.Errorf("bad encoding: %v", err)
+	for _, name := range []string{"%zz", "%C3%28", "\xc3("} {
+		h := http.Header{"X-Contact-Identify-By": {"id"}, "X-Contact-Name": {name}}
+		if c, err := FromHeaders(h, DefaultPrefix); !errors.Is(err, ErrBadEncoding) {
+			t.Errorf("name %q: %+v, %v", name, c, err)
+		}
+	}
+	h := http.Header{"X-Contact-Identify-By": {"%FF"}}
+	if c, err := FromHeaders(h, DefaultPrefix); !errors.Is(err, ErrBadEncoding) {
+		t.Errorf("identify-by not UTF-8: %+v, %v", c, err)
 	}
 	h = http.Header{"X-Contact-Identify-By": {"id"}, "X-Contact-Metadata": {"not json"}}
 	if _, err := FromHeaders(h, DefaultPrefix); err == nil {
@@ -169,6 +347,12 @@ func FuzzEncodeValue(f *testing.F) {
 			t.Fatalf("EncodeValue(%q) = %q has an outer space", v, enc)
 		}
 		dec, err := DecodeValue(enc)
+		if !utf8.ValidString(v) {
+			if !errors.Is(err, ErrBadEncoding) {
+				t.Fatalf("DecodeValue(EncodeValue(%q)) = %q, %v: not UTF-8, yet accepted", v, dec, err)
+			}
+			return
+		}
 		if err != nil || dec != v {
 			t.Fatalf("DecodeValue(EncodeValue(%q)) = %q, %v", v, dec, err)
 		}
@@ -176,16 +360,19 @@ func FuzzEncodeValue(f *testing.F) {
 }
 
 // FuzzDecodeValue feeds arbitrary header values to the decoder, as a backend would
-// receive them from anyone: it must never panic, and what it accepts re-encodes to a
-// value that decodes to the same text.
+// receive them from anyone: it must never panic, what it accepts is valid UTF-8, and it
+// re-encodes to a value that decodes to the same text.
 func FuzzDecodeValue(f *testing.F) {
-	for _, seed := range []string{"", "%", "%4", "%41", "%E1%BB%85", "100%25", "a%zzb", "%%%"} {
+	for _, seed := range []string{"", "%", "%4", "%41", "%E1%BB%85", "100%25", "a%zzb", "%%%", "%C3%28", "\xff", "%F0%9F%98"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
 		dec, err := DecodeValue(v)
 		if err != nil {
 			return
+		}
+		if !utf8.ValidString(dec) {
+			t.Fatalf("%q: decoded %q, not UTF-8", v, dec)
 		}
 		if again, err := DecodeValue(EncodeValue(dec)); err != nil || again != dec {
 			t.Fatalf("%q: decoded %q, round trip %q, %v", v, dec, again, err)

@@ -24,8 +24,10 @@ var (
 	ErrUnknownKey = errors.New("contact: unknown signing key")
 	ErrSignature  = errors.New("contact: invalid signature")
 	ErrExpired    = errors.New("contact: assertion expired")
-	ErrAudience   = errors.New("contact: assertion is for another bot")
-	ErrIssuer     = errors.New("contact: assertion not issued by custom_auth")
+	// ErrNotYetValid: the assertion's nbf or iat is later than now plus the leeway.
+	ErrNotYetValid = errors.New("contact: assertion not valid yet")
+	ErrAudience    = errors.New("contact: assertion is for another bot")
+	ErrIssuer      = errors.New("contact: assertion not issued by custom_auth")
 )
 
 // DefaultLeeway is the clock skew tolerated between the gateway and the backend.
@@ -154,7 +156,7 @@ func (k JWK) parse() (verifyKey, error) {
 
 // Verify checks an assertion meant for botID and returns its claims. The error wraps
 // one of ErrMalformed, ErrAlgorithm, ErrUnknownKey, ErrSignature, ErrExpired,
-// ErrAudience or ErrIssuer.
+// ErrNotYetValid, ErrAudience or ErrIssuer.
 //
 // botID is required: the assertion's `aud` must equal it, so that an assertion issued
 // for one bot cannot identify a visitor to another. An empty botID refuses every
@@ -174,30 +176,54 @@ func (v *Verifier) Verify(token, botID string) (*Claims, error) {
 		jwt.WithTimeFunc(v.now),
 	)
 	parsed, err := parser.ParseWithClaims(token, claims, v.keyFor)
-	if err == nil {
-		return claims, nil
+	if err != nil {
+		return nil, v.refusal(parsed, err)
 	}
+	if err := checkStrict(parsed); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+// refusal turns golang-jwt's error into ours.
+func (v *Verifier) refusal(parsed *jwt.Token, err error) error {
 	if parsed != nil && parsed.Method != nil && !slices.Contains(v.algs, parsed.Method.Alg()) {
-		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, parsed.Method.Alg())
+		return fmt.Errorf("%w: %q", ErrAlgorithm, parsed.Method.Alg())
 	}
 	for _, known := range []error{ErrAlgorithm, ErrUnknownKey} {
 		if errors.Is(err, known) {
-			return nil, known
+			return known
 		}
 	}
 	for _, m := range []struct{ jwtErr, ours error }{
 		{jwt.ErrTokenMalformed, ErrMalformed},
 		{jwt.ErrTokenSignatureInvalid, ErrSignature},
 		{jwt.ErrTokenExpired, ErrExpired},
+		{jwt.ErrTokenNotValidYet, ErrNotYetValid},
+		{jwt.ErrTokenUsedBeforeIssued, ErrNotYetValid},
 		{jwt.ErrTokenInvalidAudience, ErrAudience},
 		{jwt.ErrTokenInvalidIssuer, ErrIssuer},
 		{jwt.ErrTokenUnverifiable, ErrAlgorithm}, // an alg golang-jwt does not know
 	} {
 		if errors.Is(err, m.jwtErr) {
-			return nil, fmt.Errorf("%w: %v", m.ours, err)
+			return fmt.Errorf("%w: %v", m.ours, err)
 		}
 	}
-	return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	return fmt.Errorf("%w: %v", ErrMalformed, err)
+}
+
+// checkStrict refuses what golang-jwt lets through in a token it verified: a `crit`
+// header, which names extensions the token requires and we understand none of (RFC
+// 7515 §4.1.11), and an ES256 signature with a high s, the malleable twin of a valid
+// one.
+func checkStrict(parsed *jwt.Token) error {
+	if crit, ok := parsed.Header["crit"]; ok {
+		return fmt.Errorf("%w: crit %v: no JWS extension is supported", ErrMalformed, crit)
+	}
+	if parsed.Method.Alg() == jwt.SigningMethodES256.Alg() && isHighS(parsed.Signature) {
+		return fmt.Errorf("%w: ES256 signature with a high s", ErrSignature)
+	}
+	return nil
 }
 
 // keyFor picks the key by the token's kid and refuses any algorithm but that key's.
