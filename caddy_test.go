@@ -359,6 +359,13 @@ func TestBinaryValidateNamesFileAndLine(t *testing.T) {
 			`'custom_auth': identify_by: must be id, email or phone_number, not \"nick\"`, "Caddyfile:5"},
 		{"unknown subdirective", ":0 {\n\tcustom_auth {\n\t\tbogus 1\n\t}\n}\n", `'custom_auth': unrecognized subdirective 'bogus'`, "Caddyfile:3"},
 		{"missing auth_url", ":0 {\n\tcustom_auth {\n\t\tbot b {\n\t\t\tforward email\n\t\t}\n\t}\n}\n", `'custom_auth': bot \"b\": auth_url is required`, "Caddyfile:5"},
+		{"header_prefix that strips the token", ":0 {\n\tcustom_auth {\n\t\theader_prefix X-Access-\n\t}\n}\n",
+			`header_prefix: \"X-Access-\" would strip X-Access-Token, which the module reads`, "Caddyfile:3"},
+		{"header_prefix too short", ":0 {\n\tcustom_auth {\n\t\theader_prefix X-\n\t}\n}\n", `header_prefix: \"X-\" is shorter than 5 characters`, "Caddyfile:3"},
+		{"auth_url twice", ":0 {\n\tcustom_auth {\n\t\tbot b {\n\t\t\tauth_url https://a.example/1\n\t\t\tauth_url https://a.example/2\n\t\t}\n\t}\n}\n",
+			`auth_url: given twice`, "Caddyfile:5"},
+		{"empty bot id", ":0 {\n\tcustom_auth {\n\t\tbot \"\" {\n\t\t\toff\n\t\t}\n\t}\n}\n", `bot: the id must not be empty`, "Caddyfile:3"},
+		{"field access_token", ":0 {\n\tcustom_auth {\n\t\tfield access_token {http.request.header.X-T}\n\t}\n}\n", `field: access_token is the token's name`, "Caddyfile:3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := writeCaddyfile(t, tc.config)
@@ -375,6 +382,27 @@ func TestBinaryValidateNamesFileAndLine(t *testing.T) {
 	code, out := runCaddy(t, "validate", "--config", file)
 	if code == 0 || !strings.Contains(out, `bot \"shop\": auth_url: \"ftp://x\" must be an absolute http or https URL`) {
 		t.Errorf("JSON: exit %d:\n%s", code, out)
+	}
+}
+
+// TestBinaryValidateRefusesEmptySecrets: a value that is written but expands to
+// nothing (an unset environment variable) fails `caddy validate`, naming the option.
+func TestBinaryValidateRefusesEmptySecrets(t *testing.T) {
+	for _, tc := range []struct{ name, inside, want string }{
+		{"sign_key", "sign_key {env.CA_TEST_UNSET_KEY}\n\t\tbot b {\n\t\t\tauth_url https://a.example\n\t\t}",
+			`sign_key: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`},
+		{"auth_header", "bot b {\n\t\t\tauth_url https://a.example\n\t\t\tauth_header Authorization {env.CA_TEST_UNSET_KEY}\n\t\t}",
+			`bot \"b\": auth_header: Authorization: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`},
+		{"auth_url", "bot b {\n\t\t\tauth_url {env.CA_TEST_UNSET_URL}\n\t\t}",
+			`bot \"b\": auth_url: \"{env.CA_TEST_UNSET_URL}\" expands to an empty value`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeCaddyfile(t, ":0 {\n\tcustom_auth {\n\t\t"+tc.inside+"\n\t}\n}\n")
+			code, out := runCaddy(t, "validate", "--config", file, "--adapter", "caddyfile")
+			if code == 0 || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d; output lacks %q:\n%s", code, tc.want, out)
+			}
+		})
 	}
 }
 

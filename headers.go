@@ -104,7 +104,7 @@ func headerValues(in map[string]string, expand func(string) string) (http.Header
 		if !httpguts.ValidHeaderFieldName(name) {
 			return nil, fmt.Errorf("invalid header name %q", name)
 		}
-		value, err := expandConfigured("header "+name, raw, expand)
+		value, err := expandConfigured(name, raw, expand)
 		if err != nil {
 			return nil, err
 		}

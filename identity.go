@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -171,26 +172,59 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 	if err := json.Unmarshal(body, &a); err != nil {
 		return failure(fmt.Errorf("identity API answer is not a JSON object: %w", err), false)
 	}
-	if string(bytes.TrimSpace(a.Status)) == "false" {
+	switch status := string(bytes.TrimSpace(a.Status)); status {
+	case "", "true":
+	case "false":
 		return lookupResult{result: resultRejected, maxAge: -1}
+	default:
+		return failure(fmt.Errorf("identity API answer's status is %s, not a JSON boolean", status), false)
 	}
 	var data contact.Data
 	if len(a.Data) == 0 || a.Data[0] != '{' || json.Unmarshal(a.Data, &data) != nil {
 		return failure(errors.New("identity API answer has no data object"), false)
 	}
-	primary, ok := data.Text(identifyBy)
-	if !ok || primary == "" {
-		return failure(fmt.Errorf("identity API answer has no data.%s", identifyBy), false)
+	primary, ok := primaryKey(data[identifyBy])
+	if !ok {
+		return failure(fmt.Errorf("identity API answer has no data.%s: it must be a non-blank string or a number", identifyBy), false)
 	}
 	raw := a.Data
 	if compacted, err := compactJSON(raw); err == nil {
 		raw = compacted
 	}
-	return lookupResult{
-		result:   resultVerified,
-		identity: newIdentity(data, raw, primary),
-		maxAge:   -1,
+	id := newIdentity(data, raw, primary)
+	if size := id.size(); size > maxContactSize {
+		return failure(fmt.Errorf("identity API answer's contact is %d bytes, over the %d that fit in request headers", size, maxContactSize), false)
 	}
+	return lookupResult{result: resultVerified, identity: id, maxAge: -1}
+}
+
+// maxContactSize bounds a contact's encoded header values and its data object (which
+// the assertion carries): backends commonly refuse requests whose headers pass 8 to
+// 16 KiB, and a visitor whose contact cannot be sent whole chats anonymously instead.
+const maxContactSize = 8 << 10
+
+// primaryKey reads the primary-key field of the data object: a string that is not only
+// white space, or a number as its JSON text. Anything else identifies no one.
+func primaryKey(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "", false
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		var text string
+		if json.Unmarshal(raw, &text) != nil || strings.TrimSpace(text) == "" {
+			return "", false
+		}
+		return text, true
+	case c == '-' || '0' <= c && c <= '9':
+		var n json.Number
+		if json.Unmarshal(raw, &n) != nil {
+			return "", false
+		}
+		return string(raw), true
+	}
+	return "", false
 }
 
 func compactJSON(raw []byte) ([]byte, error) {
@@ -214,8 +248,9 @@ func cacheControl(v string) (noStore bool, maxAge time.Duration) {
 		case "no-store":
 			noStore = true
 		case "max-age":
-			if secs, err := strconv.ParseInt(strings.Trim(value, `"`), 10, 64); err == nil && secs >= 0 {
-				maxAge = time.Duration(secs) * time.Second
+			if secs, err := strconv.ParseUint(strings.Trim(value, `"`), 10, 64); err == nil {
+				// A TTL beyond what a Duration holds caps nothing.
+				maxAge = time.Duration(min(secs, uint64(math.MaxInt64/int64(time.Second)))) * time.Second
 			}
 		}
 	}
@@ -258,6 +293,15 @@ func newIdentity(data contact.Data, raw []byte, primary string) *identity {
 		}
 	}
 	return id
+}
+
+// size is what the contact adds to a request: its header values and its data object.
+func (id *identity) size() int {
+	n := len(id.raw)
+	for _, h := range id.headers {
+		n += len(h.value)
+	}
+	return n
 }
 
 // fields parses the data object, field by field.

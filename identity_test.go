@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,19 @@ func TestParseAnswer(t *testing.T) {
 		{"empty primary", 200, `{"data":{"id":""}}`, "id", resultError, ""},
 		{"empty body", 200, ``, "id", resultError, ""},
 		{"over 1 MiB", 200, `{"data":{"id":"2","x":"` + strings.Repeat("a", maxAnswerSize) + `"}}`, "id", resultError, ""},
+		{"status true", 200, `{"status":true,"data":{"id":"2"}}`, "id", resultVerified, "2"},
+		{"status string false", 200, `{"status":"false","data":{"id":"2"}}`, "id", resultError, ""},
+		{"status string true", 200, `{"status":"true","data":{"id":"2"}}`, "id", resultError, ""},
+		{"status 0", 200, `{"status":0,"data":{"id":"2"}}`, "id", resultError, ""},
+		{"status 1", 200, `{"status":1,"data":{"id":"2"}}`, "id", resultError, ""},
+		{"status null", 200, `{"status":null,"data":{"id":"2"}}`, "id", resultError, ""},
+		{"object primary", 200, `{"data":{"id":{}}}`, "id", resultError, ""},
+		{"array primary", 200, `{"data":{"id":[]}}`, "id", resultError, ""},
+		{"blank primary", 200, `{"data":{"id":"   "}}`, "id", resultError, ""},
+		{"tab primary", 200, `{"data":{"id":"\t"}}`, "id", resultError, ""},
+		{"boolean primary", 200, `{"data":{"id":true}}`, "id", resultError, ""},
+		{"negative number primary", 200, `{"data":{"id":-7}}`, "id", resultVerified, "-7"},
+		{"contact too large for headers", 200, `{"data":{"id":"2","metadata":{"x":"` + strings.Repeat("a", maxContactSize) + `"}}}`, "id", resultError, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := parseAnswer(tc.code, []byte(tc.body), tc.identifyBy)
@@ -90,6 +104,8 @@ func TestCacheControl(t *testing.T) {
 		{"max-age=0", false, 0},
 		{"max-age=-3", false, -1},
 		{"max-age=abc", false, -1},
+		{"max-age=18446744074", false, time.Duration(math.MaxInt64 / int64(time.Second) * int64(time.Second))},
+		{"max-age=99999999999999999999999", false, -1},
 	} {
 		noStore, maxAge := cacheControl(tc.header)
 		if noStore != tc.noStore || maxAge != tc.maxAge {
