@@ -202,10 +202,11 @@ func queryKey(segment string) string {
 	return key
 }
 
-// removeCookie deletes a cookie from every Cookie header, keeping the others.
+// removeCookie deletes a cookie from every Cookie header, keeping the others. Names
+// compare case-insensitively, as Caddy's cookie placeholder reads them.
 func removeCookie(h http.Header, name string) {
-	values := h["Cookie"]
-	if !slices.ContainsFunc(values, func(v string) bool { return strings.Contains(v, name) }) {
+	values, ok := h["Cookie"]
+	if !ok {
 		return
 	}
 	kept := values[:0:0]
@@ -230,7 +231,7 @@ func withoutCookie(line, name string) string {
 		if pair == "" {
 			continue
 		}
-		if key, _, _ := strings.Cut(pair, "="); textproto.TrimString(key) == name {
+		if key, _, _ := strings.Cut(pair, "="); strings.EqualFold(textproto.TrimString(key), name) {
 			continue
 		}
 		kept = append(kept, pair)
