@@ -1,19 +1,23 @@
-// Command servers runs the two upstreams of the benchmark in one process: a chat
-// backend stand-in that answers "ok", and an identity API stand-in that knows one access
-// token. Both listen on the addresses given by flags (loopback only in bench/run.sh).
+// Command servers runs the upstreams of the benchmark in one process: a chat backend
+// stand-in that answers "ok", an identity API stand-in, and a stats endpoint. Each
+// listens on the address given by its flag (loopback only in bench/run.sh).
 //
-// The backend echoes the identity headers it receives (X-Contact-Id from custom_auth,
-// X-User-Id from forward_auth) as X-Echo-* response headers, on every request and for
-// every site alike, so the benchmark can prove that a request was really verified.
+// The identity API accepts every access token of the form bench-<n> and answers a small
+// contact whose id is n (see bench/fixture), so a load generator can send a new visitor
+// on every request; any other token is rejected. It answers after -latency, like a real
+// identity API across a network.
 //
-// GET /stats on the identity API's listener reports the calls the identity API got and
-// the requests the backend got (all of them, with X-Contact-Id: 2, with X-User-Id: 2), so
-// the benchmark can report how many API calls each request cost and check that every
-// request of a run reached the backend verified.
+// The backend counts the requests that carry an identity (X-Contact-Id from custom_auth
+// or a static header, X-User-Id from forward_auth). A request with an X-Bench-Echo
+// header gets, instead of "ok", the request headers the backend received as JSON, so
+// the benchmark can check exactly what a gateway handed on.
+//
+// GET /stats on the stats listener reports all counters as JSON, among them the TCP
+// connections each listener accepted. Stats have a listener of their own so that
+// reading them never adds a connection to the identity API's count.
 package main
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,21 +26,44 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/custom-auth/custom_auth/bench/fixture"
 )
 
-// verifiedAnswer is what the identity API answers for the known token.
-var verifiedAnswer = []byte(`{"status":true,"data":{"id":"2","name":"Bench","email":"b@example.com"}}`)
-
-// rejectedAnswer is what it answers for any other token.
+// rejectedAnswer is what the identity API answers for a token it does not know.
 var rejectedAnswer = []byte(`{"status":false,"message":"invalid access token"}`)
 
 var okBody = []byte("ok")
 
+// connCounter counts the TCP connections a server accepted and how many were open at
+// most at the same time; its method is an http.Server ConnState hook.
+type connCounter struct {
+	accepted atomic.Int64
+	open     atomic.Int64
+	maxOpen  atomic.Int64
+}
+
+func (c *connCounter) track(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		c.accepted.Add(1)
+		n := c.open.Add(1)
+		for {
+			m := c.maxOpen.Load()
+			if n <= m || c.maxOpen.CompareAndSwap(m, n) {
+				break
+			}
+		}
+	case http.StateClosed, http.StateHijacked:
+		c.open.Add(-1)
+	}
+}
+
 // backend stands in for the chat backend.
 type backend struct {
+	conns       connCounter
 	requests    atomic.Int64
 	withContact atomic.Int64
 	withUser    atomic.Int64
@@ -44,36 +71,30 @@ type backend struct {
 
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.requests.Add(1)
-	h := w.Header()
-	if v := r.Header.Get("X-Contact-Id"); v != "" {
-		if v == "2" {
-			b.withContact.Add(1)
-		}
-		h.Set("X-Echo-Contact-Id", v)
+	if r.Header.Get("X-Contact-Id") != "" {
+		b.withContact.Add(1)
 	}
-	if v := r.Header.Get("X-User-Id"); v != "" {
-		if v == "2" {
-			b.withUser.Add(1)
-		}
-		h.Set("X-Echo-User-Id", v)
+	if r.Header.Get("X-User-Id") != "" {
+		b.withUser.Add(1)
 	}
-	h.Set("Content-Type", "text/plain")
+	if r.Header.Get("X-Bench-Echo") != "" {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(r.Header)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
 	w.Write(okBody)
 }
 
 // identityAPI stands in for the customer's identity endpoint (POST /ca, for custom_auth)
 // and for a forward_auth endpoint (GET /check).
 type identityAPI struct {
-	backend     *backend
-	token       []byte
+	latency     time.Duration
+	conns       connCounter
 	caCalls     atomic.Int64
 	checkCalls  atomic.Int64
-	otherCalls  atomic.Int64
 	rejectCalls atomic.Int64
-}
-
-func (a *identityAPI) knows(token string) bool {
-	return subtle.ConstantTimeCompare([]byte(token), a.token) == 1
+	otherCalls  atomic.Int64
 }
 
 func (a *identityAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -83,22 +104,26 @@ func (a *identityAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.serveCA(w, r)
 	case r.URL.Path == "/check":
 		a.checkCalls.Add(1)
-		if !a.knows(r.Header.Get("X-Access-Token")) {
-			a.rejectCalls.Add(1)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		w.Header().Set("X-User-Id", "2")
-		w.WriteHeader(http.StatusOK)
-	case r.URL.Path == "/stats" && r.Method == http.MethodGet:
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprintf(w, "ca %d\ncheck %d\nrejected %d\nother %d\n",
-			a.caCalls.Load(), a.checkCalls.Load(), a.rejectCalls.Load(), a.otherCalls.Load())
-		fmt.Fprintf(w, "backend %d\nbackend_contact %d\nbackend_user %d\n",
-			a.backend.requests.Load(), a.backend.withContact.Load(), a.backend.withUser.Load())
+		a.serveCheck(w, r)
 	default:
 		a.otherCalls.Add(1)
 		http.NotFound(w, r)
+	}
+}
+
+// wait holds the answer back for the configured latency; it reports false when the
+// caller left meanwhile.
+func (a *identityAPI) wait(r *http.Request) bool {
+	if a.latency <= 0 {
+		return true
+	}
+	t := time.NewTimer(a.latency)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
 	}
 }
 
@@ -111,64 +136,99 @@ func (a *identityAPI) serveCA(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
+	if !a.wait(r) {
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	if !a.knows(body.AccessToken) {
+	id, ok := fixture.ContactID(body.AccessToken)
+	if !ok {
 		a.rejectCalls.Add(1)
 		w.WriteHeader(http.StatusUnauthorized)
 		w.Write(rejectedAnswer)
 		return
 	}
-	w.Write(verifiedAnswer)
+	w.Write(fixture.AppendAnswer(make([]byte, 0, 192), id))
 }
 
-func serve(addr string, h http.Handler) (*http.Server, net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, err
+func (a *identityAPI) serveCheck(w http.ResponseWriter, r *http.Request) {
+	if !a.wait(r) {
+		return
 	}
+	id, ok := fixture.ContactID(r.Header.Get("X-Access-Token"))
+	if !ok {
+		a.rejectCalls.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	w.Header().Set("X-User-Id", id)
+	w.WriteHeader(http.StatusOK)
+}
+
+func statsHandler(api *identityAPI, chat *backend) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stats" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(fixture.Stats{
+			CA:              api.caCalls.Load(),
+			Check:           api.checkCalls.Load(),
+			Rejected:        api.rejectCalls.Load(),
+			Other:           api.otherCalls.Load(),
+			APIConns:        api.conns.accepted.Load(),
+			APIConnsMaxOpen: api.conns.maxOpen.Load(),
+			Backend:         chat.requests.Load(),
+			BackendContact:  chat.withContact.Load(),
+			BackendUser:     chat.withUser.Load(),
+			BackendConns:    chat.conns.accepted.Load(),
+		})
+	}
+}
+
+func newServer(h http.Handler, conns *connCounter) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
-	return srv, ln, nil
+	if conns != nil {
+		srv.ConnState = conns.track
+	}
+	return srv
 }
 
 func main() {
 	backendAddr := flag.String("backend", "127.0.0.1:0", "listen address of the chat backend")
 	apiAddr := flag.String("api", "127.0.0.1:0", "listen address of the identity API")
-	tokenFile := flag.String("token-file", "", "file holding the one access token the identity API accepts")
+	statsAddr := flag.String("stats", "127.0.0.1:0", "listen address of the stats endpoint")
+	latency := flag.Duration("latency", 50*time.Millisecond, "how long the identity API takes to answer")
 	flag.Parse()
 
-	if *tokenFile == "" {
-		log.Fatal("servers: -token-file is required")
-	}
-	token, err := os.ReadFile(*tokenFile)
-	if err != nil || len(token) == 0 {
-		log.Fatalf("servers: reading -token-file: %v", err)
-	}
 	chat := &backend{}
-	api := &identityAPI{backend: chat, token: token}
+	api := &identityAPI{latency: *latency}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	for _, s := range []struct {
 		name, addr string
-		h          http.Handler
+		srv        *http.Server
 	}{
-		{"backend", *backendAddr, chat},
-		{"identity API", *apiAddr, api},
+		{"backend", *backendAddr, newServer(chat, &chat.conns)},
+		{"identity API", *apiAddr, newServer(api, &api.conns)},
+		{"stats", *statsAddr, newServer(statsHandler(api, chat), nil)},
 	} {
-		srv, ln, err := serve(s.addr, s.h)
+		ln, err := net.Listen("tcp", s.addr)
 		if err != nil {
 			log.Fatalf("servers: %s: %v", s.name, err)
 		}
 		log.Printf("servers: %s listening on %s", s.name, ln.Addr())
 		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", s.name, err)
 			}
 		}()
 	}
+	log.Printf("servers: identity API answers after %s", *latency)
 	log.Fatalf("servers: %v", <-errc)
 }
