@@ -96,8 +96,8 @@ func TestIntegrationTokenSources(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, path, header, cookie, outcome string
-		wantQuery, wantCookie             string
-		wantHeader                        bool
+		wantQuery, wantCookie               string
+		wantHeader                          bool
 	}{
 		{name: "header", path: "/chat?room=1", header: "alice-token", outcome: "verified/", wantQuery: "room=1"},
 		{name: "query", path: "/ws?room=1&access_token=alice-token&x=%2F", outcome: "verified/", wantQuery: "room=1&x=%2F"},
