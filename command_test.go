@@ -158,3 +158,38 @@ func TestCLIUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIHidesURLCredentials: the user information and the query of a configured URL
+// are credentials, and the test never prints them, in text or JSON, verified or not.
+func TestCLIHidesURLCredentials(t *testing.T) {
+	api := newIdentityAPI(t)
+	withCredentials := strings.Replace(api.URL, "http://", "http://ca-user:url-password@", 1) + "/ca?api_key=query-secret"
+	config := writeCaddyfile(t, fmt.Sprintf(`
+:0 {
+	custom_auth {
+		bot shop {
+			auth_url %s
+		}
+	}
+	respond ok
+}`, withCredentials))
+	for _, args := range [][]string{
+		{"--token", "alice-token"},
+		{"--token", "alice-token", "--json"},
+		{"--token", "boom-token"},
+		{"--token", "boom-token", "--json"},
+	} {
+		code, out, errOut := runCLI(t, append([]string{"--config", config, "--adapter", "caddyfile", "--bot", "shop"}, args...)...)
+		if code == exitUsage {
+			t.Fatalf("%v: usage error: %s", args, errOut)
+		}
+		for _, secret := range []string{"url-password", "ca-user", "query-secret"} {
+			if strings.Contains(out+errOut, secret) {
+				t.Errorf("%v: printed %q:\n%s", args, secret, out)
+			}
+		}
+		if !strings.Contains(out, "REDACTED") && !strings.Contains(args[len(args)-1], "json") && code == exitVerified {
+			t.Errorf("%v: the identity API's URL is not shown at all:\n%s", args, out)
+		}
+	}
+}
