@@ -216,12 +216,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	knownFields := h.fieldNames()
+	listed := operatorPolicy(repl, h.env.client)
 	h.bots = make(map[string]*botSettings, len(h.Bots))
 	for id, cfg := range h.Bots {
 		if cfg == nil {
 			return fmt.Errorf("bot %q: no settings", id)
 		}
-		b, err := newBot(id, cfg, knownFields, repl, h.env)
+		b, err := newBot(id, cfg, knownFields, listed, h.env)
 		if err != nil {
 			return fmt.Errorf("bot %q: %w", id, err)
 		}
@@ -237,7 +238,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	h.identities = h.cachedIdentities(&identityClient{client: h.env.client, metrics: h.env.metrics})
+	h.identities = h.cachedIdentities(&identityClient{metrics: h.env.metrics})
 	return nil
 }
 
@@ -256,6 +257,9 @@ func (h *Handler) Validate() error {
 func (h *Handler) Cleanup() error {
 	if h.env != nil {
 		h.env.client.CloseIdleConnections()
+	}
+	if h.remoteBots != nil {
+		h.remoteBots.tenant.client.CloseIdleConnections()
 	}
 	if h.caches != nil {
 		caches := h.caches

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/custom-auth/custom_auth/contact"
@@ -58,19 +59,28 @@ type lookupResult struct {
 // maxAnswerSize is the largest identity API answer read; a larger one is an error.
 const maxAnswerSize = 1 << 20
 
-// identityClient calls a bot's identity API.
+// identityClient calls a bot's identity API, with the bot's HTTP client.
 type identityClient struct {
-	client  *http.Client
 	metrics *metrics
 }
 
+// newAPIClient is the HTTP client of the operator's URLs: the APIs of bots listed in
+// the config, and bots_url. It goes through the environment's proxy, if any.
 func newAPIClient() *http.Client {
+	return newHTTPClient(http.ProxyFromEnvironment, nil)
+}
+
+// newHTTPClient is a client for identity, whitelist and settings APIs. proxy may be
+// nil (no proxy); control, when not nil, sees every address dialled, after name
+// resolution, and may refuse it.
+func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx context.Context, network, address string, c syscall.RawConn) error) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment,
+			Proxy: proxy,
 			DialContext: (&net.Dialer{
-				Timeout:   5 * time.Second,
-				KeepAlive: 30 * time.Second,
+				Timeout:        5 * time.Second,
+				KeepAlive:      30 * time.Second,
+				ControlContext: control,
 			}).DialContext,
 			ForceAttemptHTTP2:     true,
 			MaxIdleConns:          256,
@@ -85,7 +95,14 @@ func newAPIClient() *http.Client {
 	}
 }
 
+// identify makes one call within the bot's bounds: its calls in flight and its
+// circuit breaker.
 func (c *identityClient) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+	if !b.callSlots.acquire() {
+		// No call: nothing to tell the breaker.
+		return failure(errTooManyCalls, false)
+	}
+	defer b.callSlots.release()
 	done, ok := b.breaker.allow()
 	if !ok {
 		return failure(errBreakerOpen, false)
@@ -98,7 +115,10 @@ func (c *identityClient) identify(ctx context.Context, b *botSettings, req ident
 	return res
 }
 
-var errBreakerOpen = errors.New("identity API skipped after repeated errors (circuit breaker open)")
+var (
+	errBreakerOpen  = errors.New("identity API skipped after repeated errors (circuit breaker open)")
+	errTooManyCalls = errors.New("identity API skipped: too many calls to it in flight for this bot")
+)
 
 func (c *identityClient) call(parent context.Context, b *botSettings, req identityRequest) lookupResult {
 	ctx, cancel := context.WithTimeout(parent, b.timeout)
@@ -118,7 +138,7 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 	httpReq.Header.Set("Content-Type", "application/json")
 	httpReq.Header.Set("Accept", "application/json")
 
-	resp, err := c.client.Do(httpReq)
+	resp, err := b.client.Do(httpReq)
 	if err != nil {
 		// A visitor who leaves cancels the call; that says nothing about the API, and
 		// must not open the breaker for everyone.
