@@ -142,15 +142,27 @@ type botPolicy struct {
 	maxTimeout time.Duration
 	// callsInFlight bounds the bot's identity calls in flight; 0: no bound.
 	callsInFlight int
+	// breakers keeps listed bots' breakers across reloads; nil: each bot gets a new
+	// one, which lives as long as its settings.
+	breakers *listedBreakers
 }
 
 // operatorPolicy is what bots listed in the config may do: anything the operator
 // wrote, with the environment's placeholders expanded.
-func operatorPolicy(repl *caddy.Replacer, client *http.Client) *botPolicy {
+func operatorPolicy(repl *caddy.Replacer, client *http.Client, breakers *listedBreakers) *botPolicy {
 	return &botPolicy{
-		expand: func(s string) string { return repl.ReplaceKnown(s, "") },
-		client: client,
+		expand:   func(s string) string { return repl.ReplaceKnown(s, "") },
+		client:   client,
+		breakers: breakers,
 	}
+}
+
+// breakerFor returns the circuit breaker of a bot's identity API.
+func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning) *breaker {
+	if p.breakers == nil {
+		return newBreaker(botID, tuning)
+	}
+	return p.breakers.load(botID, url, tuning)
 }
 
 // newBot checks a bot's settings and prepares them as policy allows.
@@ -215,10 +227,12 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 		}
 	}
 
-	if b.breaker, err = newBreaker(b.authURL, cfg.CircuitBreaker); err != nil {
+	tuning, err := breakerTuningOf(cfg.CircuitBreaker)
+	if err != nil {
 		return nil, fmt.Errorf("circuit_breaker: %w", err)
 	}
 	b.client = policy.client
+	b.breaker = policy.breakerFor(id, b.authURL, tuning)
 	b.callSlots = newCallSlots(policy.callsInFlight)
 
 	b.settingsKey = settingsKey(b)

@@ -10,6 +10,7 @@ package customauth
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -97,6 +98,7 @@ type Handler struct {
 	bots                 map[string]*botSettings
 	defaultBot           *botSettings
 	remoteBots           *remoteBots
+	breakers             *listedBreakers
 	identities           identifier
 	caches               *caches
 	assertions           *assertionSigner
@@ -216,7 +218,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	knownFields := h.fieldNames()
-	listed := operatorPolicy(repl, h.env.client)
+	h.breakers = new(listedBreakers)
+	listed := operatorPolicy(repl, h.env.client, h.breakers)
 	h.bots = make(map[string]*botSettings, len(h.Bots))
 	for id, cfg := range h.Bots {
 		if cfg == nil {
@@ -238,7 +241,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	h.identities = h.cachedIdentities(&identityClient{metrics: h.env.metrics})
+	h.identities = h.cachedIdentities(&identityClient{config: ctx, metrics: h.env.metrics})
 	return nil
 }
 
@@ -252,8 +255,9 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// Cleanup releases this config's share of the caches. Background work stops with the
-// config's context. It copes with a handler whose Provision failed half-way.
+// Cleanup releases this config's share of the caches and breakers. Background work
+// stops with the config's context. It copes with a handler whose Provision failed
+// half-way.
 func (h *Handler) Cleanup() error {
 	if h.env != nil {
 		h.env.client.CloseIdleConnections()
@@ -261,12 +265,16 @@ func (h *Handler) Cleanup() error {
 	if h.remoteBots != nil {
 		h.remoteBots.tenant.client.CloseIdleConnections()
 	}
+	var errs []error
+	if h.breakers != nil {
+		errs = append(errs, h.breakers.release())
+	}
 	if h.caches != nil {
 		caches := h.caches
 		h.caches = nil
-		return caches.release()
+		errs = append(errs, caches.release())
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ServeHTTP follows the four steps of Custom Authentication. Whatever happens, the

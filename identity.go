@@ -43,9 +43,9 @@ type lookupResult struct {
 	result   result
 	identity *identity // when verified
 	err      error     // when an error, why
-	// countsAsFailure marks errors that tell the API is down (connection, timeout,
-	// 5xx), as opposed to a malformed answer; only those open the circuit breaker.
-	countsAsFailure bool
+	// health is what the call tells about the API, for the circuit breaker: only
+	// apiDown (connection error, timeout, 5xx) opens it.
+	health apiHealth
 	// noStore and maxAge come from the answer's Cache-Control.
 	noStore bool
 	maxAge  time.Duration // -1 when absent
@@ -61,6 +61,8 @@ const maxAnswerSize = 1 << 20
 
 // identityClient calls a bot's identity API, with the bot's HTTP client.
 type identityClient struct {
+	// config is the config's context: a config being unloaded ends its calls.
+	config  context.Context
 	metrics *metrics
 }
 
@@ -99,8 +101,7 @@ func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx
 // circuit breaker.
 func (c *identityClient) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
 	if !b.callSlots.acquire() {
-		// No call: nothing to tell the breaker.
-		return failure(errTooManyCalls, false)
+		return inconclusive(errTooManyCalls)
 	}
 	defer b.callSlots.release()
 	done, ok := b.breaker.allow()
@@ -110,7 +111,7 @@ func (c *identityClient) identify(ctx context.Context, b *botSettings, req ident
 	start := time.Now()
 	res := c.call(ctx, b, req)
 	res.apiTime = time.Since(start)
-	done(res.countsAsFailure)
+	done(res.health)
 	c.metrics.observeAPI(b.id, res)
 	return res
 }
@@ -123,14 +124,16 @@ var (
 func (c *identityClient) call(parent context.Context, b *botSettings, req identityRequest) lookupResult {
 	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	defer cancel()
+	// A config being unloaded ends its calls at once rather than at their timeout.
+	defer context.AfterFunc(c.config, cancel)()
 
 	body, err := requestBody(b, req)
 	if err != nil {
-		return failure(err, false)
+		return inconclusive(err)
 	}
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, b.authURL, bytes.NewReader(body))
 	if err != nil {
-		return failure(err, false)
+		return inconclusive(err)
 	}
 	for name, values := range b.authHeaders {
 		httpReq.Header[name] = values
@@ -140,20 +143,27 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 
 	resp, err := b.client.Do(httpReq)
 	if err != nil {
-		// A visitor who leaves cancels the call; that says nothing about the API, and
-		// must not open the breaker for everyone.
-		apiDown := parent.Err() == nil
-		return failure(fmt.Errorf("calling identity API: %w", redactURLError(err)), apiDown)
+		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", redactURLError(err)))
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize+1))
 	if err != nil {
-		return failure(fmt.Errorf("reading identity API answer: %w", err), parent.Err() == nil)
+		return c.unfinished(parent, fmt.Errorf("reading identity API answer: %w", err))
 	}
 	res := parseAnswer(resp.StatusCode, answer, b.identifyBy)
 	res.status = resp.StatusCode
 	res.noStore, res.maxAge = cacheControl(resp.Header.Get("Cache-Control"))
 	return res
+}
+
+// unfinished is a call that got no complete answer: the API's fault (connection
+// refused, timeout) unless the gateway cut it short, because the config is being
+// unloaded or the caller stopped waiting; that tells nothing about the API.
+func (c *identityClient) unfinished(parent context.Context, err error) lookupResult {
+	if c.config.Err() != nil || parent.Err() != nil {
+		return inconclusive(err)
+	}
+	return failure(err, true)
 }
 
 // requestBody is the API's JSON body: the token and the forwarded fields the visitor
@@ -221,8 +231,19 @@ func compactJSON(raw []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func failure(err error, apiDown bool) lookupResult {
-	return lookupResult{result: resultError, err: err, countsAsFailure: apiDown, maxAge: -1}
+// failure is an error verdict; apiIsDown tells the breaker whether the API is down or
+// answered badly.
+func failure(err error, apiIsDown bool) lookupResult {
+	health := apiUp
+	if apiIsDown {
+		health = apiDown
+	}
+	return lookupResult{result: resultError, err: err, health: health, maxAge: -1}
+}
+
+// inconclusive is an error verdict that tells nothing about the API.
+func inconclusive(err error) lookupResult {
+	return lookupResult{result: resultError, err: err, health: apiUnknown, maxAge: -1}
 }
 
 // cacheControl reads the directives of an answer's Cache-Control that bound caching.
