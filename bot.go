@@ -147,7 +147,10 @@ type botSettings struct {
 	negativeTTL  time.Duration
 	whitelist    *whitelist
 	remoteList   *remoteWhitelist
-	breaker      *breaker
+	// client makes the bot's calls: the operator's, or the tenants' (botPolicy).
+	client    *http.Client
+	breaker   *breaker
+	callSlots callSlots
 	// verifiedRequests counts this bot's verified requests.
 	verifiedRequests prometheus.Counter
 	// settingsKey identifies the settings that shape an identity (URL, headers,
@@ -156,16 +159,44 @@ type botSettings struct {
 	settingsKey [sha256.Size]byte
 }
 
-// newBot checks a bot's settings and prepares them. repl expands global placeholders
-// such as {env.X}; it is nil for settings fetched from bots_url, which must not be
-// able to read the gateway's environment.
-func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replacer, env *environment) (*botSettings, error) {
-	expand := func(s string) string {
-		if repl == nil {
-			return s
-		}
-		return repl.ReplaceKnown(s, "")
+// botPolicy is what a bot's settings may do, which depends on who wrote them: the
+// operator, for bots listed in the config, or a tenant of the chat product, for bots
+// from bots_url (newTenantPolicy).
+type botPolicy struct {
+	// expand expands global placeholders such as {env.X}.
+	expand func(string) string
+	// client makes the bot's API calls.
+	client *http.Client
+	// maxTimeout caps the bot's timeout; 0: no cap.
+	maxTimeout time.Duration
+	// callsInFlight bounds the bot's identity calls in flight; 0: no bound.
+	callsInFlight int
+	// breakers keeps listed bots' breakers across reloads; nil: each bot gets a new
+	// one, which lives as long as its settings.
+	breakers *listedBreakers
+}
+
+// operatorPolicy is what bots listed in the config may do: anything the operator
+// wrote, with the environment's placeholders expanded.
+func operatorPolicy(repl *caddy.Replacer, client *http.Client, breakers *listedBreakers) *botPolicy {
+	return &botPolicy{
+		expand:   func(s string) string { return repl.ReplaceKnown(s, "") },
+		client:   client,
+		breakers: breakers,
 	}
+}
+
+// breakerFor returns the circuit breaker of a bot's identity API.
+func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning) *breaker {
+	if p.breakers == nil {
+		return newBreaker(botID, tuning)
+	}
+	return p.breakers.load(botID, url, tuning)
+}
+
+// newBot checks a bot's settings and prepares them as policy allows.
+func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy, env *environment) (*botSettings, error) {
+	expand := policy.expand
 	b := &botSettings{id: id, off: cfg.Off}
 	if cfg.Off {
 		return b, nil
@@ -201,6 +232,9 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 	if b.timeout, err = durationOrDefault("timeout", cfg.Timeout, defaultTimeout); err != nil {
 		return nil, err
 	}
+	if policy.maxTimeout > 0 {
+		b.timeout = min(b.timeout, policy.maxTimeout)
+	}
 	if b.cacheTTL, err = optionalDuration("cache_ttl", cfg.CacheTTL, defaultCacheTTL); err != nil {
 		return nil, err
 	}
@@ -218,14 +252,18 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 		}
 	}
 	if cfg.WhitelistURL != nil {
-		if b.remoteList, err = newRemoteWhitelist(id, cfg.WhitelistURL, b.timeout, expand, env); err != nil {
+		if b.remoteList, err = newRemoteWhitelist(id, cfg.WhitelistURL, b.timeout, expand, policy.client, env); err != nil {
 			return nil, fmt.Errorf("whitelist_url: %w", err)
 		}
 	}
 
-	if b.breaker, err = newBreaker(b.authURL, cfg.CircuitBreaker); err != nil {
+	tuning, err := breakerTuningOf(cfg.CircuitBreaker)
+	if err != nil {
 		return nil, fmt.Errorf("circuit_breaker: %w", err)
 	}
+	b.client = policy.client
+	b.breaker = policy.breakerFor(id, b.authURL, tuning)
+	b.callSlots = newCallSlots(policy.callsInFlight)
 
 	b.settingsKey = settingsKey(b)
 	b.verifiedRequests = processMetrics.requests.WithLabelValues(id, statusVerified.String(), "")

@@ -28,6 +28,18 @@ type BotsSource struct {
 	// How long an answer is used before the bot's settings are asked again.
 	// Default: 1m.
 	TTL caddy.Duration `json:"ttl,omitempty"`
+
+	// Cap on a remote bot's `timeout`: however long a tenant sets it, a visitor and
+	// a connection never wait longer for its identity or whitelist API.
+	// Default: 10s.
+	MaxTimeout caddy.Duration `json:"max_timeout,omitempty"`
+
+	// Lets a remote bot's `auth_url` and `whitelist_url` reach loopback, private
+	// (RFC 1918, IPv6 ULA), link-local, unspecified, multicast and other
+	// special-purpose addresses, Caddy's admin endpoint included. Only for a chat
+	// backend whose every tenant is trusted, or for tests. Default: false, such
+	// connections are refused.
+	AllowPrivate bool `json:"allow_private,omitempty"`
 }
 
 const (
@@ -47,6 +59,8 @@ type remoteBots struct {
 	headers     http.Header
 	ttl         time.Duration
 	knownFields map[string]bool
+	// tenant is what the bots may do: their settings are written by tenants.
+	tenant      *botPolicy
 	env         *environment
 	caches      *caches
 	cachePrefix string
@@ -76,12 +90,17 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 	if rb.ttl, err = durationOrDefault("ttl", cfg.TTL, defaultBotsTTL); err != nil {
 		return nil, err
 	}
-	// The cache may be shared with other configs; answers of another API or asked
-	// with other headers are not ours.
+	if rb.tenant, err = newTenantPolicy(cfg); err != nil {
+		return nil, err
+	}
+	// The cache may be shared with other configs; answers of another API, asked
+	// with other headers or prepared under another policy are not ours.
 	source, _ := json.Marshal(struct {
-		URL     string
-		Headers http.Header
-	}{rb.base, rb.headers})
+		URL          string
+		Headers      http.Header
+		AllowPrivate bool
+		MaxTimeout   time.Duration
+	}{rb.base, rb.headers, cfg.AllowPrivate, rb.tenant.maxTimeout})
 	rb.cachePrefix = "bot\x00" + string(source) + "\x00"
 	return rb, nil
 }
@@ -178,9 +197,8 @@ func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error)
 	return body, http.StatusOK, nil
 }
 
-// parse checks a bot settings answer like a bot block of the config, except that
-// placeholders are not expanded: the backend must not be able to read the gateway's
-// environment.
+// parse checks a bot settings answer like a bot block of the config, and bounds it as
+// a tenant's (newTenantPolicy).
 func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
 	if len(settings) > maxBotSettingsSize {
 		return nil, fmt.Errorf("settings are over %d bytes", maxBotSettingsSize)
@@ -189,7 +207,7 @@ func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
 	if err := json.Unmarshal(settings, &cfg); err != nil {
 		return nil, fmt.Errorf("settings are not a bot's JSON form: %w", err)
 	}
-	return newBot(id, &cfg, rb.knownFields, nil, rb.env)
+	return newBot(id, &cfg, rb.knownFields, rb.tenant, rb.env)
 }
 
 // lookableBotID keeps hostile ids away from the backend's URL: empty, overlong, with

@@ -70,6 +70,8 @@ func remoteBotsHandler(t *testing.T, bots *botsAPI, clk *clock, size int64) *Han
 			URL:     bots.URL + "/bots/",
 			Headers: map[string]string{"X-Api-Key": "backend-key"},
 			TTL:     caddy.Duration(time.Minute),
+			// The test APIs listen on 127.0.0.1, where tenant URLs may not go otherwise.
+			AllowPrivate: true,
 		},
 		Bots: map[string]*Bot{"listed": {Off: true}},
 	})

@@ -1,70 +1,131 @@
 package customauth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/sony/gobreaker/v2"
 )
 
 // breaker skips calls to an identity API that keeps failing, so that an API that is
-// down does not slow every chat request by the timeout. It is shared by every bot that
-// uses the same API with the same settings, and by successive configs, so a reload
-// does not forget that an API is down.
+// down does not slow every chat request by the timeout. Each bot has its own: a bot
+// whose API fails never makes another bot skip its API, even when both name the same
+// auth_url.
 type breaker struct {
 	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
 }
 
-// breakers holds one breaker per identity API URL and settings, for the process.
-var breakers sync.Map // breakerKey -> *breaker
-
-type breakerKey struct {
-	url      string
+// breakerTuning is a bot's circuit_breaker settings, checked.
+type breakerTuning struct {
 	failures int
 	openFor  time.Duration
 }
 
-func newBreaker(url string, cfg *BreakerSettings) (*breaker, error) {
-	key := breakerKey{url: url, failures: defaultBreakerFailures, openFor: defaultBreakerOpenFor}
-	if cfg != nil {
-		if cfg.Failures < 0 {
-			return nil, errors.New("failures: must not be negative")
-		}
-		if cfg.Failures > 0 {
-			key.failures = cfg.Failures
-		}
-		var err error
-		if key.openFor, err = durationOrDefault("open_for", cfg.OpenFor, defaultBreakerOpenFor); err != nil {
-			return nil, err
-		}
+func breakerTuningOf(cfg *BreakerSettings) (breakerTuning, error) {
+	tuning := breakerTuning{failures: defaultBreakerFailures, openFor: defaultBreakerOpenFor}
+	if cfg == nil {
+		return tuning, nil
 	}
-	if b, ok := breakers.Load(key); ok {
-		return b.(*breaker), nil
+	if cfg.Failures < 0 {
+		return tuning, errors.New("failures: must not be negative")
 	}
-	b, _ := breakers.LoadOrStore(key, &breaker{cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        fmt.Sprintf("identity API %s", url),
-		MaxRequests: 1, // one probe when half-open
-		Timeout:     key.openFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(key.failures) },
-	})})
-	return b.(*breaker), nil
+	if cfg.Failures > 0 {
+		tuning.failures = cfg.Failures
+	}
+	var err error
+	if tuning.openFor, err = durationOrDefault("open_for", cfg.OpenFor, defaultBreakerOpenFor); err != nil {
+		return tuning, err
+	}
+	return tuning, nil
 }
 
+func newBreaker(botID string, tuning breakerTuning) *breaker {
+	return &breaker{cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        fmt.Sprintf("identity API of bot %q", botID),
+		MaxRequests: 1, // one probe when half-open
+		Timeout:     tuning.openFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(tuning.failures) },
+		IsExcluded:  func(err error) bool { return errors.Is(err, errNoNewsOfAPI) },
+	})}
+}
+
+// apiHealth is what one call tells the breaker about the API.
+type apiHealth uint8
+
+const (
+	// apiUp: the API answered, whatever it said (a rejection and a malformed answer
+	// included).
+	apiUp apiHealth = iota
+	// apiDown: connection error, timeout or 5xx.
+	apiDown
+	// apiUnknown: the call ended for a reason of the gateway's (its config is being
+	// unloaded, its caller stopped waiting, the request could not be built); it counts
+	// neither way.
+	apiUnknown
+)
+
+var (
+	errAPIDown     = errors.New("identity API down")
+	errNoNewsOfAPI = errors.New("the call tells nothing about the identity API")
+)
+
 // allow reports whether a call may go out; done must then be told how it went.
-func (b *breaker) allow() (done func(apiDown bool), ok bool) {
+func (b *breaker) allow() (done func(apiHealth), ok bool) {
 	report, err := b.cb.Allow()
 	if err != nil {
 		return nil, false
 	}
-	return func(apiDown bool) {
-		if apiDown {
+	return func(health apiHealth) {
+		switch health {
+		case apiDown:
 			report(errAPIDown)
-		} else {
+		case apiUnknown:
+			report(errNoNewsOfAPI)
+		default:
 			report(nil)
 		}
 	}, true
 }
 
-var errAPIDown = errors.New("identity API down")
+// Destruct lets breakerPool hold breakers; a breaker holds nothing to free.
+func (*breaker) Destruct() error { return nil }
+
+// breakerPool holds the breakers of bots listed in the config, by bot, URL and
+// tuning, so that a config reload does not forget that an API is down; a breaker goes
+// when no loaded config uses it. Remote bots' breakers are not here: each lives with
+// its bot's cached settings, so keys that tenants choose never pile up.
+var breakerPool = caddy.NewUsagePool()
+
+// listedBreakers is one config's share of breakerPool; release gives it back.
+type listedBreakers struct {
+	keys []string
+}
+
+// load returns the breaker of a listed bot, the one an earlier config used if the bot
+// kept its auth_url and tuning.
+func (lb *listedBreakers) load(botID, url string, tuning breakerTuning) *breaker {
+	key, _ := json.Marshal(struct {
+		Bot, URL string
+		Failures int
+		OpenFor  time.Duration
+	}{botID, url, tuning.failures, tuning.openFor})
+	v, _, _ := breakerPool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
+		return newBreaker(botID, tuning), nil // cannot fail
+	})
+	lb.keys = append(lb.keys, string(key))
+	return v.(*breaker)
+}
+
+func (lb *listedBreakers) release() error {
+	var errs []error
+	for _, key := range lb.keys {
+		if _, err := breakerPool.Delete(key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	lb.keys = nil
+	return errors.Join(errs...)
+}

@@ -46,6 +46,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		bots_url <url> {
 //			header <name> <value>
 //			ttl    <duration>
+//			max_timeout <duration>
+//			allow_private
 //		}
 //		bot <bot-id>|* {
 //			off
@@ -411,6 +413,15 @@ func (s *BotsSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := durationArg(d, &s.TTL); err != nil {
 				return err
 			}
+		case "max_timeout":
+			if err := durationArg(d, &s.MaxTimeout); err != nil {
+				return err
+			}
+		case "allow_private":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.AllowPrivate = true
 		default:
 			return d.Errf("unrecognized bots_url subdirective '%s'", d.Val())
 		}

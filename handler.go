@@ -108,6 +108,7 @@ type Handler struct {
 	bots                 map[string]*botSettings
 	defaultBot           *botSettings
 	remoteBots           *remoteBots
+	breakers             *listedBreakers
 	identities           identifier
 	caches               *caches
 	assertions           *assertionSigner
@@ -200,7 +201,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionBots(repl); err != nil {
 		return err
 	}
-	h.identities = h.cachedIdentities(&identityClient{client: h.env.client, metrics: h.env.metrics})
+	h.identities = h.cachedIdentities(&identityClient{config: ctx, metrics: h.env.metrics})
 	return nil
 }
 
@@ -243,6 +244,8 @@ func (h *Handler) compileRequestHandling(repl *caddy.Replacer) error {
 // provisionBots prepares the listed bots and the source of the others.
 func (h *Handler) provisionBots(repl *caddy.Replacer) error {
 	knownFields := h.fieldNames()
+	h.breakers = new(listedBreakers)
+	listed := operatorPolicy(repl, h.env.client, h.breakers)
 	h.bots = make(map[string]*botSettings, len(h.Bots))
 	for id, cfg := range h.Bots {
 		if err := checkBotID(id); err != nil {
@@ -251,7 +254,7 @@ func (h *Handler) provisionBots(repl *caddy.Replacer) error {
 		if cfg == nil {
 			return fmt.Errorf("bot %q: no settings", id)
 		}
-		b, err := newBot(id, cfg, knownFields, repl, h.env)
+		b, err := newBot(id, cfg, knownFields, listed, h.env)
 		if err != nil {
 			return fmt.Errorf("bot %q: %w", id, err)
 		}
@@ -332,18 +335,26 @@ func (h *Handler) Validate() error {
 	return checkJWKSPath(h.JWKSPath)
 }
 
-// Cleanup releases this config's share of the caches. Background work stops with the
-// config's context. It copes with a handler whose Provision failed half-way.
+// Cleanup releases this config's share of the caches and breakers. Background work
+// stops with the config's context. It copes with a handler whose Provision failed
+// half-way.
 func (h *Handler) Cleanup() error {
 	if h.env != nil {
 		h.env.client.CloseIdleConnections()
 	}
+	if h.remoteBots != nil {
+		h.remoteBots.tenant.client.CloseIdleConnections()
+	}
+	var errs []error
+	if h.breakers != nil {
+		errs = append(errs, h.breakers.release())
+	}
 	if h.caches != nil {
 		caches := h.caches
 		h.caches = nil
-		return caches.release()
+		errs = append(errs, caches.release())
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ServeHTTP follows the four steps of Custom Authentication. Whatever happens, the

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/custom-auth/custom_auth/contact"
@@ -43,9 +44,9 @@ type lookupResult struct {
 	result   result
 	identity *identity // when verified
 	err      error     // when an error, why
-	// countsAsFailure marks errors that tell the API is down (connection, timeout,
-	// 5xx), as opposed to a malformed answer; only those open the circuit breaker.
-	countsAsFailure bool
+	// health is what the call tells about the API, for the circuit breaker: only
+	// apiDown (connection error, timeout, 5xx) opens it.
+	health apiHealth
 	// noStore and maxAge come from the answer's Cache-Control.
 	noStore bool
 	maxAge  time.Duration // -1 when absent
@@ -59,19 +60,30 @@ type lookupResult struct {
 // maxAnswerSize is the largest identity API answer read; a larger one is an error.
 const maxAnswerSize = 1 << 20
 
-// identityClient calls a bot's identity API.
+// identityClient calls a bot's identity API, with the bot's HTTP client.
 type identityClient struct {
-	client  *http.Client
+	// config is the config's context: a config being unloaded ends its calls.
+	config  context.Context
 	metrics *metrics
 }
 
+// newAPIClient is the HTTP client of the operator's URLs: the APIs of bots listed in
+// the config, and bots_url. It goes through the environment's proxy, if any.
 func newAPIClient() *http.Client {
+	return newHTTPClient(http.ProxyFromEnvironment, nil)
+}
+
+// newHTTPClient is a client for identity, whitelist and settings APIs. proxy may be
+// nil (no proxy); control, when not nil, sees every address dialled, after name
+// resolution, and may refuse it.
+func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx context.Context, network, address string, c syscall.RawConn) error) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment,
+			Proxy: proxy,
 			DialContext: (&net.Dialer{
-				Timeout:   5 * time.Second,
-				KeepAlive: 30 * time.Second,
+				Timeout:        5 * time.Second,
+				KeepAlive:      30 * time.Second,
+				ControlContext: control,
 			}).DialContext,
 			ForceAttemptHTTP2:     true,
 			MaxIdleConns:          256,
@@ -86,7 +98,13 @@ func newAPIClient() *http.Client {
 	}
 }
 
+// identify makes one call within the bot's bounds: its calls in flight and its
+// circuit breaker.
 func (c *identityClient) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+	if !b.callSlots.acquire() {
+		return inconclusive(errTooManyCalls)
+	}
+	defer b.callSlots.release()
 	done, ok := b.breaker.allow()
 	if !ok {
 		return failure(errBreakerOpen, false)
@@ -94,24 +112,29 @@ func (c *identityClient) identify(ctx context.Context, b *botSettings, req ident
 	start := time.Now()
 	res := c.call(ctx, b, req)
 	res.apiTime = time.Since(start)
-	done(res.countsAsFailure)
+	done(res.health)
 	c.metrics.observeAPI(b.id, res)
 	return res
 }
 
-var errBreakerOpen = errors.New("identity API skipped after repeated errors (circuit breaker open)")
+var (
+	errBreakerOpen  = errors.New("identity API skipped after repeated errors (circuit breaker open)")
+	errTooManyCalls = errors.New("identity API skipped: too many calls to it in flight for this bot")
+)
 
 func (c *identityClient) call(parent context.Context, b *botSettings, req identityRequest) lookupResult {
 	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	defer cancel()
+	// A config being unloaded ends its calls at once rather than at their timeout.
+	defer context.AfterFunc(c.config, cancel)()
 
 	body, err := requestBody(b, req)
 	if err != nil {
-		return failure(err, false)
+		return inconclusive(err)
 	}
 	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, b.authURL, bytes.NewReader(body))
 	if err != nil {
-		return failure(err, false)
+		return inconclusive(err)
 	}
 	for name, values := range b.authHeaders {
 		httpReq.Header[name] = values
@@ -119,22 +142,29 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 	httpReq.Header.Set("Content-Type", "application/json")
 	httpReq.Header.Set("Accept", "application/json")
 
-	resp, err := c.client.Do(httpReq)
+	resp, err := b.client.Do(httpReq)
 	if err != nil {
-		// A visitor who leaves cancels the call; that says nothing about the API, and
-		// must not open the breaker for everyone.
-		apiDown := parent.Err() == nil
-		return failure(fmt.Errorf("calling identity API: %w", redactURLError(err)), apiDown)
+		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", redactURLError(err)))
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize+1))
 	if err != nil {
-		return failure(fmt.Errorf("reading identity API answer: %w", err), parent.Err() == nil)
+		return c.unfinished(parent, fmt.Errorf("reading identity API answer: %w", err))
 	}
 	res := parseAnswer(resp.StatusCode, answer, b.identifyBy)
 	res.status = resp.StatusCode
 	res.noStore, res.maxAge = cacheControl(resp.Header.Get("Cache-Control"))
 	return res
+}
+
+// unfinished is a call that got no complete answer: the API's fault (connection
+// refused, timeout) unless the gateway cut it short, because the config is being
+// unloaded or the caller stopped waiting; that tells nothing about the API.
+func (c *identityClient) unfinished(parent context.Context, err error) lookupResult {
+	if c.config.Err() != nil || parent.Err() != nil {
+		return inconclusive(err)
+	}
+	return failure(err, true)
 }
 
 // requestBody is the API's JSON body: the token and the forwarded fields the visitor
@@ -235,8 +265,19 @@ func compactJSON(raw []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func failure(err error, apiDown bool) lookupResult {
-	return lookupResult{result: resultError, err: err, countsAsFailure: apiDown, maxAge: -1}
+// failure is an error verdict; apiIsDown tells the breaker whether the API is down or
+// answered badly.
+func failure(err error, apiIsDown bool) lookupResult {
+	health := apiUp
+	if apiIsDown {
+		health = apiDown
+	}
+	return lookupResult{result: resultError, err: err, health: health, maxAge: -1}
+}
+
+// inconclusive is an error verdict that tells nothing about the API.
+func inconclusive(err error) lookupResult {
+	return lookupResult{result: resultError, err: err, health: apiUnknown, maxAge: -1}
 }
 
 // cacheControl reads the directives of an answer's Cache-Control that bound caching.

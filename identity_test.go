@@ -77,15 +77,15 @@ func TestParseAnswer(t *testing.T) {
 }
 
 func TestParseAnswerCountsOnlyOutagesForTheBreaker(t *testing.T) {
-	if !parseAnswer(503, nil, "id").countsAsFailure {
+	if parseAnswer(503, nil, "id").health != apiDown {
 		t.Error("a 5xx must count toward opening the breaker")
 	}
 	for _, body := range []string{`garbage`, `{"data":{}}`} {
-		if parseAnswer(200, []byte(body), "id").countsAsFailure {
+		if parseAnswer(200, []byte(body), "id").health == apiDown {
 			t.Errorf("malformed answer %q must not open the breaker", body)
 		}
 	}
-	if parseAnswer(401, nil, "id").countsAsFailure {
+	if parseAnswer(401, nil, "id").health == apiDown {
 		t.Error("a rejection must not open the breaker")
 	}
 }

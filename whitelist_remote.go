@@ -22,6 +22,7 @@ type remoteWhitelist struct {
 	headers http.Header
 	refresh time.Duration
 	timeout time.Duration
+	client  *http.Client
 	env     *environment
 
 	list       atomic.Pointer[fetchedList]
@@ -43,8 +44,8 @@ const maxWhitelistSize = 1 << 20
 // whitelistRetryDelay is how long a failed fetch holds back the next one.
 const whitelistRetryDelay = 5 * time.Second
 
-func newRemoteWhitelist(botID string, cfg *WhitelistSource, timeout time.Duration, expand func(string) string, env *environment) (*remoteWhitelist, error) {
-	rw := &remoteWhitelist{bot: botID, url: expand(cfg.URL), timeout: timeout, env: env}
+func newRemoteWhitelist(botID string, cfg *WhitelistSource, timeout time.Duration, expand func(string) string, client *http.Client, env *environment) (*remoteWhitelist, error) {
+	rw := &remoteWhitelist{bot: botID, url: expand(cfg.URL), timeout: timeout, client: client, env: env}
 	if err := checkURL(rw.url); err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func (rw *remoteWhitelist) fetch(ctx context.Context) ([]string, error) {
 		req.Header[name] = values
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := rw.env.client.Do(req)
+	resp, err := rw.client.Do(req)
 	if err != nil {
 		return nil, redactURLError(err)
 	}

@@ -1,0 +1,201 @@
+package customauth
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// Settings from bots_url are written by the chat product's tenants, from its
+// dashboard: strangers to the operator. What they may do is bounded here.
+
+// Defaults and bounds of tenants' settings.
+const (
+	defaultMaxTimeout = 10 * time.Second
+
+	// tenantCallsInFlight bounds the identity calls in flight for one remote bot. An
+	// API that accepts connections and never answers then holds at most this many
+	// connections (and about five goroutines each) for at most max_timeout, however
+	// many visitors come. 32 calls at once serve about 300 sign-ins a second from an
+	// API that answers in 100 ms; visitors with the same token share one call, and
+	// verdicts are cached, so a chat widget's traffic stays far below that.
+	tenantCallsInFlight = 32
+)
+
+// newTenantPolicy is what a remote bot may do: placeholders stay literal, so a tenant
+// cannot read the gateway's environment; its URLs are dialled by tenantClient; its
+// timeout is capped; its calls in flight are bounded; its breaker is its own.
+func newTenantPolicy(cfg *BotsSource) (*botPolicy, error) {
+	maxTimeout, err := durationOrDefault("max_timeout", cfg.MaxTimeout, defaultMaxTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return &botPolicy{
+		expand:        func(s string) string { return s },
+		client:        newTenantClient(cfg.AllowPrivate),
+		maxTimeout:    maxTimeout,
+		callsInFlight: tenantCallsInFlight,
+	}, nil
+}
+
+// newTenantClient is the HTTP client of tenant URLs (a remote bot's auth_url and
+// whitelist_url). Unless allowPrivate, it refuses to connect to an address of the
+// gateway's machine or of a private network, checked when dialled, after name
+// resolution, so a name that resolves to such an address (DNS rebinding included) does
+// not get through. It never uses the environment's proxy: the proxy would dial on the
+// tenant's behalf, where the check cannot see.
+func newTenantClient(allowPrivate bool) *http.Client {
+	if allowPrivate {
+		return newHTTPClient(nil, nil)
+	}
+	return newHTTPClient(nil, refuseSpecialAddress)
+}
+
+// refuseSpecialAddress is a net.Dialer's ControlContext: it sees the resolved address
+// of each connection attempt, before it is made.
+func refuseSpecialAddress(_ context.Context, _, address string, _ syscall.RawConn) error {
+	addrPort, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("tenant URL: unexpected address %q", address)
+	}
+	kind := specialAddress(addrPort.Addr())
+	if kind == "" {
+		own, err := ownAddress(addrPort.Addr())
+		if err != nil {
+			return fmt.Errorf("tenant URL: cannot tell whether %s is the gateway's own address: %w", addrPort.Addr(), err)
+		}
+		if own {
+			kind = "gateway's own"
+		}
+	}
+	if kind != "" {
+		return fmt.Errorf("tenant URL: %s is a %s address, which a bot from bots_url may not reach (unless allow_private)", addrPort.Addr(), kind)
+	}
+	return nil
+}
+
+// ownAddress reports whether a is an address of one of the gateway's network
+// interfaces: a public one reaches the gateway's own machine as surely as loopback.
+// The interfaces are read at each new connection, since addresses change.
+func ownAddress(a netip.Addr) (bool, error) {
+	ifaceAddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false, err
+	}
+	a = a.WithZone("").Unmap()
+	for _, ifaceAddr := range ifaceAddrs {
+		ipNet, ok := ifaceAddr.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		if own, ok := netip.AddrFromSlice(ipNet.IP); ok && own.Unmap() == a {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// specialAddress says what kind of special-purpose address a is, one that a tenant's
+// URL may not reach; "" for an ordinary public address.
+func specialAddress(a netip.Addr) string {
+	a = a.WithZone("")
+	if v4, ok := embeddedIPv4(a); ok {
+		a = v4
+	}
+	switch {
+	case a.IsUnspecified():
+		return "unspecified"
+	case a.IsLoopback():
+		return "loopback"
+	case a.IsPrivate():
+		return "private"
+	case a.IsLinkLocalUnicast(): // 169.254.169.254, the cloud metadata service, included
+		return "link-local"
+	case a.IsMulticast():
+		return "multicast"
+	}
+	for _, p := range reservedPrefixes {
+		if p.prefix.Contains(a) {
+			return p.kind
+		}
+	}
+	return ""
+}
+
+// reservedPrefixes are the special-purpose ranges (IANA's registries) that net/netip's
+// predicates leave out, and that lead to the gateway itself or to a network that is
+// not the public internet.
+var reservedPrefixes = []struct {
+	prefix netip.Prefix
+	kind   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "this-network"}, // 0.x.x.x reaches the gateway itself on Linux
+	{netip.MustParsePrefix("100.64.0.0/10"), "shared (carrier-grade NAT)"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignment"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "documentation"}, // never public; some networks use them inside
+	{netip.MustParsePrefix("198.51.100.0/24"), "documentation"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "documentation"},
+	{netip.MustParsePrefix("2001:db8::/32"), "documentation"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},  // 255.255.255.255, broadcast, included
+	{netip.MustParsePrefix("::/96"), "IPv4-compatible"}, // deprecated; where ::1 and :: are too
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64"},
+	{netip.MustParsePrefix("100::/64"), "discard-only"},
+	{netip.MustParsePrefix("fec0::/10"), "site-local"},
+}
+
+// Prefixes of IPv6 addresses that carry an IPv4 address, which is then the address
+// the packets reach.
+var (
+	nat64Prefix  = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052: in the last 32 bits
+	sixToFourNet = netip.MustParsePrefix("2002::/16")    // RFC 3056: in bits 16 to 48
+)
+
+// embeddedIPv4 returns the IPv4 address an IPv6 address stands for: IPv4-mapped
+// (::ffff:a.b.c.d), NAT64 and 6to4.
+func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
+	switch {
+	case a.Is4In6():
+		return a.Unmap(), true
+	case nat64Prefix.Contains(a):
+		b := a.As16()
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFourNet.Contains(a):
+		b := a.As16()
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return a, false
+}
+
+// callSlots bounds the identity calls in flight for one bot; nil is unbounded.
+type callSlots chan struct{}
+
+func newCallSlots(n int) callSlots {
+	if n <= 0 {
+		return nil
+	}
+	return make(callSlots, n)
+}
+
+// acquire takes a slot if one is free; it never waits.
+func (s callSlots) acquire() bool {
+	if s == nil {
+		return true
+	}
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s callSlots) release() {
+	if s != nil {
+		<-s
+	}
+}
