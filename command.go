@@ -11,12 +11,15 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+
+	"github.com/custom-auth/custom_auth/contact"
 )
 
 func init() {
@@ -83,9 +86,10 @@ type testOptions struct {
 	json                                bool
 }
 
-// testReport is what the test prints; with --json, as this JSON.
+// testReport is what the test prints; with --json, and from the admin API's test
+// endpoint, as this JSON.
 type testReport struct {
-	Config      string            `json:"config"`
+	Config      string            `json:"config,omitempty"` // the CLI's config file
 	Bot         string            `json:"bot"`
 	Steps       []testStep        `json:"steps"`
 	RequestBody map[string]string `json:"request_body,omitempty"`
@@ -178,15 +182,14 @@ func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) in
 	if opts.bot == "" {
 		return usage("--bot is required")
 	}
-	var fields fieldValues
+	var given fieldValues
 	for _, f := range opts.fields {
 		name, value, ok := strings.Cut(f, "=")
 		if !ok || name == "" {
 			return usage("--field %q: want name=value", f)
 		}
-		fields = append(fields, fieldValue{name: name, value: value})
+		given = append(given, fieldValue{name: name, value: value})
 	}
-	slices.SortFunc(fields, func(a, b fieldValue) int { return strings.Compare(a.name, b.name) })
 
 	cfgJSON, _, _, err := caddycmd.LoadConfig(opts.config, opts.adapter)
 	if err != nil {
@@ -204,20 +207,36 @@ func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) in
 		return usage("%v", err)
 	}
 	defer h.Cleanup()
-	for _, f := range fields {
-		if !slices.ContainsFunc(h.fields, func(vf visitorField) bool { return vf.name == f.name }) {
-			return usage("--field %s: the config defines no such field", f.name)
-		}
+	fields, err := testFields(h, given)
+	if err != nil {
+		return usage("--field %v", err)
 	}
 
-	report := &testReport{Config: opts.config, Bot: opts.bot}
-	v := visit{botID: opts.bot, origin: opts.origin, token: opts.token, fields: fields}
-	out := h.identify(caddyCtx, v)
-	report.Steps = traceSteps(v, out)
-	report.Status, report.Reason = out.status.String(), string(out.reason)
-	report.APIStatus = out.apiStatus
-	if out.bot != nil && !out.bot.off && opts.token != "" && out.reason != reasonDomainNotAllowed {
-		body, _ := requestBody(out.bot, identityRequest{token: maskToken(opts.token), fields: fields})
+	report := runTestReport(caddyCtx, h, visit{botID: opts.bot, origin: opts.origin, token: opts.token, fields: fields})
+	report.Config = opts.config
+	report.print(stdout, opts.json)
+	if report.Status == statusVerified.String() {
+		return exitVerified
+	}
+	return exitFallback
+}
+
+// runTestReport runs steps 1–4 of the flow for one visit with the handler, as a
+// request would, and reports each step. The CLI and the admin API's test endpoint
+// both answer with it. A test is not a visitor: it neither reads nor stores a verdict,
+// so every test asks the identity API, and it counts in no request or identity-cache
+// metric. The token appears nowhere in the report.
+func runTestReport(ctx context.Context, h *Handler, v visit) *testReport {
+	out := h.withoutVerdictCache().identify(ctx, v)
+	report := &testReport{
+		Bot:       v.botID,
+		Steps:     traceSteps(v, out),
+		Status:    out.status.String(),
+		Reason:    string(out.reason),
+		APIStatus: out.apiStatus,
+	}
+	if out.bot != nil && !out.bot.off && v.token != "" && out.reason != reasonDomainNotAllowed {
+		body, _ := requestBody(out.bot, identityRequest{token: maskToken(v.token), fields: v.fields})
 		_ = json.Unmarshal(body, &report.RequestBody)
 	}
 	if out.err != nil {
@@ -233,11 +252,42 @@ func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) in
 			report.Headers[name] = backendRequest.Header.Get(name)
 		}
 	}
-	report.print(stdout, opts.json)
-	if out.status == statusVerified {
-		return exitVerified
+	report.hideToken(v.token)
+	return report
+}
+
+// withoutVerdictCache returns a copy of the handler that asks the identifier under
+// the verdict cache: a test leaves the cache and its metrics as they were, and shows
+// what the identity API says now rather than what it said minutes ago.
+func (h *Handler) withoutVerdictCache() *Handler {
+	probe := *h
+	if ci, ok := h.identities.(*cachedIdentifier); ok {
+		probe.identities = ci.next
 	}
-	return exitFallback
+	return &probe
+}
+
+// testFields checks a test's visitor fields against those the handler defines, and
+// puts them as a request's are: in name order, an empty value not supplied.
+func testFields(h *Handler, given fieldValues) (fieldValues, error) {
+	var fields fieldValues
+	for _, f := range given {
+		if !slices.ContainsFunc(h.fields, func(vf visitorField) bool { return vf.name == f.name }) {
+			return nil, fmt.Errorf("%s: the config defines no such field", f.name)
+		}
+		if f.value != "" {
+			fields = append(fields, f)
+		}
+	}
+	slices.SortStableFunc(fields, func(a, b fieldValue) int { return strings.Compare(a.name, b.name) })
+	return fields, nil
+}
+
+// knowsBot reports whether the handler has settings for a bot: listed, `bot *`, or
+// through bots_url (also when fetching them failed).
+func (h *Handler) knowsBot(ctx context.Context, id string) bool {
+	_, reason := h.lookupBot(ctx, id)
+	return reason != reasonUnknownBot
 }
 
 // customAuthConfigs returns the JSON of every custom_auth handler in a config, in
@@ -292,7 +342,7 @@ func handlerForBot(ctx caddy.Context, configs []json.RawMessage, botID string) (
 			errs = append(errs, fmt.Errorf("custom_auth handler %d: %w", i+1, err))
 			continue
 		}
-		if _, reason := h.lookupBot(ctx, botID); reason != reasonUnknownBot {
+		if h.knowsBot(ctx, botID) {
 			return h, nil
 		}
 		h.Cleanup()
@@ -308,12 +358,38 @@ func maskToken(token string) string {
 	return fmt.Sprintf("<hidden, %d bytes>", len(token))
 }
 
+// hideToken replaces the token wherever the report could show it: an error or a step
+// may quote a value that the visitor sent or the API answered, and that value may be
+// the token, verbatim, quoted or percent-encoded.
+func (r *testReport) hideToken(token string) {
+	if token == "" {
+		return
+	}
+	mask := maskToken(token)
+	quoted := strconv.Quote(token)
+	hide := strings.NewReplacer(token, mask, quoted[1:len(quoted)-1], mask, contact.EncodeValue(token), mask).Replace
+	r.Error = hide(r.Error)
+	for i := range r.Steps {
+		r.Steps[i].Detail = hide(r.Steps[i].Detail)
+	}
+	for _, values := range []map[string]string{r.RequestBody, r.Headers} {
+		for name, value := range values {
+			values[name] = hide(value)
+		}
+	}
+}
+
+// writeJSON writes the report as the JSON of `--json` and of the admin API.
+func (r *testReport) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
 func (r *testReport) print(w io.Writer, asJSON bool) {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(r)
+		_ = r.writeJSON(w)
 		return
 	}
 	fmt.Fprintf(w, "Custom Authentication test of bot %q (%s)\n\n", r.Bot, r.Config)
