@@ -318,6 +318,10 @@ func (s *BotsSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := durationArg(d, &s.TTL); err != nil {
 				return err
 			}
+		case "timeout":
+			if err := durationArg(d, &s.Timeout); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized bots_url subdirective '%s'", d.Val())
 		}
