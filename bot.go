@@ -198,7 +198,7 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, repl *caddy.Replac
 	}
 
 	b.settingsKey = settingsKey(b)
-	b.verifiedRequests = processMetrics.requests.WithLabelValues(id, statusVerified.String(), "")
+	b.verifiedRequests = env.metrics.verifiedCounter(id)
 	return b, nil
 }
 

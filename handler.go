@@ -101,6 +101,7 @@ type Handler struct {
 	caches               *caches
 	assertions           *assertionSigner
 	env                  *environment
+	metrics              *metrics         // the process's collectors; tests give a handler its own
 	now                  func() time.Time // the clock; tests replace it
 	logger               *zap.Logger      // instead of Caddy's; the CLI's is quiet
 }
@@ -208,9 +209,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.assertions, err = newAssertionSigner(h, repl); err != nil {
 		return err
 	}
-	if h.env.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return err
+	if h.metrics == nil {
+		if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
+			return err
+		}
 	}
+	h.env.metrics = h.metrics
 	if h.caches, err = loadCaches(cmp.Or(h.CacheSize, defaultCacheSize), h.env.logger); err != nil {
 		return err
 	}
@@ -221,6 +225,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if cfg == nil {
 			return fmt.Errorf("bot %q: no settings", id)
 		}
+		h.env.metrics.bots.nameListed(id) // the operator's bots keep their metric label
 		b, err := newBot(id, cfg, knownFields, repl, h.env)
 		if err != nil {
 			return fmt.Errorf("bot %q: %w", id, err)
