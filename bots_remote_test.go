@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // botsAPI is a real HTTP server that plays the chat backend's bot settings API.
@@ -580,5 +582,36 @@ func TestRemoteBotRefreshesAreBounded(t *testing.T) {
 	}
 	for i := range maxBackgroundRefreshes {
 		within(t, fmt.Sprintf("refresh %d", i), bots.hung)
+	}
+}
+
+// TestWarningsBoundedUnderBotIDFlood: 3,000 made-up bot ids while bots_url is down
+// write at most maxWarnings lines a minute; the next line says how many were dropped.
+func TestWarningsBoundedUnderBotIDFlood(t *testing.T) {
+	bots := newBotsAPI(t)
+	bots.setDown(true)
+	core, logs := observer.New(zapcore.WarnLevel)
+	clk := newClock()
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, logger: zap.New(core), BotsURL: botsSource(bots)})
+	const flood = 3000
+	for i := range flood {
+		if o := botOutcome(t, h, fmt.Sprintf("flood-%d", i), "alice-token"); o != "fallback/error" {
+			t.Fatalf("flood-%d: %s", i, o)
+		}
+	}
+	if n := logs.Len(); n != maxWarnings {
+		t.Errorf("%d bot ids while bots_url was down: %d warning lines, want %d", flood, n, maxWarnings)
+	}
+	for _, entry := range logs.All() {
+		if _, ok := entry.ContextMap()["dropped"]; ok {
+			t.Errorf("a line within the budget says lines were dropped: %v", entry.ContextMap())
+		}
+	}
+
+	clk.advance(warnInterval)
+	botOutcome(t, h, "after-the-flood", "alice-token")
+	last := logs.All()[logs.Len()-1].ContextMap()
+	if last["bot"] != "after-the-flood" || last["dropped"] != int64(flood-maxWarnings) {
+		t.Errorf("the first line of the next minute: %v, want bot after-the-flood and dropped %d", last, flood-maxWarnings)
 	}
 }
