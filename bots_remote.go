@@ -39,7 +39,10 @@ type BotsSource struct {
 const (
 	defaultBotsTTL     = time.Minute
 	defaultBotsTimeout = 3 * time.Second
-	// maxBotSettingsSize bounds a bot settings answer.
+	// maxBotSettingsSize bounds a bot settings answer. A bot's settings are a few
+	// hundred bytes; 64 KiB leaves room for a manual whitelist of a few thousand
+	// entries (about 1 MB once compiled, counted in the cache), while a longer list
+	// belongs behind whitelist_url.
 	maxBotSettingsSize = 64 << 10
 	// maxBotIDLength bounds a bot id that may be looked up.
 	maxBotIDLength = 256
@@ -204,7 +207,7 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 			return last.value.(*remoteBot)
 		}
 		failed := &remoteBot{invalid: err, unreachable: true}
-		rb.caches.store(key, failed, 1024, now, now.Add(botsRetryDelay), botsRetryDelay)
+		rb.caches.store(key, failed, remoteBotCost(failed), now, now.Add(botsRetryDelay), botsRetryDelay)
 		return failed
 	}
 
@@ -222,7 +225,7 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 				zap.String("bot", id), zap.Error(answer.invalid))
 		}
 	}
-	rb.caches.store(key, answer, int64(1024+4*len(settings)), now, now.Add(rb.ttl), 0)
+	rb.caches.store(key, answer, remoteBotCost(answer), now, now.Add(rb.ttl), 0)
 	return answer
 }
 
@@ -283,4 +286,22 @@ func lookableBotID(id string) bool {
 		}
 	}
 	return true
+}
+
+// remoteBotOverhead is the heap a cached bot settings answer holds besides the answer
+// and its whitelist entries: the remoteBot, its botSettings with their maps, breaker
+// and metric series, the cache entry and ristretto's bookkeeping. Measured by
+// TestRemoteBotCostMatchesHeap.
+const remoteBotOverhead = 4096
+
+// remoteBotCost is the heap, in bytes, that a cached answer holds: the overhead, the
+// answer (kept to compare with the next one) and about as much again for the strings
+// decoded from it, and each compiled entry of its manual whitelist.
+func remoteBotCost(answer *remoteBot) int64 {
+	cost := int64(remoteBotOverhead + 2*len(answer.settings))
+	if answer.bot != nil && answer.bot.whitelist != nil {
+		w := answer.bot.whitelist
+		cost += int64(whitelistEntryOverhead * (len(w.exact) + len(w.wildcards)))
+	}
+	return cost
 }

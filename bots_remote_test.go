@@ -1,6 +1,7 @@
 package customauth
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -582,6 +584,55 @@ func TestRemoteBotRefreshesAreBounded(t *testing.T) {
 	}
 	for i := range maxBackgroundRefreshes {
 		within(t, fmt.Sprintf("refresh %d", i), bots.hung)
+	}
+}
+
+// TestRemoteBotCostMatchesHeap compares remoteBotCost with the heap that cached bot
+// settings really hold, from a typical answer to one with a long manual whitelist:
+// never less, and not much more.
+func TestRemoteBotCostMatchesHeap(t *testing.T) {
+	// Every bot has URLs and an id of its own, so that what the process keeps per API
+	// or per bot (a breaker, a metric series) is new, as for a bot never seen.
+	run := time.Now().UnixNano()
+	for _, tc := range []struct{ whitelist, bots int }{{0, 500}, {2, 500}, {100, 100}, {1500, 10}} {
+		c, err := newCaches(fmt.Sprintf("bot-cost-%d", tc.whitelist), 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := &environment{ctx: t.Context(), metrics: newProcessMetrics(), caches: c, now: time.Now, warned: map[string]time.Time{}}
+		rb := &remoteBots{knownFields: map[string]bool{"user_id": true, "email": true, "phone_number": true}, env: env, caches: c}
+		answers := make([][]byte, tc.bots)
+		for i := range answers {
+			entries := make([]string, tc.whitelist)
+			for j := range entries {
+				entries[j] = fmt.Sprintf(`"shop-%d.tenant-%d.example.com"`, j, i)
+			}
+			tenant := fmt.Sprintf("%d-%d-%d", run, tc.whitelist, i)
+			answers[i] = fmt.Appendf(nil, `{"auth_url":"https://api.tenant-%s.example.com/ca","auth_headers":{"Authorization":"Bearer s3cret-%d"},`+
+				`"forward":["user_id","email"],"identify_by":"id","timeout":"3s","cache_ttl":"5m","whitelist":[%s],`+
+				`"whitelist_url":{"url":"https://api.tenant-%s.example.com/domains","headers":{"X-Key":"k"},"refresh":"5m"}}`,
+				tenant, i, strings.Join(entries, ","), tenant)
+		}
+		now := time.Now()
+		before := liveHeap()
+		var cost int64
+		for i, settings := range answers {
+			id := fmt.Sprintf("bot-%d-%d", tc.whitelist, i)       // a new metric series, as for a new bot
+			answer := &remoteBot{settings: bytes.Clone(settings)} // as read from the backend
+			if answer.bot, answer.invalid = rb.parse(id, answer.settings); answer.invalid != nil {
+				t.Fatal(answer.invalid)
+			}
+			cost += remoteBotCost(answer)
+			c.store("bot\x00"+id, answer, remoteBotCost(answer), now, now, 0)
+		}
+		held := liveHeap() - before
+		runtime.KeepAlive(answers)
+		c.Destruct()
+		t.Logf("%4d whitelist entries, %5d-byte answer: %6d bytes held, cost %6d (%.2f×)",
+			tc.whitelist, len(answers[0]), held/int64(tc.bots), cost/int64(tc.bots), float64(cost)/float64(held))
+		if cost < held || cost > held*3/2 {
+			t.Errorf("%d whitelist entries: cost %d for %d bytes held; want between 1× and 1.5×", tc.whitelist, cost, held)
+		}
 	}
 }
 

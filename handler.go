@@ -113,6 +113,7 @@ type environment struct {
 	ctx     context.Context
 	client  *http.Client
 	metrics *metrics
+	caches  *caches // the handler's cache; fetched whitelists live there too
 	logger  *zap.Logger
 	now     func() time.Time
 
@@ -247,6 +248,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.caches, err = loadCaches(cmp.Or(h.CacheSize, defaultCacheSize), h.env.logger); err != nil {
 		return err
 	}
+	h.env.caches = h.caches
 
 	knownFields := h.fieldNames()
 	h.bots = make(map[string]*botSettings, len(h.Bots))
