@@ -121,19 +121,29 @@ func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reas
 		return nil, reasonUnknownBot
 	}
 	key := rb.cachePrefix + id
-	if entry, cached := rb.caches.entry(key); cached {
-		answer := entry.value.(*remoteBot)
-		fresh := rb.env.now().Before(entry.expires)
-		if fresh || !answer.unreachable {
-			rb.env.metrics.observeCache("bots", true)
-			if !fresh {
-				rb.refreshInBackground(id, key, entry)
-			}
-			return answer.verdict()
+	if answer, entry := rb.cached(key); answer != nil {
+		rb.env.metrics.observeCache("bots", true)
+		if !rb.env.now().Before(entry.expires) {
+			rb.refreshInBackground(id, key, entry)
 		}
+		return answer.verdict()
 	}
 	rb.env.metrics.observeCache("bots", false)
 	return rb.fetchFirst(ctx, id, key)
+}
+
+// cached returns a bot's cached answer, fresh or not, or nil when there is none to
+// serve: a failed first fetch serves only for botsRetryDelay.
+func (rb *remoteBots) cached(key string) (*remoteBot, *cacheEntry) {
+	entry, ok := rb.caches.entry(key)
+	if !ok {
+		return nil, nil
+	}
+	answer := entry.value.(*remoteBot)
+	if answer.unreachable && !rb.env.now().Before(entry.expires) {
+		return nil, nil
+	}
+	return answer, entry
 }
 
 func (r *remoteBot) verdict() (*botSettings, reason) {
@@ -150,6 +160,9 @@ func (r *remoteBot) verdict() (*botSettings, reason) {
 // wait for the same fetch; a visitor who leaves stops waiting at once.
 func (rb *remoteBots) fetchFirst(ctx context.Context, id, key string) (*botSettings, reason) {
 	flight := rb.caches.flights.DoChan(key, func() (any, error) {
+		if answer, _ := rb.cached(key); answer != nil {
+			return answer, nil // cached by a fetch that ended after this request looked
+		}
 		// The fetch serves every waiting request, so one visitor leaving must not
 		// cancel it; the timeout bounds it.
 		return rb.refresh(context.WithoutCancel(ctx), id, key, nil), nil
