@@ -219,7 +219,7 @@ func (rw *remoteWhitelist) fetch(ctx context.Context) ([]string, error) {
 // keeps the entry's string); per list, the two maps, the cache entry and ristretto's
 // bookkeeping.
 const (
-	whitelistEntryOverhead = 136
+	whitelistEntryOverhead = 144
 	whitelistOverhead      = 768
 )
 

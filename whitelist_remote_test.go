@@ -391,8 +391,9 @@ func TestWhitelistCostMatchesHeap(t *testing.T) {
 		runtime.KeepAlive(bodies)
 		c.Destruct()
 		t.Logf("%5d entries: %8d bytes held, cost %8d (%.2f×)", n, held/int64(lists), cost/int64(lists), float64(cost)/float64(held))
-		if cost < held || cost > held*3/2 {
-			t.Errorf("%d entries: cost %d for %d bytes held; want between 1× and 1.5×", n, cost, held)
+		// Maps grow by doubling, so the heap per entry varies by a third with the count.
+		if cost < held || cost > held*8/5 {
+			t.Errorf("%d entries: cost %d for %d bytes held; want between 1× and 1.6×", n, cost, held)
 		}
 	}
 }
@@ -435,11 +436,12 @@ func TestRemoteWhitelistsStayWithinCacheSize(t *testing.T) {
 		}
 	}
 	grown := liveHeap() - before
+	accounted := size - h.caches.items.RemainingCost()
 	// The margin is for what is not cached: connections, metric series, the bots' ids.
 	const margin = 2 << 20
-	t.Logf("%d bots with %d-entry whitelists (%.1f MB each) in a %.1f MB cache: the heap grew by %.1f MB",
+	t.Logf("%d bots with %d-entry whitelists (%.1f MB each) in a %.1f MB cache: the heap grew by %.1f MB; the cache accounts %.1f MB",
 		count, maxWhitelistEntries, float64(whitelistCost(mustParseWhitelist(t, whitelistBody(maxWhitelistEntries, "bot-0"))))/(1<<20),
-		float64(size)/(1<<20), float64(grown)/(1<<20))
+		float64(size)/(1<<20), float64(grown)/(1<<20), float64(accounted)/(1<<20))
 	if grown > size+margin {
 		t.Errorf("the heap grew by %d bytes, over cache_size %d + %d", grown, size, margin)
 	}
