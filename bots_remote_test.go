@@ -594,7 +594,7 @@ func TestRemoteBotCostMatchesHeap(t *testing.T) {
 	// Every bot has URLs and an id of its own, so that what the process keeps per API
 	// or per bot (a breaker, a metric series) is new, as for a bot never seen.
 	run := time.Now().UnixNano()
-	for _, tc := range []struct{ whitelist, bots int }{{0, 500}, {2, 500}, {100, 100}, {1500, 10}} {
+	for _, tc := range []struct{ whitelist, bots int }{{0, 1000}, {2, 1000}, {100, 200}, {1500, 20}} {
 		c, err := newCaches(fmt.Sprintf("bot-cost-%d", tc.whitelist), 1<<30)
 		if err != nil {
 			t.Fatal(err)

@@ -369,7 +369,7 @@ func liveHeap() int64 {
 // of several sizes really hold: never less, and not much more.
 func TestWhitelistCostMatchesHeap(t *testing.T) {
 	for _, n := range []int{1, 10, 100, 1000, 5000, maxWhitelistEntries} {
-		lists := max(3, 2000/n)
+		lists := max(3, 20_000/n) // megabytes in all, so that other goroutines' allocations are noise
 		c, err := newCaches(fmt.Sprintf("whitelist-cost-%d", n), 1<<30)
 		if err != nil {
 			t.Fatal(err)
@@ -391,9 +391,9 @@ func TestWhitelistCostMatchesHeap(t *testing.T) {
 		runtime.KeepAlive(bodies)
 		c.Destruct()
 		t.Logf("%5d entries: %8d bytes held, cost %8d (%.2f×)", n, held/int64(lists), cost/int64(lists), float64(cost)/float64(held))
-		// Maps grow by doubling, so the heap per entry varies by a third with the count.
-		if cost < held || cost > held*8/5 {
-			t.Errorf("%d entries: cost %d for %d bytes held; want between 1× and 1.6×", n, cost, held)
+		// Maps grow by doubling, so the heap per entry varies by a half with the count.
+		if cost < held || cost > held*2 {
+			t.Errorf("%d entries: cost %d for %d bytes held; want between 1× and 2×", n, cost, held)
 		}
 	}
 }
