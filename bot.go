@@ -174,6 +174,8 @@ type botPolicy struct {
 	// breakers keeps listed bots' breakers across reloads; nil: each bot gets a new
 	// one, which lives as long as its settings.
 	breakers *listedBreakers
+	// tenant marks the settings of a remote bot, written by a tenant.
+	tenant bool
 }
 
 // operatorPolicy is what bots listed in the config may do: anything the operator
@@ -252,7 +254,7 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 		}
 	}
 	if cfg.WhitelistURL != nil {
-		if b.remoteList, err = newRemoteWhitelist(id, cfg.WhitelistURL, b.timeout, expand, policy.client, env); err != nil {
+		if b.remoteList, err = newRemoteWhitelist(id, cfg.WhitelistURL, b.timeout, expand, policy, env); err != nil {
 			return nil, fmt.Errorf("whitelist_url: %w", err)
 		}
 	}
@@ -266,7 +268,7 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 	b.callSlots = newCallSlots(policy.callsInFlight)
 
 	b.settingsKey = settingsKey(b)
-	b.verifiedRequests = processMetrics.requests.WithLabelValues(id, statusVerified.String(), "")
+	b.verifiedRequests = env.metrics.verifiedCounter(id)
 	return b, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -25,8 +26,9 @@ type BotsSource struct {
 	// Headers sent with each request, e.g. an API key. Default: none.
 	Headers map[string]string `json:"headers,omitempty"`
 
-	// How long an answer is used before the bot's settings are asked again.
-	// Default: 1m.
+	// How long an answer is used before the bot's settings are asked again; after
+	// that the cached settings keep serving while they are asked again in the
+	// background. Default: 1m.
 	TTL caddy.Duration `json:"ttl,omitempty"`
 
 	// Cap on a remote bot's `timeout`: however long a tenant sets it, a visitor and
@@ -40,17 +42,31 @@ type BotsSource struct {
 	// backend whose every tenant is trusted, or for tests. Default: false, such
 	// connections are refused.
 	AllowPrivate bool `json:"allow_private,omitempty"`
+
+	// Time limit of one settings request. Only the visitors of a bot with no settings
+	// cached wait for it; refreshes happen in the background. Default: 3s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
 const (
-	defaultBotsTTL = time.Minute
-	// maxBotSettingsSize bounds a bot settings answer.
+	defaultBotsTTL     = time.Minute
+	defaultBotsTimeout = 3 * time.Second
+	// maxBotSettingsSize bounds a bot settings answer. A bot's settings are a few
+	// hundred bytes; 64 KiB leaves room for a manual whitelist of a few thousand
+	// entries (about 1 MB once compiled, counted in the cache), while a longer list
+	// belongs behind whitelist_url.
 	maxBotSettingsSize = 64 << 10
 	// maxBotIDLength bounds a bot id that may be looked up.
 	maxBotIDLength = 256
-	// botsRetryDelay is how long an unreachable backend is not asked again while the
-	// last known settings serve.
+	// botsRetryDelay is how long the backend is not asked again about a bot after a
+	// failed request: the last known settings serve meanwhile, or, for a bot never
+	// fetched, its visitors fall back with `error` at once.
 	botsRetryDelay = 5 * time.Second
+	// maxBackgroundRefreshes bounds the settings refreshes under way at once, so that
+	// a hanging backend holds a bounded number of connections and goroutines however
+	// many bots are cached. A bot whose refresh finds no room tries again on its next
+	// request; its cached settings serve meanwhile.
+	maxBackgroundRefreshes = 32
 )
 
 // remoteBots fetches and caches bot settings from bots_url.
@@ -58,12 +74,16 @@ type remoteBots struct {
 	base        string
 	headers     http.Header
 	ttl         time.Duration
+	timeout     time.Duration
 	knownFields map[string]bool
 	// tenant is what the bots may do: their settings are written by tenants.
 	tenant      *botPolicy
 	env         *environment
 	caches      *caches
 	cachePrefix string
+
+	refreshing   sync.Map      // cache key -> struct{}: bots whose refresh is under way
+	refreshSlots chan struct{} // one per refresh under way, up to maxBackgroundRefreshes
 }
 
 // remoteBot is what bots_url said of one bot, as cached.
@@ -71,6 +91,9 @@ type remoteBot struct {
 	bot      *botSettings // nil when unknown or invalid
 	settings []byte       // the answer, to keep the bot (and its fetched whitelist) when unchanged
 	invalid  error        // why the answer could not be used
+	// unreachable marks a bot never fetched because the backend could not be asked:
+	// remembered for botsRetryDelay, then asked again.
+	unreachable bool
 }
 
 func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environment, caches *caches, repl *caddy.Replacer) (*remoteBots, error) {
@@ -93,6 +116,10 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 	if rb.tenant, err = newTenantPolicy(cfg); err != nil {
 		return nil, err
 	}
+	if rb.timeout, err = durationOrDefault("timeout", cfg.Timeout, defaultBotsTimeout); err != nil {
+		return nil, err
+	}
+	rb.refreshSlots = make(chan struct{}, maxBackgroundRefreshes)
 	// The cache may be shared with other configs; answers of another API, asked
 	// with other headers or prepared under another policy are not ours.
 	source, _ := json.Marshal(struct {
@@ -105,23 +132,37 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 	return rb, nil
 }
 
-// lookup returns a bot's settings, or why there are none usable.
+// lookup returns a bot's settings, or why there are none usable. Cached settings
+// answer at once, also once they are older than ttl: then they are asked again in the
+// background. Only visitors of a bot with nothing cached wait for the backend.
 func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reason) {
 	if !lookableBotID(id) {
 		return nil, reasonUnknownBot
 	}
 	key := rb.cachePrefix + id
-	now := rb.env.now()
-	entry, cached := rb.caches.entry(key)
-	if cached && now.Before(entry.expires) {
+	if answer, entry := rb.cached(key); answer != nil {
 		rb.env.metrics.observeCache("bots", true)
-		return entry.value.(*remoteBot).verdict()
+		if !rb.env.now().Before(entry.expires) {
+			rb.refreshInBackground(id, key, entry)
+		}
+		return answer.verdict()
 	}
 	rb.env.metrics.observeCache("bots", false)
-	v, _, _ := rb.caches.flights.Do(key, func() (any, error) {
-		return rb.refresh(ctx, id, key, entry), nil
-	})
-	return v.(*remoteBot).verdict()
+	return rb.fetchFirst(ctx, id, key)
+}
+
+// cached returns a bot's cached answer, fresh or not, or nil when there is none to
+// serve: a failed first fetch serves only for botsRetryDelay.
+func (rb *remoteBots) cached(key string) (*remoteBot, *cacheEntry) {
+	entry, ok := rb.caches.entry(key)
+	if !ok {
+		return nil, nil
+	}
+	answer := entry.value.(*remoteBot)
+	if answer.unreachable && !rb.env.now().Before(entry.expires) {
+		return nil, nil
+	}
+	return answer, entry
 }
 
 func (r *remoteBot) verdict() (*botSettings, reason) {
@@ -134,18 +175,72 @@ func (r *remoteBot) verdict() (*botSettings, reason) {
 	return r.bot, ""
 }
 
-// refresh asks the backend for a bot's settings. While the backend cannot be reached,
-// the last known settings keep serving.
+// fetchFirst asks for the settings of a bot that has none cached. Concurrent requests
+// wait for the same fetch; a visitor who leaves stops waiting at once.
+func (rb *remoteBots) fetchFirst(ctx context.Context, id, key string) (*botSettings, reason) {
+	flight := rb.caches.flights.DoChan(key, func() (any, error) {
+		if answer, _ := rb.cached(key); answer != nil {
+			return answer, nil // cached by a fetch that ended after this request looked
+		}
+		// The fetch serves every waiting request, so one visitor leaving must not
+		// cancel it; the timeout bounds it.
+		return rb.refresh(context.WithoutCancel(ctx), id, key, nil), nil
+	})
+	select {
+	case done := <-flight:
+		return done.Val.(*remoteBot).verdict()
+	case <-ctx.Done():
+		return nil, reasonError
+	}
+}
+
+// refreshInBackground asks again for the settings of a bot whose cached ones are
+// older than ttl: one refresh per bot at a time, at most maxBackgroundRefreshes in
+// all, stopped when the config is unloaded.
+func (rb *remoteBots) refreshInBackground(id, key string, last *cacheEntry) {
+	if _, busy := rb.refreshing.LoadOrStore(key, struct{}{}); busy {
+		return
+	}
+	select {
+	case rb.refreshSlots <- struct{}{}:
+	default:
+		rb.refreshing.Delete(key)
+		return
+	}
+	go func() {
+		defer func() {
+			<-rb.refreshSlots
+			rb.refreshing.Delete(key)
+		}()
+		if e, ok := rb.caches.entry(key); ok && rb.env.now().Before(e.expires) {
+			return // refreshed meanwhile, e.g. by the same config before a reload
+		}
+		rb.refresh(rb.env.ctx, id, key, last)
+	}()
+}
+
+// refresh asks the backend for a bot's settings and caches the answer. While the
+// backend cannot be reached, the last known settings keep serving, and it is not
+// asked about this bot again for botsRetryDelay.
 func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEntry) *remoteBot {
+	settings, status, err := rb.fetch(ctx, id)
 	now := rb.env.now()
-	settings, status, err := rb.fetch(context.WithoutCancel(ctx), id)
 	if err != nil {
+		if rb.env.ctx.Err() != nil {
+			// The config was unloaded; nobody waits for this answer.
+			if last != nil {
+				return last.value.(*remoteBot)
+			}
+			return &remoteBot{invalid: err, unreachable: true}
+		}
 		rb.env.warn("bots_url:"+id, "fetching bot settings failed", zap.String("bot", id), zap.Error(err))
 		if last != nil {
-			rb.caches.store(key, last.value, last.cost, now, now.Add(botsRetryDelay), 0)
+			rb.caches.store(key, last.value, last.cost, last.stored, now.Add(botsRetryDelay), 0)
 			return last.value.(*remoteBot)
 		}
-		return &remoteBot{invalid: err}
+		failed := &remoteBot{invalid: err, unreachable: true}
+		rb.caches.store(key, failed, remoteBotCost(failed), now, now.Add(botsRetryDelay), botsRetryDelay)
+		return failed
 	}
 
 	var answer *remoteBot
@@ -162,13 +257,13 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 				zap.String("bot", id), zap.Error(answer.invalid))
 		}
 	}
-	rb.caches.store(key, answer, int64(1024+4*len(settings)), now, now.Add(rb.ttl), 0)
+	rb.caches.store(key, answer, remoteBotCost(answer), now, now.Add(rb.ttl), 0)
 	return answer
 }
 
 // fetch returns the answer's body and status (200 or 404); anything else is an error.
 func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, rb.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rb.base+"/"+url.PathEscape(id), nil)
 	if err != nil {
@@ -222,4 +317,22 @@ func lookableBotID(id string) bool {
 		}
 	}
 	return true
+}
+
+// remoteBotOverhead is the heap a cached bot settings answer holds besides the answer
+// and its whitelist entries: the remoteBot, its botSettings with their maps, breaker
+// and metric series, the cache entry and ristretto's bookkeeping. Measured by
+// TestRemoteBotCostMatchesHeap.
+const remoteBotOverhead = 4096
+
+// remoteBotCost is the heap, in bytes, that a cached answer holds: the overhead, the
+// answer (kept to compare with the next one) and about as much again for the strings
+// decoded from it, and each compiled entry of its manual whitelist.
+func remoteBotCost(answer *remoteBot) int64 {
+	cost := int64(remoteBotOverhead + 2*len(answer.settings))
+	if answer.bot != nil && answer.bot.whitelist != nil {
+		w := answer.bot.whitelist
+		cost += int64(whitelistEntryOverhead * (len(w.exact) + len(w.wildcards)))
+	}
+	return cost
 }

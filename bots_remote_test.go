@@ -1,10 +1,15 @@
 package customauth
 
 import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +17,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // botsAPI is a real HTTP server that plays the chat backend's bot settings API.
@@ -21,33 +30,59 @@ type botsAPI struct {
 
 	mu       sync.Mutex
 	settings map[string]string // by bot id; absent: 404
+	anyBot   string            // when set, the settings of every bot not in settings
 	down     bool
+	hang     chan struct{} // when set, requests wait until it is closed
 	paths    []string
 	headers  http.Header
+
+	// hung receives one value per request that started waiting on hang, and
+	// abandoned one per such request whose context ended before hang was closed.
+	hung, abandoned chan struct{}
 }
 
 func newBotsAPI(t testing.TB) *botsAPI {
-	b := &botsAPI{settings: map[string]string{}}
-	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.calls.Add(1)
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.paths = append(b.paths, r.URL.EscapedPath())
-		b.headers = r.Header.Clone()
-		if b.down {
-			w.WriteHeader(http.StatusBadGateway)
-			return
-		}
-		id, ok := strings.CutPrefix(r.URL.Path, "/bots/")
-		settings, known := b.settings[id]
-		if !ok || !known {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		io.WriteString(w, settings)
-	}))
-	t.Cleanup(b.Close)
+	b := &botsAPI{settings: map[string]string{}, hung: make(chan struct{}, 100), abandoned: make(chan struct{}, 100)}
+	b.Server = httptest.NewServer(http.HandlerFunc(b.serve))
+	t.Cleanup(func() {
+		b.release()
+		b.Close()
+	})
 	return b
+}
+
+func (b *botsAPI) serve(w http.ResponseWriter, r *http.Request) {
+	b.calls.Add(1)
+	b.mu.Lock()
+	b.paths = append(b.paths, r.URL.EscapedPath())
+	b.headers = r.Header.Clone()
+	hang := b.hang
+	b.mu.Unlock()
+	if hang != nil {
+		b.hung <- struct{}{}
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+			b.abandoned <- struct{}{}
+			return
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.down {
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	id, ok := strings.CutPrefix(r.URL.Path, "/bots/")
+	settings, known := b.settings[id]
+	if !known && b.anyBot != "" {
+		settings, known = b.anyBot, true
+	}
+	if !ok || !known {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	io.WriteString(w, settings)
 }
 
 func (b *botsAPI) set(id, settings string) {
@@ -62,24 +97,68 @@ func (b *botsAPI) setDown(down bool) {
 	b.mu.Unlock()
 }
 
+// hangRequests makes the API hold every request until release.
+func (b *botsAPI) hangRequests() {
+	b.mu.Lock()
+	b.hang = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *botsAPI) release() {
+	b.mu.Lock()
+	if b.hang != nil {
+		close(b.hang)
+		b.hang = nil
+	}
+	b.mu.Unlock()
+}
+
+// botsSource is the bots_url config of the tests' handlers.
+func botsSource(bots *botsAPI) *BotsSource {
+	return &BotsSource{
+		URL:     bots.URL + "/bots/",
+		Headers: map[string]string{"X-Api-Key": "backend-key"},
+		TTL:     caddy.Duration(time.Minute),
+		// The test APIs listen on 127.0.0.1, where tenant URLs may not go otherwise.
+		AllowPrivate: true,
+	}
+}
+
 func remoteBotsHandler(t *testing.T, bots *botsAPI, clk *clock, size int64) *Handler {
 	return provision(t, &Handler{
 		CacheSize: size,
 		now:       clk.Now,
-		BotsURL: &BotsSource{
-			URL:     bots.URL + "/bots/",
-			Headers: map[string]string{"X-Api-Key": "backend-key"},
-			TTL:     caddy.Duration(time.Minute),
-			// The test APIs listen on 127.0.0.1, where tenant URLs may not go otherwise.
-			AllowPrivate: true,
-		},
-		Bots: map[string]*Bot{"listed": {Off: true}},
+		BotsURL:   botsSource(bots),
+		Bots:      map[string]*Bot{"listed": {Off: true}},
 	})
 }
 
-func botOutcome(t *testing.T, h *Handler, bot, token string) string {
+// within waits, up to a bound far above what the work needs, for a channel to
+// deliver, and fails the test if it does not.
+func within[T any](t *testing.T, what string, ch <-chan T) T {
 	t.Helper()
-	got := serve(t, h, widgetRequest(bot, token, "https://shop.example.com"))
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("gave up waiting: %s", what)
+		panic("unreachable")
+	}
+}
+
+// outcomeAsync serves a request in the background and delivers its outcome.
+func outcomeAsync(t *testing.T, h *Handler, r *http.Request) <-chan string {
+	done := make(chan string, 1)
+	go func() {
+		got := serve(t, h, r)
+		done <- got.placeholder("http.custom_auth.status") + "/" + got.placeholder("http.custom_auth.reason")
+	}()
+	return done
+}
+
+func botOutcome(t *testing.T, h *Handler, bot, token string, origin ...string) string {
+	t.Helper()
+	got := serve(t, h, widgetRequest(bot, token, cmp.Or(append(origin, "https://shop.example.com")...)))
 	return got.placeholder("http.custom_auth.status") + "/" + got.placeholder("http.custom_auth.reason")
 }
 
@@ -116,16 +195,34 @@ func TestRemoteBot(t *testing.T) {
 		t.Errorf("bots API calls within ttl = %d, want 2", n)
 	}
 
-	// Settings changed at the backend take effect after ttl.
+	// Settings changed at the backend take effect after ttl: the first request after
+	// it is answered from the cache and refreshes them in the background.
 	bots.set("remote", `{"off":true}`)
 	clk.advance(59 * time.Second)
 	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
 		t.Errorf("before ttl: %s", o)
 	}
 	clk.advance(time.Second)
-	if o := botOutcome(t, h, "remote", "alice-token"); o != "fallback/disabled" {
-		t.Errorf("after ttl: %s", o)
+	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
+		t.Errorf("first request after ttl: %s, want the cached settings", o)
 	}
+	waitForRefreshes(t, h)
+	if o := botOutcome(t, h, "remote", "alice-token"); o != "fallback/disabled" {
+		t.Errorf("after the refresh: %s", o)
+	}
+}
+
+// waitForRefreshes waits until no background refresh of bot settings is under way.
+func waitForRefreshes(t *testing.T, h *Handler) {
+	t.Helper()
+	eventually(t, "background refreshes", func() bool {
+		busy := false
+		h.remoteBots.refreshing.Range(func(any, any) bool {
+			busy = true
+			return false
+		})
+		return !busy
+	})
 }
 
 func TestRemoteBotSettingsChangeNeverServesOldIdentity(t *testing.T) {
@@ -141,6 +238,8 @@ func TestRemoteBotSettingsChangeNeverServesOldIdentity(t *testing.T) {
 	}
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL+"/v2"))
 	clk.advance(time.Minute)
+	botOutcome(t, h, "remote", "alice-token") // starts the refresh
+	waitForRefreshes(t, h)
 	botOutcome(t, h, "remote", "alice-token")
 	if n := api.calls.Load(); n != 2 {
 		t.Fatalf("identity served from the old settings: API calls = %d, want 2", n)
@@ -272,4 +371,304 @@ func TestManyRemoteBotsStayWithinCacheSize(t *testing.T) {
 		t.Errorf("cache holds %d of %d bytes", used, size)
 	}
 	t.Logf("10,000 bots: cache holds %d bytes of %d", used, size)
+}
+
+// TestRemoteBotRefreshNeverBlocks: once a bot's settings are cached, a backend that
+// hangs never holds up its visitors: stale settings answer at once while one refresh
+// per bot runs in the background, and its answer applies when it comes.
+func TestRemoteBotRefreshNeverBlocks(t *testing.T) {
+	api := newIdentityAPI(t)
+	bots := newBotsAPI(t)
+	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
+	clk := newClock()
+	source := botsSource(bots)
+	source.Timeout = caddy.Duration(time.Hour) // a blocked visitor would wait for an hour
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, BotsURL: source})
+	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
+		t.Fatal(o)
+	}
+
+	bots.hangRequests()
+	bots.set("remote", `{"off":true}`)
+	clk.advance(time.Minute)
+	for i := range 20 {
+		o := within(t, fmt.Sprintf("request %d while the refresh hangs", i),
+			outcomeAsync(t, h, widgetRequest("remote", "alice-token", "https://shop.example.com")))
+		if o != "verified/" {
+			t.Fatalf("request %d: %s, want the cached settings", i, o)
+		}
+	}
+	within(t, "the background refresh", bots.hung)
+	if n := bots.calls.Load(); n != 2 {
+		t.Errorf("20 requests of a stale bot made %d settings requests while one hung, want 1 refresh", n)
+	}
+
+	bots.release()
+	eventually(t, "the refreshed settings", func() bool { return botOutcome(t, h, "remote", "") == "fallback/disabled" })
+	if n := bots.calls.Load(); n != 2 {
+		t.Errorf("settings requests = %d, want 2", n)
+	}
+}
+
+// TestRemoteBotRefreshStopsWithConfig: a background refresh belongs to the config and
+// ends when the config is unloaded.
+func TestRemoteBotRefreshStopsWithConfig(t *testing.T) {
+	api := newIdentityAPI(t)
+	bots := newBotsAPI(t)
+	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
+	clk := newClock()
+	source := botsSource(bots)
+	source.Timeout = caddy.Duration(time.Hour)
+	h := &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, logger: zap.NewNop(), BotsURL: source}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+	botOutcome(t, h, "remote", "alice-token")
+
+	bots.hangRequests()
+	clk.advance(time.Minute)
+	within(t, "a request of a stale bot", outcomeAsync(t, h, widgetRequest("remote", "alice-token", "")))
+	within(t, "the background refresh", bots.hung)
+	cancel()
+	within(t, "the refresh to end with its config", bots.abandoned)
+}
+
+// TestRemoteBotFailedFirstFetchIsRemembered: a bot whose settings could not be fetched
+// falls back with error at once, without asking, for botsRetryDelay.
+func TestRemoteBotFailedFirstFetchIsRemembered(t *testing.T) {
+	api := newIdentityAPI(t)
+	bots := newBotsAPI(t)
+	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
+	bots.setDown(true)
+	clk := newClock()
+	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	for range 5 {
+		if o := botOutcome(t, h, "remote", "alice-token"); o != "fallback/error" {
+			t.Fatalf("backend down: %s", o)
+		}
+	}
+	clk.advance(botsRetryDelay - time.Millisecond)
+	botOutcome(t, h, "remote", "alice-token")
+	if n := bots.calls.Load(); n != 1 {
+		t.Fatalf("the backend was asked %d times within the retry delay, want 1", n)
+	}
+
+	bots.setDown(false)
+	clk.advance(time.Millisecond)
+	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
+		t.Errorf("after the retry delay: %s", o)
+	}
+	if n := bots.calls.Load(); n != 2 {
+		t.Errorf("settings requests = %d, want 2", n)
+	}
+}
+
+// TestRemoteBotFirstFetchWaitsAndVisitorMayLeave: the first visitors of a bot wait
+// for one fetch; one who leaves stops waiting at once, and the others still get the
+// answer.
+func TestRemoteBotFirstFetchWaitsAndVisitorMayLeave(t *testing.T) {
+	api := newIdentityAPI(t)
+	bots := newBotsAPI(t)
+	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
+	source := botsSource(bots)
+	source.Timeout = caddy.Duration(time.Hour)
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: newClock().Now, BotsURL: source})
+	bots.hangRequests()
+
+	ctx, leave := context.WithCancel(context.Background())
+	leaving := outcomeAsync(t, h, widgetRequest("remote", "alice-token", "").WithContext(ctx))
+	within(t, "the first fetch", bots.hung)
+	staying := outcomeAsync(t, h, widgetRequest("remote", "alice-token", ""))
+	leave()
+	if o := within(t, "the visitor who left", leaving); o != "fallback/error" {
+		t.Errorf("visitor who left: %s", o)
+	}
+	select {
+	case o := <-staying:
+		t.Fatalf("a visitor got %s before the backend answered", o)
+	default:
+	}
+	bots.release()
+	if o := within(t, "the visitor who stayed", staying); o != "verified/" {
+		t.Errorf("visitor who stayed: %s", o)
+	}
+	if n := bots.calls.Load(); n != 1 {
+		t.Errorf("settings requests = %d, want 1", n)
+	}
+}
+
+// TestRemoteBotTimeout: `timeout` bounds the wait for a bot's first settings.
+func TestRemoteBotTimeout(t *testing.T) {
+	bots := newBotsAPI(t)
+	bots.hangRequests()
+	source := botsSource(bots)
+	source.Timeout = caddy.Duration(50 * time.Millisecond)
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), BotsURL: source})
+	// Less than the default timeout of 3s, far more than 50ms.
+	done := outcomeAsync(t, h, widgetRequest("remote", "alice-token", ""))
+	select {
+	case o := <-done:
+		if o != "fallback/error" {
+			t.Errorf("hanging backend: %s", o)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the settings request outlived bots_url's timeout")
+	}
+}
+
+func TestBotsSourceTimeoutConfig(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`custom_auth {
+		bots_url https://chat.example.com/api/bots {
+			timeout 750ms
+		}
+	}`)
+	var h Handler
+	if err := h.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if h.BotsURL.Timeout != caddy.Duration(750*time.Millisecond) {
+		t.Errorf("timeout = %v", h.BotsURL.Timeout)
+	}
+	for _, bad := range []string{"timeout", "timeout 1s 2s", "timeout soon", "timeout -1s"} {
+		d := caddyfile.NewTestDispenser("custom_auth {\nbots_url https://chat.example.com {\n" + bad + "\n}\n}")
+		if err := new(Handler).UnmarshalCaddyfile(d); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	var fromJSON BotsSource
+	if err := json.Unmarshal([]byte(`{"url":"https://chat.example.com","timeout":"2s"}`), &fromJSON); err != nil || fromJSON.Timeout != caddy.Duration(2*time.Second) {
+		t.Errorf("JSON timeout = %v, %v", fromJSON.Timeout, err)
+	}
+	h = Handler{BotsURL: &BotsSource{URL: "https://chat.example.com", Timeout: -1}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("negative timeout: %v", err)
+	}
+	h.Cleanup()
+}
+
+// TestRemoteBotRefreshesAreBounded: however many cached bots go stale while the
+// backend hangs, at most maxBackgroundRefreshes refreshes are under way.
+func TestRemoteBotRefreshesAreBounded(t *testing.T) {
+	bots := newBotsAPI(t)
+	bots.anyBot = `{"off":true}`
+	clk := newClock()
+	source := botsSource(bots)
+	source.Timeout = caddy.Duration(time.Hour)
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, BotsURL: source})
+	const many = maxBackgroundRefreshes + 8
+	for i := range many {
+		botOutcome(t, h, fmt.Sprintf("bot-%d", i), "")
+	}
+
+	bots.hangRequests()
+	clk.advance(time.Minute)
+	for range 2 {
+		for i := range many {
+			if o := botOutcome(t, h, fmt.Sprintf("bot-%d", i), ""); o != "fallback/disabled" {
+				t.Fatalf("bot-%d: %s", i, o)
+			}
+		}
+	}
+	// A refresh is under way from the request that starts it until it ends, and these
+	// hang.
+	underWay := 0
+	h.remoteBots.refreshing.Range(func(any, any) bool {
+		underWay++
+		return true
+	})
+	if underWay != maxBackgroundRefreshes {
+		t.Errorf("%d refreshes under way, want %d", underWay, maxBackgroundRefreshes)
+	}
+	for i := range maxBackgroundRefreshes {
+		within(t, fmt.Sprintf("refresh %d", i), bots.hung)
+	}
+}
+
+// TestRemoteBotCostMatchesHeap compares remoteBotCost with the heap that cached bot
+// settings really hold, from a typical answer to one with a long manual whitelist:
+// never less, and not much more.
+func TestRemoteBotCostMatchesHeap(t *testing.T) {
+	// Every bot has URLs and an id of its own, so that what the process keeps per API
+	// or per bot (a breaker, a metric series) is new, as for a bot never seen.
+	run := time.Now().UnixNano()
+	for _, tc := range []struct{ whitelist, bots int }{{0, 1000}, {2, 1000}, {100, 200}, {1500, 20}} {
+		c, err := newCaches(fmt.Sprintf("bot-cost-%d", tc.whitelist), 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := &environment{ctx: t.Context(), metrics: newProcessMetrics(), caches: c, now: time.Now, warned: map[string]time.Time{}}
+		tenant, err := newTenantPolicy(&BotsSource{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb := &remoteBots{knownFields: map[string]bool{"user_id": true, "email": true, "phone_number": true}, env: env, caches: c, tenant: tenant}
+		answers := make([][]byte, tc.bots)
+		for i := range answers {
+			entries := make([]string, tc.whitelist)
+			for j := range entries {
+				entries[j] = fmt.Sprintf(`"shop-%d.tenant-%d.example.com"`, j, i)
+			}
+			tenant := fmt.Sprintf("%d-%d-%d", run, tc.whitelist, i)
+			answers[i] = fmt.Appendf(nil, `{"auth_url":"https://api.tenant-%s.example.com/ca","auth_headers":{"Authorization":"Bearer s3cret-%d"},`+
+				`"forward":["user_id","email"],"identify_by":"id","timeout":"3s","cache_ttl":"5m","whitelist":[%s],`+
+				`"whitelist_url":{"url":"https://api.tenant-%s.example.com/domains","headers":{"X-Key":"k"},"refresh":"5m"}}`,
+				tenant, i, strings.Join(entries, ","), tenant)
+		}
+		now := time.Now()
+		before := liveHeap()
+		var cost int64
+		for i, settings := range answers {
+			id := fmt.Sprintf("bot-%d-%d", tc.whitelist, i)       // a new metric series, as for a new bot
+			answer := &remoteBot{settings: bytes.Clone(settings)} // as read from the backend
+			if answer.bot, answer.invalid = rb.parse(id, answer.settings); answer.invalid != nil {
+				t.Fatal(answer.invalid)
+			}
+			cost += remoteBotCost(answer)
+			c.store("bot\x00"+id, answer, remoteBotCost(answer), now, now, 0)
+		}
+		held := liveHeap() - before
+		runtime.KeepAlive(answers)
+		c.Destruct()
+		t.Logf("%4d whitelist entries, %5d-byte answer: %6d bytes held, cost %6d (%.2f×)",
+			tc.whitelist, len(answers[0]), held/int64(tc.bots), cost/int64(tc.bots), float64(cost)/float64(held))
+		if cost < held || cost > held*3/2 {
+			t.Errorf("%d whitelist entries: cost %d for %d bytes held; want between 1× and 1.5×", tc.whitelist, cost, held)
+		}
+	}
+}
+
+// TestWarningsBoundedUnderBotIDFlood: 3,000 made-up bot ids while bots_url is down
+// write at most maxWarnings lines a minute; the next line says how many were dropped.
+func TestWarningsBoundedUnderBotIDFlood(t *testing.T) {
+	bots := newBotsAPI(t)
+	bots.setDown(true)
+	core, logs := observer.New(zapcore.WarnLevel)
+	clk := newClock()
+	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, logger: zap.New(core), BotsURL: botsSource(bots)})
+	const flood = 3000
+	for i := range flood {
+		if o := botOutcome(t, h, fmt.Sprintf("flood-%d", i), "alice-token"); o != "fallback/error" {
+			t.Fatalf("flood-%d: %s", i, o)
+		}
+	}
+	if n := logs.Len(); n != maxWarnings {
+		t.Errorf("%d bot ids while bots_url was down: %d warning lines, want %d", flood, n, maxWarnings)
+	}
+	for _, entry := range logs.All() {
+		if _, ok := entry.ContextMap()["dropped"]; ok {
+			t.Errorf("a line within the budget says lines were dropped: %v", entry.ContextMap())
+		}
+	}
+
+	clk.advance(warnInterval)
+	botOutcome(t, h, "after-the-flood", "alice-token")
+	last := logs.All()[logs.Len()-1].ContextMap()
+	if last["bot"] != "after-the-flood" || last["dropped"] != int64(flood-maxWarnings) {
+		t.Errorf("the first line of the next minute: %v, want bot after-the-flood and dropped %d", last, flood-maxWarnings)
+	}
 }

@@ -13,9 +13,10 @@ import (
 )
 
 // caches holds everything the handler remembers between requests: verified identities,
-// rejections and bot settings from bots_url, in one ristretto cache bounded by
-// cache_size. It lives in a UsagePool, so a config reload keeps it; it is closed when
-// the last config that uses it goes away.
+// rejections, bot settings from bots_url and fetched whitelists, in one ristretto cache
+// bounded by cache_size. Each entry's cost is the heap it holds, so eviction bounds
+// them all; what was evicted is asked again on next need. It lives in a UsagePool, so
+// a config reload keeps it; it is closed when the last config that uses it goes away.
 type caches struct {
 	items   *ristretto.Cache[string, *cacheEntry]
 	flights singleflight.Group
@@ -90,6 +91,12 @@ func (c *caches) store(key string, value any, cost int64, stored, expires time.T
 	if c.items.SetWithTTL(key, &cacheEntry{value: value, cost: cost, stored: stored, expires: expires}, cost, keepFor) {
 		c.items.Wait()
 	}
+}
+
+// fits reports whether a value of this cost can be cached at all: ristretto refuses
+// one larger than the whole cache.
+func (c *caches) fits(cost int64) bool {
+	return cost <= c.items.MaxCost()
 }
 
 // cachedIdentifier answers from the cache, and makes one API call for all concurrent

@@ -413,6 +413,10 @@ func (s *BotsSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := durationArg(d, &s.TTL); err != nil {
 				return err
 			}
+		case "timeout":
+			if err := durationArg(d, &s.Timeout); err != nil {
+				return err
+			}
 		case "max_timeout":
 			if err := durationArg(d, &s.MaxTimeout); err != nil {
 				return err

@@ -113,6 +113,7 @@ type Handler struct {
 	caches               *caches
 	assertions           *assertionSigner
 	env                  *environment
+	metrics              *metrics         // the process's collectors; tests give a handler its own
 	now                  func() time.Time // the clock; tests replace it
 	logger               *zap.Logger      // instead of Caddy's; the CLI's is quiet
 }
@@ -124,33 +125,63 @@ type environment struct {
 	ctx     context.Context
 	client  *http.Client
 	metrics *metrics
+	caches  *caches // the handler's cache; fetched whitelists live there too
 	logger  *zap.Logger
 	now     func() time.Time
 
 	warnedMu sync.Mutex
-	warned   map[string]time.Time
+	warned   map[string]time.Time // when each key was last warned about
+	// The warning budget: lines logged in the current window, and lines held back
+	// since the last one logged.
+	warnWindow   time.Time
+	warnsLogged  int
+	warnsDropped int
 }
 
-// warnInterval is the least time between two warnings about the same thing.
-const warnInterval = time.Minute
+const (
+	// warnInterval is the least time between two warnings about the same thing.
+	warnInterval = time.Minute
+	// maxWarnings is how many warning lines a handler writes per warnInterval. Keys
+	// come from bot ids, which visitors choose, so the per-key limit alone does not
+	// bound the log: a flood of made-up ids while bots_url is down would write one
+	// line per id.
+	maxWarnings = 100
+	// maxWarnedKeys bounds the memory of which keys were warned about.
+	maxWarnedKeys = 10000
+)
 
-// warn logs a warning about a failing API, at most once per warnInterval per key, so
-// that an API that is down does not flood the log.
+// warn logs a warning about a failing API, at most once per warnInterval per key and
+// at most maxWarnings times per warnInterval in all, so that an API that is down, or
+// a flood of bot ids, does not flood the log. The first line after some were held
+// back by the overall limit says how many, as `dropped`.
 func (e *environment) warn(key, msg string, fields ...zap.Field) {
 	now := e.now()
 	e.warnedMu.Lock()
-	last, seen := e.warned[key]
-	due := !seen || now.Sub(last) >= warnInterval
-	if due {
-		if len(e.warned) >= 10000 {
-			clear(e.warned) // bounded: keys come from bots and URLs
-		}
-		e.warned[key] = now
+	if last, seen := e.warned[key]; seen && now.Sub(last) < warnInterval {
+		e.warnedMu.Unlock()
+		return
 	}
+	if len(e.warned) >= maxWarnedKeys {
+		clear(e.warned)
+	}
+	e.warned[key] = now
+	if now.Sub(e.warnWindow) >= warnInterval {
+		e.warnWindow, e.warnsLogged = now, 0
+	}
+	if e.warnsLogged >= maxWarnings {
+		e.warnsDropped++
+		e.warnedMu.Unlock()
+		return
+	}
+	e.warnsLogged++
+	dropped := e.warnsDropped
+	e.warnsDropped = 0
 	e.warnedMu.Unlock()
-	if due {
-		e.logger.Warn(msg, fields...)
+
+	if dropped > 0 {
+		fields = append(fields[:len(fields):len(fields)], zap.Int("dropped", dropped))
 	}
+	e.logger.Warn(msg, fields...)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -192,12 +223,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.assertions, err = newAssertionSigner(h, repl); err != nil {
 		return err
 	}
-	if h.env.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return err
+	if h.metrics == nil {
+		if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
+			return err
+		}
 	}
+	h.env.metrics = h.metrics
 	if h.caches, err = loadCaches(cmp.Or(h.CacheSize, defaultCacheSize), h.env.logger); err != nil {
 		return err
 	}
+	h.env.caches = h.caches
 	if err := h.provisionBots(repl); err != nil {
 		return err
 	}
@@ -254,6 +289,7 @@ func (h *Handler) provisionBots(repl *caddy.Replacer) error {
 		if cfg == nil {
 			return fmt.Errorf("bot %q: no settings", id)
 		}
+		h.env.metrics.bots.nameListed(id) // the operator's bots keep their metric label
 		b, err := newBot(id, cfg, knownFields, listed, h.env)
 		if err != nil {
 			return fmt.Errorf("bot %q: %w", id, err)

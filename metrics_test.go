@@ -3,6 +3,8 @@ package customauth
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -174,5 +176,76 @@ func TestDecisionLogsNeverShowTheToken(t *testing.T) {
 		if entry.Level > zapcore.DebugLevel && strings.Contains(text, "Nguyễn") {
 			t.Fatalf("contact details logged above debug: %s", text)
 		}
+	}
+}
+
+// TestBotLabelsBounded: 2,000 random bot ids, each with settings from a lenient
+// bots_url, give at most maxBotLabels bot label values (plus otherBotsLabel, under
+// which the rest count) in every metric that has a bot label; a bot listed in the
+// config keeps its own.
+func TestBotLabelsBounded(t *testing.T) {
+	api := newIdentityAPI(t)
+	failing := newWhitelistAPI(t, "")
+	failing.answer(http.StatusInternalServerError, "")
+	bots := newBotsAPI(t)
+	const flood = 2000
+	ids := make([]string, flood)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%016x", rand.Uint64())
+		// Half reach the identity API, half fail to fetch their whitelist.
+		if i%2 == 0 {
+			bots.set(ids[i], fmt.Sprintf(`{"auth_url":%q}`, api.URL))
+		} else {
+			bots.set(ids[i], fmt.Sprintf(`{"auth_url":%q,"whitelist_url":{"url":%q}}`, api.URL, failing.URL))
+		}
+	}
+	m := newProcessMetrics()
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(m.requests, m.apiDuration, m.cacheRequests, m.whitelistRefresh)
+	h := provision(t, &Handler{
+		CacheSize: uniqueCacheSize(),
+		metrics:   m,
+		BotsURL:   botsSource(bots),
+		Bots:      map[string]*Bot{"operator-bot": {Off: true}},
+	})
+	for _, id := range ids {
+		serve(t, h, widgetRequest(id, "wrong-token", "https://shop.example.com"))
+	}
+	serve(t, h, widgetRequest("operator-bot", "wrong-token", ""))
+
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	allBots := map[string]bool{}
+	series := map[string]int{}
+	for _, family := range families {
+		values := map[string]bool{}
+		for _, metric := range family.GetMetric() {
+			series[family.GetName()]++
+			for _, label := range metric.GetLabel() {
+				if label.GetName() == "bot" {
+					values[label.GetValue()] = true
+					allBots[label.GetValue()] = true
+				}
+			}
+		}
+		if len(values) > maxBotLabels+2 {
+			t.Errorf("%s: %d bot label values, want at most %d", family.GetName(), len(values), maxBotLabels+2)
+		}
+	}
+	t.Logf("%d random bot ids: %d bot label values, series %v", flood, len(allBots), series)
+	if len(allBots) != maxBotLabels+2 {
+		t.Errorf("%d bot label values in all, want %d: %d bots, %s and the listed bot", len(allBots), maxBotLabels+2, maxBotLabels, otherBotsLabel)
+	}
+	if n := series["caddy_custom_auth_requests_total"]; n > 2*(maxBotLabels+2) {
+		t.Errorf("requests_total has %d series, want at most 2 per bot label value", n)
+	}
+	others := counter(m.requests, otherBotsLabel, "fallback", "rejected") + counter(m.requests, otherBotsLabel, "fallback", "domain_not_allowed")
+	if others != flood-maxBotLabels {
+		t.Errorf("%s counted %v requests, want %d", otherBotsLabel, others, flood-maxBotLabels)
+	}
+	if n := counter(m.requests, "operator-bot", "fallback", "disabled"); n != 1 {
+		t.Errorf("the listed bot counted %v requests under its own label, want 1", n)
 	}
 }

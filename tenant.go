@@ -39,6 +39,7 @@ func newTenantPolicy(cfg *BotsSource) (*botPolicy, error) {
 		client:        newTenantClient(cfg.AllowPrivate),
 		maxTimeout:    maxTimeout,
 		callsInFlight: tenantCallsInFlight,
+		tenant:        true,
 	}, nil
 }
 
