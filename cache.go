@@ -27,7 +27,10 @@ type caches struct {
 // Both are checked here, against the handler's clock; ristretto's own TTL frees the
 // memory.
 type cacheEntry struct {
+	// value is what the entry holds, unless it is a verdict: those are kept in their
+	// own field, so that no interface boxes them.
 	value   any
+	verdict verdict
 	cost    int64
 	stored  time.Time
 	expires time.Time
@@ -93,6 +96,14 @@ func (c *caches) store(key string, value any, cost int64, stored, expires time.T
 	}
 }
 
+// storeVerdict caches a verdict until expires; ristretto frees it after keepFor.
+func (c *caches) storeVerdict(key string, v verdict, stored, expires time.Time, keepFor time.Duration) {
+	cost := verdictCost(v)
+	if c.items.SetWithTTL(key, &cacheEntry{verdict: v, cost: cost, stored: stored, expires: expires}, cost, keepFor) {
+		c.items.Wait()
+	}
+}
+
 // fits reports whether a value of this cost can be cached at all: ristretto refuses
 // one larger than the whole cache.
 func (c *caches) fits(cost int64) bool {
@@ -129,7 +140,7 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 		res := ci.next.identify(context.WithoutCancel(ctx), b, req)
 		if ttl := cacheTTL(b, res); ttl > 0 {
 			now := ci.now()
-			ci.caches.store(key, res, resultCost(res), now, now.Add(ttl), ttl)
+			ci.caches.storeVerdict(key, encodeVerdict(res, now), now, now.Add(ttl), ttl)
 		}
 		return res, nil
 	})
@@ -149,7 +160,7 @@ func (ci *cachedIdentifier) cached(key string, b *botSettings) (lookupResult, bo
 	if !ok {
 		return lookupResult{}, false
 	}
-	res := e.value.(lookupResult)
+	res := e.verdict.lookupResult()
 	if ci.now().Sub(e.stored) >= cacheTTL(b, res) {
 		return lookupResult{}, false
 	}
@@ -200,18 +211,27 @@ func identityKey(b *botSettings, req identityRequest) string {
 	return string(h.Sum(sum[:0]))
 }
 
-// resultCost estimates the bytes a cached verdict holds: the entry, the result and
-// ristretto's bookkeeping, and the contact's raw JSON and encoded headers. It errs on
-// the high side, so that the heap stays within cache_size.
-func resultCost(res lookupResult) int64 {
-	const overhead = 320
-	if res.identity == nil {
-		return overhead
+// verdictCost is the heap a cached verdict holds: its block, rounded up as the
+// allocator rounds it, and per entry the cacheEntry and ristretto's bookkeeping beyond
+// the storeItem it charges itself (a slot of its store's map, its policy's cost map and
+// its expiry bucket). TestCacheStaysWithinCacheSize measures it with the real handler.
+func verdictCost(v verdict) int64 {
+	const perEntry = 96 + 128 // the cacheEntry; ristretto's maps at their load factor
+	return allocSize(cap(v)) + perEntry
+}
+
+// allocSize is at least what the Go allocator gives for n bytes: its size classes are
+// 16 bytes apart up to 256, at most 64 up to 1 KiB, at most 256 up to 8 KiB; beyond,
+// whole pages.
+func allocSize(n int) int64 {
+	step := 8192
+	switch {
+	case n <= 256:
+		step = 16
+	case n <= 1024:
+		step = 64
+	case n <= 8192:
+		step = 256
 	}
-	id := res.identity
-	cost := int64(overhead + len(id.raw) + len(id.primary))
-	for _, h := range id.headers {
-		cost += int64(len(h.value)) + 48 // slice element and string header
-	}
-	return cost
+	return int64((n + step - 1) / step * step)
 }

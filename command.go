@@ -141,7 +141,7 @@ func stepDetail(s step, passed bool, v visit, out outcome) string {
 	case s == stepWhitelist:
 		return fmt.Sprintf("origin %q is allowed", v.origin)
 	case passed:
-		return fmt.Sprintf("%s %q (HTTP %d)", out.bot.identifyBy, out.identity.primary, out.apiStatus)
+		return fmt.Sprintf("%s %q (HTTP %d)", out.bot.identifyBy, out.identity.primary(), out.apiStatus)
 	case out.reason == reasonMissingToken:
 		return "no access token"
 	case out.reason == reasonRejected:

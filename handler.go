@@ -480,8 +480,8 @@ func (h *Handler) identify(ctx context.Context, v visit) outcome {
 		}
 		return out.fallback(stepIdentity, reasonError)
 	}
-	if claimed, ok := v.fields.get(b.primaryField); ok && !b.samePrimary(claimed, res.identity.primary) {
-		out.err = fmt.Errorf("the API says %s %q, the visitor claimed %q", b.identifyBy, res.identity.primary, claimed)
+	if claimed, ok := v.fields.get(b.primaryField); ok && !b.samePrimary(claimed, res.identity.primary()) {
+		out.err = fmt.Errorf("the API says %s %q, the visitor claimed %q", b.identifyBy, res.identity.primary(), claimed)
 		return out.fallback(stepIdentity, reasonIdentityMismatch)
 	}
 

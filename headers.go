@@ -76,19 +76,23 @@ func newContactHeaderNames(prefix string) contactHeaderNames {
 // verified, and all of a request's header values share one allocation.
 func (h *Handler) injectContact(r *http.Request, out *outcome) error {
 	id := out.identity
-	n := len(id.headers)
+	n := id.headerCount()
 	header := r.Header
 	values := make([]string, n+2)
-	for i, ch := range id.headers {
-		values[i] = ch.value
-		header[h.headerNames.fields[ch.field]] = values[i : i+1 : i+1]
+	i := 0
+	for field := range contactFieldCount {
+		if value, ok := id.header(field); ok {
+			values[i] = value
+			header[h.headerNames.fields[field]] = values[i : i+1 : i+1]
+			i++
+		}
 	}
 	values[n] = contact.EncodeValue(out.bot.identifyBy)
 	header[h.headerNames.identifyBy] = values[n : n+1 : n+1]
 	if h.assertions == nil {
 		return nil
 	}
-	token, err := h.assertions.sign(out.botID, id.primary, out.bot.identifyBy, id.raw, h.now())
+	token, err := h.assertions.sign(out.botID, id.primary(), out.bot.identifyBy, id.raw(), h.now())
 	if err != nil {
 		return fmt.Errorf("signing the contact assertion: %w", err)
 	}

@@ -3,11 +3,13 @@ package customauth
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/custom-auth/custom_auth/contact"
 )
@@ -42,8 +45,8 @@ const (
 // lookupResult is the identity API's verdict on a token.
 type lookupResult struct {
 	result   result
-	identity *identity // when verified
-	err      error     // when an error, why
+	identity identity // when verified
+	err      error    // when an error, why
 	// health is what the call tells about the API, for the circuit breaker: only
 	// apiDown (connection error, timeout, 5xx) opens it.
 	health apiHealth
@@ -307,48 +310,92 @@ func redactURLError(err error) error {
 	return err
 }
 
-// identity is a contact verified by the identity API. It is what the cache holds, so
-// it keeps the data object once, as raw JSON, and the header values ready to send;
-// placeholders, read far less often, parse the JSON when they are asked.
-type identity struct {
-	// raw is the data object exactly as the API sent it (compacted).
-	raw []byte
-	// primary is the value of the bot's identify_by field, as text.
-	primary string
-	// headers are the contact's header values, encoded once for every request that
-	// the cached identity serves.
-	headers []contactHeader
-}
+// identity is a contact verified by the identity API, in one pointer-free block that
+// the cache holds as is: the primary key, the data object exactly as the API sent it
+// (compacted) and each contact header's value, encoded once for every request that
+// the cached identity serves, back to back after their end offsets. The accessors
+// return strings that share the block (it is never written after newIdentity), so
+// serving a cached identity copies nothing, and a full cache is mostly memory that
+// the garbage collector does not scan.
+//
+// Layout: a uint16 bit set of the headers present, then one little-endian uint32 end
+// offset per part (primary, raw, one per contact.Fields), then the parts.
+type identity []byte
 
-// contactHeader is one encoded header value; field indexes contact.Fields.
-type contactHeader struct {
-	field int
-	value string
-}
+const (
+	partPrimary = iota
+	partRaw
+	partFirstHeader
+	identityParts = partFirstHeader + contactFieldCount
+	// contactFieldCount is len(contact.Fields); a test keeps them equal.
+	contactFieldCount = 8
+	identityHeaderLen = 2 + 4*identityParts
+)
 
-func newIdentity(data contact.Data, raw []byte, primary string) *identity {
-	id := &identity{raw: raw, primary: primary}
+func newIdentity(data contact.Data, raw []byte, primary string) identity {
+	var headers [contactFieldCount]string
+	var present uint16
+	size := identityHeaderLen + len(primary) + len(raw)
 	for i, field := range contact.Fields {
 		if text, ok := data.Text(field); ok {
-			id.headers = append(id.headers, contactHeader{field: i, value: contact.EncodeValue(text)})
+			headers[i] = contact.EncodeValue(text)
+			present |= 1 << i
+			size += len(headers[i])
 		}
+	}
+	id := make(identity, identityHeaderLen, size)
+	binary.LittleEndian.PutUint16(id, present)
+	appendPart := func(part int, text []byte) {
+		id = append(id, text...)
+		binary.LittleEndian.PutUint32(id[2+4*part:], uint32(len(id)))
+	}
+	appendPart(partPrimary, []byte(primary))
+	appendPart(partRaw, raw)
+	for i := range headers {
+		appendPart(partFirstHeader+i, []byte(headers[i]))
 	}
 	return id
 }
 
-// size is what the contact adds to a request: its header values and its data object.
-func (id *identity) size() int {
-	n := len(id.raw)
-	for _, h := range id.headers {
-		n += len(h.value)
+// part returns one part of the block, sharing it.
+func (id identity) part(i int) []byte {
+	start := uint32(identityHeaderLen)
+	if i > 0 {
+		start = binary.LittleEndian.Uint32(id[2+4*(i-1):])
 	}
-	return n
+	return id[start:binary.LittleEndian.Uint32(id[2+4*i:])]
 }
 
+// text returns a part as a string that shares the block.
+func (id identity) text(i int) string {
+	p := id.part(i)
+	return unsafe.String(unsafe.SliceData(p), len(p))
+}
+
+// primary is the value of the bot's identify_by field, as text.
+func (id identity) primary() string { return id.text(partPrimary) }
+
+// raw is the data object as the API sent it, compacted.
+func (id identity) raw() []byte { return id.part(partRaw) }
+
+// header returns the encoded header value of contact.Fields[field], if present.
+func (id identity) header(field int) (string, bool) {
+	if binary.LittleEndian.Uint16(id)&(1<<field) == 0 {
+		return "", false
+	}
+	return id.text(partFirstHeader + field), true
+}
+
+// headerCount is the number of contact headers present.
+func (id identity) headerCount() int { return bits.OnesCount16(binary.LittleEndian.Uint16(id)) }
+
+// size is what the contact adds to a request: its header values and its data object.
+func (id identity) size() int { return len(id) - identityHeaderLen - len(id.part(partPrimary)) }
+
 // fields parses the data object, field by field.
-func (id *identity) fields() contact.Data {
+func (id identity) fields() contact.Data {
 	var data contact.Data
-	_ = json.Unmarshal(id.raw, &data) // valid: parseAnswer parsed it before
+	_ = json.Unmarshal(id.raw(), &data) // valid: parseAnswer parsed it before
 	return data
 }
 

@@ -65,11 +65,11 @@ func TestParseAnswer(t *testing.T) {
 				t.Error("error without a reason")
 			}
 			if tc.want == resultVerified {
-				if res.identity.primary != tc.primary {
-					t.Errorf("primary = %q, want %q", res.identity.primary, tc.primary)
+				if res.identity.primary() != tc.primary {
+					t.Errorf("primary = %q, want %q", res.identity.primary(), tc.primary)
 				}
-				if !json.Valid(res.identity.raw) {
-					t.Errorf("raw data is not JSON: %s", res.identity.raw)
+				if !json.Valid(res.identity.raw()) {
+					t.Errorf("raw data is not JSON: %s", res.identity.raw())
 				}
 			}
 		})
@@ -131,7 +131,7 @@ func FuzzParseAnswer(f *testing.F) {
 		res := parseAnswer(code, body, identifyBy)
 		switch res.result {
 		case resultVerified:
-			if res.identity == nil || res.identity.primary == "" || !json.Valid(res.identity.raw) {
+			if res.identity == nil || res.identity.primary() == "" || !json.Valid(res.identity.raw()) {
 				t.Fatalf("verified without a usable identity: %+v", res.identity)
 			}
 			if code < 200 || code > 299 {

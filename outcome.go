@@ -64,7 +64,7 @@ type outcome struct {
 	step      step // the step that decided
 	botID     string
 	bot       *botSettings
-	identity  *identity
+	identity  identity
 	cacheHit  bool
 	apiTime   time.Duration
 	apiStatus int
