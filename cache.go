@@ -117,17 +117,19 @@ type cachedIdentifier struct {
 	next    identifier
 	metrics *metrics
 	now     func() time.Time
+	shared  *sharedCache // the fleet's cache behind the local one; nil: none (shared_cache.go)
+	marks   *purgeMarks  // purges: verdicts not to serve (purge.go)
 }
 
 func (h *Handler) cachedIdentities(next identifier) identifier {
-	return &cachedIdentifier{caches: h.caches, next: next, metrics: h.env.metrics, now: h.now}
+	return &cachedIdentifier{caches: h.caches, next: next, metrics: h.env.metrics, now: h.now, shared: h.shared, marks: h.marks}
 }
 
 func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
 	key := identityKey(b, req)
 	caching := b.cacheTTL > 0 || b.negativeTTL > 0
 	if caching {
-		if res, ok := ci.cached(key, b); ok {
+		if res, ok := ci.cached(key, b, req); ok {
 			ci.metrics.observeCache("identity", true)
 			return res
 		}
@@ -137,10 +139,20 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 	flight := ci.caches.flights.DoChan(key, func() (any, error) {
 		// The call serves every waiting request, so one visitor leaving must not
 		// cancel it; the bot's timeout still bounds it.
-		res := ci.next.identify(context.WithoutCancel(ctx), b, req)
+		ctx := context.WithoutCancel(ctx)
+		if caching {
+			if res, ok := ci.sharedVerdict(ctx, key, b, req); ok {
+				return res, nil
+			}
+		}
+		// A verdict is as old as its question: one asked before a purge and
+		// answered after it is covered by the purge.
+		asked := ci.now()
+		res := ci.next.identify(ctx, b, req)
 		if ttl := cacheTTL(b, res); ttl > 0 {
-			now := ci.now()
-			ci.caches.storeVerdict(key, encodeVerdict(res, now), now, now.Add(ttl), ttl)
+			v := encodeVerdict(res, asked)
+			ci.caches.storeVerdict(key, v, asked, asked.Add(ttl), ttl)
+			ci.shareVerdict(ctx, key, v, ttl)
 		}
 		return res, nil
 	})
@@ -154,14 +166,16 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 }
 
 // cached returns a verdict that is still young enough for the bot's settings now
-// running: a reload that shortens a TTL applies to verdicts cached before it.
-func (ci *cachedIdentifier) cached(key string, b *botSettings) (lookupResult, bool) {
+// running, and that no purge covers: a reload that shortens a TTL applies to verdicts
+// cached before it.
+func (ci *cachedIdentifier) cached(key string, b *botSettings, req identityRequest) (lookupResult, bool) {
 	e, ok := ci.caches.entry(key)
 	if !ok {
 		return lookupResult{}, false
 	}
 	res := e.verdict.lookupResult()
-	if ci.now().Sub(e.stored) >= cacheTTL(b, res) {
+	ttl := cacheTTL(b, res)
+	if ci.now().Sub(e.stored) >= ttl || ci.marks.hides(req.markedBot(b), req.token, res, e.stored, ttl) {
 		return lookupResult{}, false
 	}
 	res.cacheHit = true

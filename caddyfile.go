@@ -43,6 +43,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		cache_size    <size>
 //		on_fail       fallback|reject
 //		pass_token
+//		shared_cache <redis-url> {
+//			timeout <duration>
+//		}
 //		bots_url <url> {
 //			header <name> <value>
 //			ttl    <duration>
@@ -149,6 +152,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.PassToken = true
+		case "shared_cache":
+			h.SharedCache = new(SharedCache)
+			if err := h.SharedCache.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
 		case "bots_url":
 			h.BotsURL = new(BotsSource)
 			if err := h.BotsURL.unmarshalCaddyfile(d); err != nil {
@@ -394,6 +402,35 @@ func (cb *BreakerSettings) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		default:
 			return d.Errf("unrecognized circuit_breaker subdirective '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+func (sc *SharedCache) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	sc.URL = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	// The error never quotes the URL: it carries the password.
+	if err := checkSharedCacheURL(sc.URL); err != nil {
+		return d.Errf("shared_cache: %v", err)
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := once(d, seen); err != nil {
+			return err
+		}
+		switch d.Val() {
+		case "timeout":
+			if err := durationArg(d, &sc.Timeout); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized shared_cache subdirective '%s'", d.Val())
 		}
 	}
 	return nil

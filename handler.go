@@ -93,6 +93,10 @@ type Handler struct {
 	// `disabled` or `preflight`). Default: `fallback`.
 	OnFail string `json:"on_fail,omitempty"`
 
+	// A Redis or Valkey server through which the gateways of a fleet share verdicts
+	// and purges. Default: none, each gateway caches on its own.
+	SharedCache *SharedCache `json:"shared_cache,omitempty"`
+
 	// Where settings of bots that are not listed in `bots` come from.
 	// Default: none, such bots are unknown.
 	BotsURL *BotsSource `json:"bots_url,omitempty"`
@@ -111,6 +115,8 @@ type Handler struct {
 	breakers             *listedBreakers
 	identities           identifier
 	caches               *caches
+	shared               *sharedCache // nil without shared_cache
+	marks                *purgeMarks  // the process's; tests give a handler its own
 	assertions           *assertionSigner
 	env                  *environment
 	metrics              *metrics         // the process's collectors; tests give a handler its own
@@ -233,6 +239,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.env.caches = h.caches
+	if h.marks == nil {
+		h.marks = processMarks
+	}
+	if h.shared, err = loadSharedCache(h.SharedCache, repl, h.marks, h.env.logger); err != nil {
+		return err
+	}
 	if err := h.provisionBots(repl); err != nil {
 		return err
 	}
@@ -390,6 +402,11 @@ func (h *Handler) Cleanup() error {
 		h.caches = nil
 		errs = append(errs, caches.release())
 	}
+	if h.shared != nil {
+		shared := h.shared
+		h.shared = nil
+		errs = append(errs, shared.release())
+	}
 	return errors.Join(errs...)
 }
 
@@ -468,7 +485,7 @@ func (h *Handler) identify(ctx context.Context, v visit) outcome {
 	if v.token == "" {
 		return out.fallback(stepIdentity, reasonMissingToken)
 	}
-	res := h.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields})
+	res := h.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields, bot: v.botID})
 	out.cacheHit, out.apiTime, out.apiStatus, out.err = res.cacheHit, res.apiTime, res.status, res.err
 	switch res.result {
 	case resultRejected:

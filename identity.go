@@ -32,6 +32,9 @@ type identifier interface {
 type identityRequest struct {
 	token  string
 	fields fieldValues
+	// bot is the bot id the visitor named, which purges name: the settings may be
+	// those of `bot *`.
+	bot string
 }
 
 type result uint8

@@ -1,0 +1,488 @@
+package customauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func init() {
+	caddy.RegisterModule(new(PurgeAPI))
+}
+
+// PurgeAPI serves the purge endpoint on Caddy's admin API:
+//
+//	POST /custom-auth/purge
+//	{"bot": "1f0c2a", "token": "…"}       that token's verdicts
+//	{"bot": "1f0c2a", "contact": "2"}     every token's of that contact (its primary key)
+//	{"bot": "1f0c2a"}                     all of that bot's
+//
+// It removes the matching verdicts from every cache of this gateway and, with
+// shared_cache, from every gateway of the fleet, before it answers
+// `{"purged": <verdicts removed here>, "gateways": <gateways that confirmed>}`. A
+// website's backend calls it when a visitor logs out, a token is revoked or a contact
+// changes. Caddy mounts it on its admin endpoint; it has no configuration.
+type PurgeAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (*PurgeAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.custom_auth_purge",
+		New: func() caddy.Module { return new(PurgeAPI) },
+	}
+}
+
+// Routes returns the purge route.
+func (a *PurgeAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/custom-auth/purge", Handler: caddy.AdminHandlerFunc(a.handlePurge)}}
+}
+
+// purgeTimeout bounds a purge: telling the fleet and hearing back from every gateway.
+const purgeTimeout = 5 * time.Second
+
+// purgeRequest is the body of POST /custom-auth/purge. A token or a contact that is
+// given must not be empty: an empty one would widen the purge to the whole bot.
+type purgeRequest struct {
+	Bot     string  `json:"bot"`
+	Token   *string `json:"token,omitempty"`
+	Contact *string `json:"contact,omitempty"`
+}
+
+// purgeResult is the answer of a purge.
+type purgeResult struct {
+	// Purged counts the verdicts removed from this gateway's caches by their key
+	// (a token's); a contact or a bot is purged by a mark, which removes nothing
+	// one by one (see purgeMarks).
+	Purged int `json:"purged"`
+	// Gateways counts, with shared_cache, the gateways that confirmed the purge,
+	// this one included.
+	Gateways *int `json:"gateways,omitempty"`
+}
+
+func (a *PurgeAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: %s; use POST", r.Method)}
+	}
+	req, err := decodePurgeRequest(w, r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), purgeTimeout)
+	defer cancel()
+	result, err := purge(ctx, runningHandlers(), req, time.Now())
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(result)
+}
+
+// maxPurgeRequestSize bounds the body of a purge: a bot id and a token or a contact.
+const maxPurgeRequestSize = 64 << 10
+
+// decodePurgeRequest reads the body of a purge. Unknown fields are refused, so that a
+// misspelt "tokn" does not purge the whole bot.
+func decodePurgeRequest(w http.ResponseWriter, r *http.Request) (purgeRequest, error) {
+	var req purgeRequest
+	bad := func(err error) error { return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err} }
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPurgeRequestSize))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+			return req, caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("request body is over %d bytes", maxPurgeRequestSize)}
+		}
+		if err == io.EOF {
+			return req, bad(errors.New(`request body is empty; want a JSON object such as {"bot": "…", "token": "…"}`))
+		}
+		return req, bad(fmt.Errorf("request body: %w", err))
+	}
+	if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
+		return req, bad(errors.New("request body: must be one JSON object"))
+	}
+	if err := req.check(); err != nil {
+		return req, bad(err)
+	}
+	return req, nil
+}
+
+// check refuses a purge that names no bot, or a token or contact that is empty or
+// given with the other.
+func (req purgeRequest) check() error {
+	switch {
+	case req.Bot == "":
+		return errors.New(`"bot" is required`)
+	case req.Token != nil && req.Contact != nil:
+		return errors.New(`give "token" or "contact", not both`)
+	case req.Token != nil && *req.Token == "":
+		return errors.New(`"token" is empty; leave it out to purge the whole bot`)
+	case req.Contact != nil && strings.TrimSpace(*req.Contact) == "":
+		return errors.New(`"contact" is empty; leave it out to purge the whole bot`)
+	}
+	return nil
+}
+
+// purgeNotice is a purge as the fleet hears it, on the purge channel and in the purge
+// log. It names the contact and the token by their digests only.
+type purgeNotice struct {
+	ID      string `json:"id"`
+	Reply   string `json:"reply,omitempty"` // the channel that acknowledgements go to
+	Bot     string `json:"bot"`
+	Contact string `json:"contact,omitempty"` // hex contactDigest
+	Token   string `json:"token,omitempty"`   // hex tokenDigest
+	At      int64  `json:"at"`                // Unix nanoseconds
+}
+
+func newPurgeNotice(req purgeRequest, at time.Time) purgeNotice {
+	n := purgeNotice{ID: randomID(), Bot: req.Bot, At: at.UnixNano()}
+	if req.Contact != nil {
+		d := contactDigest(req.Bot, *req.Contact)
+		n.Contact = hex.EncodeToString(d[:])
+	}
+	if req.Token != nil {
+		d := tokenDigest(req.Bot, *req.Token)
+		n.Token = hex.EncodeToString(d[:])
+	}
+	return n
+}
+
+// markRef is the mark a notice sets.
+func (n purgeNotice) markRef() (markRef, error) {
+	ref := markRef{bot: n.Bot, scope: purgeBot, at: time.Unix(0, n.At)}
+	if n.Bot == "" || n.At <= 0 {
+		return ref, errors.New("purge notice without a bot or a time")
+	}
+	hexDigest := ""
+	switch {
+	case n.Contact != "" && n.Token != "":
+		return ref, errors.New("purge notice with a contact and a token")
+	case n.Contact != "":
+		ref.scope, hexDigest = purgeContact, n.Contact
+	case n.Token != "":
+		ref.scope, hexDigest = purgeToken, n.Token
+	default:
+		return ref, nil
+	}
+	if b, err := hex.DecodeString(hexDigest); err != nil || len(b) != len(ref.digest) {
+		return ref, errors.New("purge notice with a malformed digest")
+	}
+	hex.Decode(ref.digest[:], []byte(hexDigest))
+	return ref, nil
+}
+
+// purge removes a purge's verdicts from this gateway: it marks them in the marks of
+// every handler, and deletes a token's verdicts by key from their caches. Then it
+// tells every shared cache the handlers use, which tells their fleets, and waits for
+// their gateways. An error means that the fleet could not be told (this gateway is
+// purged all the same).
+func purge(ctx context.Context, handlers []*Handler, req purgeRequest, now time.Time) (purgeResult, error) {
+	notice := newPurgeNotice(req, now)
+	ref, err := notice.markRef()
+	if err != nil {
+		return purgeResult{}, err
+	}
+	var result purgeResult
+	marked := map[*purgeMarks]bool{}
+	type cachedKey struct {
+		caches *caches
+		key    string
+	}
+	deleted := map[cachedKey]bool{}
+	var links []*fleetLink
+	verdictKeys := map[*fleetLink][]string{}
+	for _, h := range handlers {
+		if !marked[h.marks] {
+			marked[h.marks] = true
+			h.marks.set(ref)
+		}
+		var link *fleetLink
+		if h.shared != nil {
+			link = h.shared.link
+			if _, listed := verdictKeys[link]; !listed {
+				links = append(links, link)
+				verdictKeys[link] = nil
+			}
+		}
+		if req.Token == nil {
+			continue
+		}
+		// The token's verdict without forwarded fields has a key that can be
+		// computed; others are covered by the mark. So is a verdict of `bot *`,
+		// whose key other bots share.
+		b, _ := h.lookupBot(ctx, req.Bot)
+		if b == nil || b.off || b.id != req.Bot {
+			continue
+		}
+		key := identityKey(b, identityRequest{token: *req.Token, bot: req.Bot})
+		if ck := (cachedKey{h.caches, key}); !deleted[ck] {
+			deleted[ck] = true
+			if h.caches.remove(key) {
+				result.Purged++
+			}
+		}
+		if link != nil {
+			verdictKeys[link] = append(verdictKeys[link], sharedVerdictKey(key))
+		}
+	}
+	if len(links) == 0 {
+		return result, nil
+	}
+	gateways := 0
+	result.Gateways = &gateways
+	var errs []error
+	for _, link := range links {
+		confirmed, err := link.announce(ctx, notice, verdictKeys[link])
+		gateways += confirmed
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return result, fmt.Errorf("purged on this gateway, but the fleet could not be told through its shared cache: %w", errors.Join(errs...))
+	}
+	return result, nil
+}
+
+// remove deletes an entry, and reports whether there was one.
+func (c *caches) remove(key string) bool {
+	if _, ok := c.items.Get(key); !ok {
+		return false
+	}
+	c.items.Del(key)
+	return true
+}
+
+// markedBot is the bot id that purges of this request's verdicts name: the one the
+// visitor named, which `bot *` settings do not know.
+func (req identityRequest) markedBot(b *botSettings) string {
+	if req.bot != "" {
+		return req.bot
+	}
+	return b.id
+}
+
+// purgeMarks remember purges, so that a verdict cached before a purge is not served
+// after it. A purge names a token, a contact or a whole bot; the verdicts it covers
+// are spread over every cache of the process and of the fleet under keys that hash
+// the token and the forwarded fields, so they cannot be found one by one. A mark says
+// instead: a verdict of this bot (this contact, this token) reached before this time
+// is not served. It is checked whenever a verdict is about to be served, from the
+// local cache or read back from the shared one (whose verdicts carry the time they
+// were reached); the check is one atomic load while no mark exists, and one map
+// lookup for a bot without marks.
+//
+// Marks are bounded: a mark matters only while a verdict reached before it can still
+// be served, that is for the longest TTL in use, and at most maxMarks are kept. A
+// mark that is forgotten raises the floor: a verdict reached before the floor is not
+// served either. So forgetting a mark early never serves a purged verdict; at worst
+// a visitor is asked about again.
+type purgeMarks struct {
+	// active is false until the first mark: the common case costs one atomic load.
+	active atomic.Bool
+	// longestTTL is the longest TTL a verdict was checked with, in nanoseconds: how
+	// long marks must be kept.
+	longestTTL atomic.Int64
+
+	mu    sync.RWMutex
+	bots  map[string]*botMarks
+	order []markRef // every mark set, oldest first from head on, to forget them in order
+	head  int
+	floor time.Time
+	now   func() time.Time
+}
+
+// botMarks are the marks of one bot: the whole bot, and by contact and by token
+// (their digests, so that no contact value or token is kept).
+type botMarks struct {
+	all      time.Time
+	contacts map[digest]time.Time
+	tokens   map[digest]time.Time
+}
+
+type digest [sha256.Size]byte
+
+// markRef is one mark as it was set, to forget it later.
+type markRef struct {
+	bot    string
+	scope  purgeScope
+	digest digest
+	at     time.Time
+}
+
+// purgeScope is what a purge covers.
+type purgeScope uint8
+
+const (
+	purgeBot purgeScope = iota
+	purgeContact
+	purgeToken
+)
+
+const (
+	// maxMarks bounds the marks a process keeps (about 150 bytes each).
+	maxMarks = 100_000
+	// minMarkKeep is the least time a mark is kept, whatever TTLs were seen so far.
+	minMarkKeep = defaultCacheTTL
+)
+
+func newPurgeMarks(now func() time.Time) *purgeMarks {
+	return &purgeMarks{bots: map[string]*botMarks{}, now: now}
+}
+
+// processMarks are the marks of this process: a purge applies to every cache of it.
+var processMarks = newPurgeMarks(time.Now)
+
+// contactDigest identifies a contact of a bot in marks. Contacts are compared
+// case-insensitively, as emails are: a purge of `B@Example.com` covers `b@example.com`.
+func contactDigest(bot, contact string) digest {
+	return sha256.Sum256([]byte("contact\x00" + bot + "\x00" + strings.ToLower(contact)))
+}
+
+// tokenDigest identifies a visitor's token of a bot in marks.
+func tokenDigest(bot, token string) digest {
+	return sha256.Sum256([]byte("token\x00" + bot + "\x00" + token))
+}
+
+// set marks a bot, or one of its contacts or tokens, at a time. An earlier mark of
+// the same thing is kept if it is later.
+func (m *purgeMarks) set(ref markRef) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	bm := m.bots[ref.bot]
+	if bm == nil {
+		bm = &botMarks{}
+		m.bots[ref.bot] = bm
+	}
+	switch ref.scope {
+	case purgeBot:
+		bm.all = later(bm.all, ref.at)
+	case purgeContact:
+		if bm.contacts == nil {
+			bm.contacts = map[digest]time.Time{}
+		}
+		bm.contacts[ref.digest] = later(bm.contacts[ref.digest], ref.at)
+	case purgeToken:
+		if bm.tokens == nil {
+			bm.tokens = map[digest]time.Time{}
+		}
+		bm.tokens[ref.digest] = later(bm.tokens[ref.digest], ref.at)
+	}
+	m.order = append(m.order, ref)
+	m.forgetOld()
+	m.active.Store(true)
+}
+
+// raiseFloor hides every verdict reached before t: marks older than t may be missing.
+func (m *purgeMarks) raiseFloor(t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.floor = later(m.floor, t)
+	m.active.Store(true)
+}
+
+// forgetOld forgets the marks that no servable verdict can predate, and the oldest
+// beyond maxMarks, raising the floor to the latest forgotten. m.mu is held.
+func (m *purgeMarks) forgetOld() {
+	keep := max(time.Duration(m.longestTTL.Load()), minMarkKeep)
+	cutoff := m.now().Add(-keep)
+	for m.head < len(m.order) && (len(m.order)-m.head > maxMarks || m.order[m.head].at.Before(cutoff)) {
+		ref := m.order[m.head]
+		m.forget(ref)
+		m.floor = later(m.floor, ref.at)
+		m.order[m.head] = markRef{}
+		m.head++
+	}
+	// Compact once the forgotten half is worth copying the rest.
+	if m.head > 1024 && 2*m.head > len(m.order) {
+		m.order = append(m.order[:0:0], m.order[m.head:]...)
+		m.head = 0
+	}
+}
+
+// forget removes a mark unless a later one of the same thing replaced it.
+func (m *purgeMarks) forget(ref markRef) {
+	bm := m.bots[ref.bot]
+	if bm == nil {
+		return
+	}
+	switch ref.scope {
+	case purgeBot:
+		if !bm.all.After(ref.at) {
+			bm.all = time.Time{}
+		}
+	case purgeContact:
+		if !bm.contacts[ref.digest].After(ref.at) {
+			delete(bm.contacts, ref.digest)
+		}
+	case purgeToken:
+		if !bm.tokens[ref.digest].After(ref.at) {
+			delete(bm.tokens, ref.digest)
+		}
+	}
+	if bm.all.IsZero() && len(bm.contacts) == 0 && len(bm.tokens) == 0 {
+		delete(m.bots, ref.bot)
+	}
+}
+
+// hides reports whether a verdict of a bot, for a token, reached at stored and served
+// for up to ttl, is covered by a mark or below the floor.
+func (m *purgeMarks) hides(bot, token string, res lookupResult, stored time.Time, ttl time.Duration) bool {
+	if m == nil {
+		return false
+	}
+	m.noteTTL(ttl)
+	if !m.active.Load() {
+		return false
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if stored.Before(m.floor) {
+		return true
+	}
+	bm := m.bots[bot]
+	if bm == nil {
+		return false
+	}
+	if stored.Before(bm.all) {
+		return true
+	}
+	if len(bm.tokens) > 0 && stored.Before(bm.tokens[tokenDigest(bot, token)]) {
+		return true
+	}
+	return len(bm.contacts) > 0 && res.result == resultVerified &&
+		stored.Before(bm.contacts[contactDigest(bot, res.identity.primary())])
+}
+
+// noteTTL records a TTL that verdicts are served with: marks are kept that long.
+func (m *purgeMarks) noteTTL(ttl time.Duration) {
+	for {
+		cur := m.longestTTL.Load()
+		if int64(ttl) <= cur || m.longestTTL.CompareAndSwap(cur, int64(ttl)) {
+			return
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// Interface guards
+var (
+	_ caddy.Module      = (*PurgeAPI)(nil)
+	_ caddy.AdminRouter = (*PurgeAPI)(nil)
+)
