@@ -24,9 +24,10 @@ import (
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "custom-auth",
-		Usage: "test --config <file> [--adapter <name>] --bot <id> --token <token> [--origin <url>] [--field <name>=<value>...] [--json]",
-		Short: "Tests Custom Authentication against the real identity API",
+		Name: "custom-auth",
+		Usage: "test --config <file> [--adapter <name>] --bot <id> --token <token> [--origin <url>] [--field <name>=<value>...] [--json]\n" +
+			"  purge --bot <id> [--token <token> | --contact <value>] [--address <admin>]",
+		Short: "Tests Custom Authentication against the real identity API, or purges cached verdicts",
 		Long: `
 The test subcommand runs the steps of Custom Authentication for one visitor, exactly as
 the server would, against the real APIs of the config: it finds the bot (in the first
@@ -34,18 +35,29 @@ custom_auth handler that knows it), checks the origin against its whitelist, cal
 identity API, and prints each step, the request sent (token hidden), and the headers the
 chat backend would receive.
 
-Exit status: 0 verified, 1 fallback (the reason is printed), 2 bad usage or config.`,
+Exit status: 0 verified, 1 fallback (the reason is printed), 2 bad usage or config.
+
+The purge subcommand asks the running Caddy, through its admin API, to remove cached
+verdicts: a token's, every token's of a contact (its primary-key value), or all of a
+bot's; with shared_cache, from every gateway of the fleet. The admin address is
+--address, else the one of --config, else Caddy's default.
+
+Exit status: 0 purged, 1 the purge failed, 2 bad usage.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(newTestCommand(os.Stdout, os.Stderr, os.Exit))
+			cmd.AddCommand(newPurgeCommand(os.Stdout, os.Stderr, os.Exit))
 		},
 	})
 }
 
-// Exit statuses of `caddy custom-auth test`.
+// Exit statuses of `caddy custom-auth test` and `purge`.
 const (
 	exitVerified = 0
 	exitFallback = 1
 	exitUsage    = 2
+
+	exitPurged      = 0
+	exitPurgeFailed = 1
 )
 
 // newTestCommand builds `custom-auth test`. Caddy exits 1 on any command error, so
@@ -422,4 +434,87 @@ func (r *testReport) print(w io.Writer, asJSON bool) {
 		fmt.Fprintf(w, "Error: %s\n", r.Error)
 	}
 	fmt.Fprintln(w, "The request would pass on without contact headers; the backend asks the visitor.")
+}
+
+// newPurgeCommand builds `custom-auth purge`, which exits by itself like the test
+// command: 0 purged, 1 failed, 2 bad usage.
+func newPurgeCommand(stdout, stderr io.Writer, exit func(int)) *cobra.Command {
+	var opts purgeOptions
+	cmd := &cobra.Command{
+		Use:   "purge --bot <id> [--token <token> | --contact <value>] [--address <admin>]",
+		Short: "Removes cached verdicts from the running gateway and, with shared_cache, its fleet",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.tokenGiven = cmd.Flags().Changed("token")
+			opts.contactGiven = cmd.Flags().Changed("contact")
+			exit(runPurge(opts, stdout, stderr))
+			return nil
+		},
+	}
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	cmd.SilenceUsage = true
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		fmt.Fprintf(stderr, "custom-auth purge: %v\n%s", err, c.UsageString())
+		exit(exitUsage)
+		return err
+	})
+	flags := cmd.Flags()
+	flags.StringVar(&opts.bot, "bot", "", "Bot id (required)")
+	flags.StringVar(&opts.token, "token", "", "Purge this access token's verdicts")
+	flags.StringVar(&opts.contact, "contact", "", "Purge every verdict of this contact (its primary-key value, e.g. the id)")
+	flags.StringVar(&opts.address, "address", "", "The address of Caddy's admin API")
+	flags.StringVarP(&opts.config, "config", "c", "", "Configuration file whose admin address to use")
+	flags.StringVarP(&opts.adapter, "adapter", "a", "", "Name of config adapter to apply")
+	return cmd
+}
+
+type purgeOptions struct {
+	bot, token, contact, address, config, adapter string
+	tokenGiven, contactGiven                      bool
+}
+
+func runPurge(opts purgeOptions, stdout, stderr io.Writer) int {
+	usage := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "custom-auth purge: "+format+"\n", args...)
+		return exitUsage
+	}
+	req := purgeRequest{Bot: opts.bot}
+	if opts.tokenGiven {
+		req.Token = &opts.token
+	}
+	if opts.contactGiven {
+		req.Contact = &opts.contact
+	}
+	if err := req.check(); err != nil {
+		return usage("%v", strings.NewReplacer(`"bot"`, "--bot", `"token"`, "--token", `"contact"`, "--contact").Replace(err.Error()))
+	}
+	address, err := caddycmd.DetermineAdminAPIAddress(opts.address, nil, opts.config, opts.adapter)
+	if err != nil {
+		return usage("finding the admin API: %v", err)
+	}
+	body, _ := json.Marshal(req)
+	resp, err := caddycmd.AdminAPIRequest(address, http.MethodPost, "/custom-auth/purge", nil, strings.NewReader(string(body)))
+	if err != nil {
+		fmt.Fprintf(stderr, "custom-auth purge: %v\n", err)
+		return exitPurgeFailed
+	}
+	defer resp.Body.Close()
+	var result purgeResult
+	if err := json.NewDecoder(resp.Body).Decode(&result); err != nil {
+		fmt.Fprintf(stderr, "custom-auth purge: reading the answer: %v\n", err)
+		return exitPurgeFailed
+	}
+	what := "every verdict of bot " + strconv.Quote(opts.bot)
+	switch {
+	case opts.tokenGiven:
+		what = "the token's verdicts"
+	case opts.contactGiven:
+		what = fmt.Sprintf("the verdicts of contact %q", opts.contact)
+	}
+	fmt.Fprintf(stdout, "Purged %s: %d removed here by key, any other hidden by a purge mark.\n", what, result.Purged)
+	if result.Gateways != nil {
+		fmt.Fprintf(stdout, "%d gateways of the fleet confirmed.\n", *result.Gateways)
+	}
+	return exitPurged
 }
