@@ -3,6 +3,7 @@ package customauth
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -407,4 +409,98 @@ func TestNoGoroutineLeftAfterSharedCacheCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	api.Close()
+}
+
+func TestSharedCacheCaddyfile(t *testing.T) {
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(`custom_auth {
+		shared_cache {env.REDIS_URL} {
+			timeout 80ms
+		}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (SharedCache{URL: "{env.REDIS_URL}", Timeout: caddy.Duration(80 * time.Millisecond)}); h.SharedCache == nil || *h.SharedCache != want {
+		t.Errorf("shared_cache = %+v, want %+v", h.SharedCache, want)
+	}
+	h = Handler{}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\nshared_cache rediss://cache.internal:6380/1\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if h.SharedCache == nil || h.SharedCache.URL != "rediss://cache.internal:6380/1" || h.SharedCache.Timeout != 0 {
+		t.Errorf("shared_cache without a block = %+v", h.SharedCache)
+	}
+
+	const password = "hunter2-very-secret"
+	for _, tc := range []struct {
+		name, input, wantErr string
+	}{
+		{"no URL", "shared_cache", "wrong argument count or unexpected line ending after 'shared_cache', at Testfile:2"},
+		{"two URLs", "shared_cache redis://a:6379 redis://b:6379", "wrong argument count or unexpected line ending after 'redis://b:6379', at Testfile:2"},
+		{"bad scheme", "shared_cache https://:" + password + "@cache.internal", `shared_cache: the URL must start with redis:// or rediss://, not "https:", at Testfile:2`},
+		{"bad port", "shared_cache redis://:" + password + "@cache.internal:port", "shared_cache: invalid URL: invalid port \":port\" after host, at Testfile:2"},
+		{"bad database", "shared_cache redis://:" + password + "@cache.internal:6379/x", "must be a database number, not \"/x\", at Testfile:2"},
+		{"bad timeout", "shared_cache redis://cache.internal {\ntimeout soon\n}", `timeout: invalid duration "soon": time: invalid duration "soon", at Testfile:3`},
+		{"timeout twice", "shared_cache redis://cache.internal {\ntimeout 1s\ntimeout 2s\n}", "timeout: given twice, at Testfile:4"},
+		{"unknown subdirective", "shared_cache redis://cache.internal {\nttl 1m\n}", "unrecognized shared_cache subdirective 'ttl', at Testfile:3"},
+		{"given twice", "shared_cache redis://a\nshared_cache redis://b", "shared_cache: given twice, at Testfile:3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\n" + tc.input + "\n}"))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+// TestSharedCacheJSON: the JSON config is checked when it is provisioned, with the
+// same errors, and a URL from an unset variable is refused.
+func TestSharedCacheJSON(t *testing.T) {
+	var h Handler
+	if err := json.Unmarshal([]byte(`{"shared_cache": {"url": "redis://cache.internal:6379/2", "timeout": "75ms"}}`), &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.SharedCache == nil || h.SharedCache.URL != "redis://cache.internal:6379/2" || time.Duration(h.SharedCache.Timeout) != 75*time.Millisecond {
+		t.Errorf("shared_cache = %+v", h.SharedCache)
+	}
+	t.Setenv("CA_TEST_EMPTY_REDIS_URL", "")
+	for _, tc := range []struct{ config, wantErr string }{
+		{`{"url": "{env.CA_TEST_EMPTY_REDIS_URL}"}`, `shared_cache: "{env.CA_TEST_EMPTY_REDIS_URL}" expands to an empty value`},
+		{`{"timeout": "1s"}`, "shared_cache: the URL is required"},
+		{`{"url": "memcached://cache:11211"}`, "shared_cache: the URL must start with redis:// or rediss://"},
+		{`{"url": "redis://cache:6379", "timeout": "-1s"}`, "shared_cache: timeout: must not be negative"},
+	} {
+		var cfg SharedCache
+		if err := json.Unmarshal([]byte(tc.config), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		h := &Handler{CacheSize: uniqueCacheSize(), SharedCache: &cfg, logger: zap.NewNop()}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := h.Provision(ctx)
+		h.Cleanup()
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%s: error %v, want %q", tc.config, err, tc.wantErr)
+		}
+	}
+}
+
+// TestBinaryValidateSharedCache: `caddy validate` names the file and line of a bad
+// shared_cache, and never prints its password.
+func TestBinaryValidateSharedCache(t *testing.T) {
+	const password = "hunter2-very-secret"
+	file := writeCaddyfile(t, ":0 {\n\tcustom_auth {\n\t\tshared_cache redis://user:"+password+"@cache.internal:port\n\t}\n}\n")
+	code, out := runCaddy(t, "validate", "--config", file, "--adapter", "caddyfile")
+	if code == 0 || !strings.Contains(out, "shared_cache: invalid URL") || !strings.Contains(out, "Caddyfile:3") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+	if strings.Contains(out, password) {
+		t.Errorf("the password is printed:\n%s", out)
+	}
 }
