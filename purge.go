@@ -174,10 +174,11 @@ func (n purgeNotice) markRef() (markRef, error) {
 	default:
 		return ref, nil
 	}
-	if b, err := hex.DecodeString(hexDigest); err != nil || len(b) != len(ref.digest) {
+	b, err := hex.DecodeString(hexDigest)
+	if err != nil || len(b) != len(ref.digest) {
 		return ref, errors.New("purge notice with a malformed digest")
 	}
-	hex.Decode(ref.digest[:], []byte(hexDigest))
+	copy(ref.digest[:], b)
 	return ref, nil
 }
 

@@ -278,7 +278,7 @@ type fleetLink struct {
 	lostAt atomic.Int64
 
 	acksMu sync.Mutex
-	acks   map[string]chan struct{} // by purge id, the purges of this link in flight
+	acks   map[string]*purgeAcks // by purge id, the purges of this link in flight
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the background loop has stopped
@@ -293,7 +293,7 @@ func newFleetLink(opt rueidis.ClientOption, secrets []string, marks *purgeMarks,
 		marks:   marks,
 		logger:  logger,
 		ready:   make(chan struct{}),
-		acks:    map[string]chan struct{}{},
+		acks:    map[string]*purgeAcks{},
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
@@ -499,14 +499,21 @@ func (l *fleetLink) onMessage(m rueidis.PubSubMessage) {
 	}
 }
 
+// purgeAcks counts the gateways that applied a purge.
+type purgeAcks struct {
+	count  atomic.Int64
+	signal chan struct{} // one pending wake-up at most
+}
+
 func (l *fleetLink) acked(id string) {
 	l.acksMu.Lock()
-	ch := l.acks[id]
+	acks := l.acks[id]
 	l.acksMu.Unlock()
-	if ch != nil {
+	if acks != nil {
+		acks.count.Add(1)
 		select {
-		case ch <- struct{}{}:
-		default: // more acknowledgements than gateways counted: nobody waits for them
+		case acks.signal <- struct{}{}:
+		default: // a wake-up is pending already
 		}
 	}
 }
@@ -525,8 +532,8 @@ func (l *fleetLink) announce(ctx context.Context, n purgeNotice, verdictKeys []s
 	if err != nil {
 		return 0, err
 	}
-	// Acknowledgements may arrive before PUBLISH answers: the buffer holds them all.
-	acks := make(chan struct{}, 1024)
+	// Acknowledgements may arrive before PUBLISH answers how many to expect.
+	acks := &purgeAcks{signal: make(chan struct{}, 1)}
 	l.acksMu.Lock()
 	l.acks[n.ID] = acks
 	l.acksMu.Unlock()
@@ -558,11 +565,11 @@ func (l *fleetLink) announce(ctx context.Context, n purgeNotice, verdictKeys []s
 	if err != nil {
 		return 0, l.scrub(err)
 	}
-	for confirmed := int64(0); confirmed < receivers; confirmed++ {
+	for acks.count.Load() < receivers {
 		select {
-		case <-acks:
+		case <-acks.signal:
 		case <-ctx.Done():
-			return int(confirmed), fmt.Errorf("%d of the %d gateways listening confirmed the purge in time", confirmed, receivers)
+			return int(acks.count.Load()), fmt.Errorf("%d of the %d gateways listening confirmed the purge in time", acks.count.Load(), receivers)
 		}
 	}
 	return int(receivers), nil

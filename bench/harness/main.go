@@ -40,13 +40,14 @@ type config struct {
 	latencyConns   []int
 	memoryDuration time.Duration
 	memoryLimit    string // GOMEMLIMIT of the memory scenario's second run; empty for none
+	fleetVisitors  int
 
 	caddyBin, serversBin, workDir, out string
 	command                            string // the command as typed, for the report
 	cores                              int
 }
 
-var allScenarios = []string{"sites", "latency", "memory"}
+var allScenarios = []string{"sites", "latency", "memory", "fleet"}
 
 // setting is one environment variable of bench/run.sh.
 type setting struct {
@@ -87,6 +88,7 @@ var settings = []setting{
 		}
 		return nil
 	}},
+	{"FLEET_VISITORS", "100", func(c *config, v string) (err error) { c.fleetVisitors, err = intIn(v, 1, 100000); return }},
 	{"MEMORY_DURATION", "60s", func(c *config, v string) (err error) { c.memoryDuration, err = wrkDuration(v); return }},
 	{"MEMORY_GOMEMLIMIT", "128MiB", func(c *config, v string) error {
 		if v == "" || v == "off" {
@@ -210,6 +212,11 @@ func run(ctx context.Context, cfg *config) error {
 	if err := os.WriteFile(cfg.workPath("widget.lua"), widgetScript, 0o600); err != nil {
 		return err
 	}
+	if slices.Contains(cfg.scenarios, "fleet") {
+		if err := fleetPreflight(cfg); err != nil {
+			return err
+		}
+	}
 	r := &report{cfg: cfg, env: describeEnvironment(ctx, cfg)}
 	var err error
 	for _, scenario := range cfg.scenarios {
@@ -220,6 +227,8 @@ func run(ctx context.Context, cfg *config) error {
 			r.latency, err = runLatency(ctx, cfg)
 		case "memory":
 			r.memory, err = runMemory(ctx, cfg)
+		case "fleet":
+			r.fleet, err = runFleet(ctx, cfg)
 		}
 		if err != nil {
 			return fmt.Errorf("%s scenario: %w", scenario, err)

@@ -18,6 +18,7 @@ type report struct {
 	sites   *sitesResult
 	latency []latencyRun
 	memory  []memoryRun
+	fleet   *fleetResult
 }
 
 // environment is where and with what the benchmark ran.
@@ -97,6 +98,9 @@ func (r *report) markdown() string {
 	if r.memory != nil {
 		r.writeMemory(&b)
 	}
+	if r.fleet != nil {
+		r.writeFleet(&b)
+	}
 	return b.String()
 }
 
@@ -112,6 +116,9 @@ func (r *report) summary() string {
 	}
 	if r.memory != nil {
 		r.writeMemory(&b)
+	}
+	if r.fleet != nil {
+		r.writeFleet(&b)
 	}
 	return b.String()
 }
