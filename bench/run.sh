@@ -6,16 +6,17 @@
 #   SCENARIO=sites DURATION=3s ROUNDS=1 bench/run.sh
 #
 # Settings, as environment variables (bench/harness checks them):
-#   SCENARIO=all         sites, latency, memory, or a list of them (sites,memory)
+#   SCENARIO=all         sites, latency, memory, fleet, or a list of them (sites,memory)
 #   DURATION=10s         each measured wrk run of the sites and latency scenarios
 #   ROUNDS=3             interleaved rounds of the sites scenario
 #   CONNS=64 THREADS=2   wrk connections and threads
 #   WARMUP=3s            wrk warm-up per site before the first round
-#   API_LATENCY=50ms     the identity API's answer delay in the latency scenario
+#   API_LATENCY=50ms     the identity API's answer delay in the latency and fleet scenarios
 #   LATENCY_CONNS="64 256"  wrk connections of the latency scenario, one run each
 #   MEMORY_DURATION=60s  the memory scenario's wrk run
 #   MEMORY_GOMEMLIMIT=128MiB  GOMEMLIMIT of the memory scenario's second run (off: none)
-#   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..3 and +10..15
+#   FLEET_VISITORS=100   distinct visitors of the fleet scenario (needs redis-server)
+#   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..4 and +10..15
 #   OUT=bench/RESULTS.md where the report goes
 #
 # This script only checks the tools and builds; bench/harness starts the processes,
