@@ -261,3 +261,32 @@ func TestPurgeEndpointInput(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeReachesLateGateways: a gateway that was not listening when a purge was
+// announced (it started later, or its connection was down) reads it from the purge log
+// before it reads any verdict from the shared cache.
+func TestPurgeReachesLateGateways(t *testing.T) {
+	r := startRedis(t)
+	api := sameContactAPI(t)
+	first := fleetHandler(t, api, r.url("/5"), &Bot{})
+	verify(t, first, "alice-token")
+	verify(t, first, "alice-phone-token")
+	result := purgeNow(t, []*Handler{first}, purgeRequest{Bot: "shop", Contact: ptr("2")})
+	if *result.Gateways != 1 {
+		t.Fatalf("%d gateways confirmed, want 1", *result.Gateways)
+	}
+	verify(t, first, "alice-phone-token") // asked again, and shared
+	if n := api.calls.Load(); n != 3 {
+		t.Fatalf("%d API calls, want 3", n)
+	}
+
+	late := fleetHandler(t, api, r.url("/05"), &Bot{})
+	verify(t, late, "alice-phone-token")
+	if n := api.calls.Load(); n != 3 {
+		t.Errorf("%d API calls, want 3: a verdict reached after the purge was not shared", n)
+	}
+	verify(t, late, "alice-token")
+	if n := api.calls.Load(); n != 4 {
+		t.Errorf("%d API calls, want 4: the late gateway served a purged verdict from the shared cache", n)
+	}
+}

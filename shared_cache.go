@@ -274,7 +274,8 @@ type fleetLink struct {
 	// synced is true while the link is subscribed to the purge channel and has read
 	// the purge log since: its marks are complete.
 	synced atomic.Bool
-	// lostAt is when the last subscription ended (Unix nanoseconds), zero at first.
+	// lostAt is when the last subscription that was synced ended (Unix
+	// nanoseconds); zero until one did.
 	lostAt atomic.Int64
 
 	acksMu sync.Mutex
@@ -399,10 +400,12 @@ func (l *fleetLink) run(ctx context.Context) {
 	for failures := 0; ; failures++ {
 		err := l.subscribe(ctx)
 		if l.synced.Load() {
-			failures, retry.next = 0, 0 // it worked for a while: retry soon, and say so
+			// It worked until now: retry soon, say so, and read the purges
+			// announced from about now on when it is back.
+			failures, retry.next = 0, 0
+			l.lostAt.Store(time.Now().UnixNano())
 		}
 		l.synced.Store(false)
-		l.lostAt.Store(time.Now().UnixNano())
 		if ctx.Err() != nil {
 			return
 		}
@@ -432,6 +435,9 @@ func (l *fleetLink) subscribe(ctx context.Context) error {
 	if err := l.readPurgeLog(ctx); err != nil {
 		return err
 	}
+	if l.lostAt.Load() != 0 {
+		l.logger.Info("shared cache: purge channel back; the purges announced meanwhile were read from the purge log")
+	}
 	l.synced.Store(true)
 	l.readyOnce.Do(func() { close(l.ready) })
 	select {
@@ -443,13 +449,14 @@ func (l *fleetLink) subscribe(ctx context.Context) error {
 }
 
 // readPurgeLog applies the purges announced while this link was not subscribed: the
-// whole log the first time, else from a little before the subscription was lost. Marks
-// older than the log may be missing, so a first read raises the floor to its start.
+// whole log until the link was first synced, else from a little before the last synced
+// subscription was lost. Marks older than the log may be missing, so a whole read
+// raises the floor to its start.
 func (l *fleetLink) readPurgeLog(ctx context.Context) error {
-	now := time.Now()
-	since := now.Add(-purgeLogKeep)
-	if lost := l.lostAt.Load(); lost != 0 {
-		since = later(since, time.Unix(0, lost).Add(-purgeLogSlack))
+	since := time.Now().Add(-purgeLogKeep)
+	whole := true
+	if lost := l.lostAt.Load(); lost != 0 && time.Unix(0, lost).Add(-purgeLogSlack).After(since) {
+		since, whole = time.Unix(0, lost).Add(-purgeLogSlack), false
 	}
 	ctx, cancel := context.WithTimeout(ctx, purgeTimeout)
 	defer cancel()
@@ -467,7 +474,7 @@ func (l *fleetLink) readPurgeLog(ctx context.Context) error {
 			l.marks.set(ref)
 		}
 	}
-	if l.lostAt.Load() == 0 {
+	if whole {
 		l.marks.raiseFloor(since)
 	}
 	return nil
