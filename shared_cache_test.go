@@ -504,3 +504,32 @@ func TestBinaryValidateSharedCache(t *testing.T) {
 		t.Errorf("the password is printed:\n%s", out)
 	}
 }
+
+// TestSharedCacheConnectionOutlivesReloads: configs that name the same URL share one
+// link, which lives until the last of them is cleaned up, as through a reload.
+func TestSharedCacheConnectionOutlivesReloads(t *testing.T) {
+	r := startRedis(t)
+	api := newIdentityAPI(t)
+	old := &Handler{CacheSize: uniqueCacheSize(), SharedCache: &SharedCache{URL: r.url("/7")}, Bots: map[string]*Bot{"shop": {AuthURL: api.URL}}, logger: zap.NewNop()}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := old.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	link := old.shared.link
+	reloaded := fleetHandler(t, api, r.url("/7"), &Bot{})
+	if reloaded.shared.link != link {
+		t.Fatal("a config naming the same URL got a new connection")
+	}
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-link.done:
+		t.Fatal("the connection closed while a config still uses it")
+	default:
+	}
+	if got := verify(t, reloaded, "alice-token"); got != "verified/" {
+		t.Errorf("outcome %s", got)
+	}
+}
