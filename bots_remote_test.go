@@ -167,7 +167,7 @@ func TestRemoteBot(t *testing.T) {
 	bots := newBotsAPI(t)
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q,"whitelist":["shop.example.com"]}`, api.URL))
 	clk := newClock()
-	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, clk, defaultCacheSize)
 
 	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
 		t.Fatalf("remote bot: %s", o)
@@ -230,7 +230,7 @@ func TestRemoteBotSettingsChangeNeverServesOldIdentity(t *testing.T) {
 	bots := newBotsAPI(t)
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL+"/v1"))
 	clk := newClock()
-	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, clk, defaultCacheSize)
 	botOutcome(t, h, "remote", "alice-token")
 	botOutcome(t, h, "remote", "alice-token")
 	if n := api.calls.Load(); n != 1 {
@@ -251,7 +251,7 @@ func TestRemoteBotBackendDown(t *testing.T) {
 	bots := newBotsAPI(t)
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
 	clk := newClock()
-	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, clk, defaultCacheSize)
 	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
 		t.Fatal(o)
 	}
@@ -271,7 +271,7 @@ func TestRemoteBotConcurrentFirstRequests(t *testing.T) {
 	api := newIdentityAPI(t)
 	bots := newBotsAPI(t)
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
-	h := remoteBotsHandler(t, bots, newClock(), uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, newClock(), defaultCacheSize)
 	var wg sync.WaitGroup
 	for range 100 {
 		wg.Go(func() {
@@ -299,7 +299,7 @@ func TestRemoteBotInvalidSettings(t *testing.T) {
 	} {
 		bots.set(id, settings)
 	}
-	h := remoteBotsHandler(t, bots, newClock(), uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, newClock(), defaultCacheSize)
 	for _, id := range []string{"bad-url", "no-url", "bad-identify", "bad-forward", "not-json", "too-large", "env-leak"} {
 		if o := botOutcome(t, h, id, "alice-token"); o != "fallback/error" {
 			t.Errorf("%s: %s, want fallback/error", id, o)
@@ -309,7 +309,7 @@ func TestRemoteBotInvalidSettings(t *testing.T) {
 
 func TestRemoteBotHostileIDs(t *testing.T) {
 	bots := newBotsAPI(t)
-	h := remoteBotsHandler(t, bots, newClock(), uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, newClock(), defaultCacheSize)
 	for _, tc := range []struct {
 		id      string
 		fetched bool
@@ -383,7 +383,7 @@ func TestRemoteBotRefreshNeverBlocks(t *testing.T) {
 	clk := newClock()
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(time.Hour) // a blocked visitor would wait for an hour
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, BotsURL: source})
+	h := provision(t, &Handler{now: clk.Now, BotsURL: source})
 	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
 		t.Fatal(o)
 	}
@@ -419,7 +419,7 @@ func TestRemoteBotRefreshStopsWithConfig(t *testing.T) {
 	clk := newClock()
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(time.Hour)
-	h := &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, logger: zap.NewNop(), BotsURL: source}
+	h := &Handler{now: clk.Now, logger: zap.NewNop(), BotsURL: source}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {
@@ -444,7 +444,7 @@ func TestRemoteBotFailedFirstFetchIsRemembered(t *testing.T) {
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
 	bots.setDown(true)
 	clk := newClock()
-	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, clk, defaultCacheSize)
 	for range 5 {
 		if o := botOutcome(t, h, "remote", "alice-token"); o != "fallback/error" {
 			t.Fatalf("backend down: %s", o)
@@ -475,7 +475,7 @@ func TestRemoteBotFirstFetchWaitsAndVisitorMayLeave(t *testing.T) {
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(time.Hour)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: newClock().Now, BotsURL: source})
+	h := provision(t, &Handler{now: newClock().Now, BotsURL: source})
 	bots.hangRequests()
 
 	ctx, leave := context.WithCancel(context.Background())
@@ -506,7 +506,7 @@ func TestRemoteBotTimeout(t *testing.T) {
 	bots.hangRequests()
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(50 * time.Millisecond)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), BotsURL: source})
+	h := provision(t, &Handler{BotsURL: source})
 	// Less than the default timeout of 3s, far more than 50ms.
 	done := outcomeAsync(t, h, widgetRequest("remote", "alice-token", ""))
 	select {
@@ -559,7 +559,7 @@ func TestRemoteBotRefreshesAreBounded(t *testing.T) {
 	clk := newClock()
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(time.Hour)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, BotsURL: source})
+	h := provision(t, &Handler{now: clk.Now, BotsURL: source})
 	const many = maxBackgroundRefreshes + 8
 	for i := range many {
 		botOutcome(t, h, fmt.Sprintf("bot-%d", i), "")
@@ -649,7 +649,7 @@ func TestWarningsBoundedUnderBotIDFlood(t *testing.T) {
 	bots.setDown(true)
 	core, logs := observer.New(zapcore.WarnLevel)
 	clk := newClock()
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, logger: zap.New(core), BotsURL: botsSource(bots)})
+	h := provision(t, &Handler{now: clk.Now, logger: zap.New(core), BotsURL: botsSource(bots)})
 	const flood = 3000
 	for i := range flood {
 		if o := botOutcome(t, h, fmt.Sprintf("flood-%d", i), "alice-token"); o != "fallback/error" {

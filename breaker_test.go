@@ -27,7 +27,7 @@ func TestBreakerSkipsAnAPIThatIsDown(t *testing.T) {
 		}
 		return true
 	})
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL:        api.URL + "/ca",
 		Timeout:        caddy.Duration(50 * time.Millisecond),
 		CacheTTL:       dur(0),
@@ -59,7 +59,7 @@ func TestBreakerSkipsAnAPIThatIsDown(t *testing.T) {
 
 func TestBreakerIgnoresRejectionsAndMalformedAnswers(t *testing.T) {
 	api := newIdentityAPI(t)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL: api.URL + "/other", CacheTTL: dur(0), NegativeTTL: dur(0),
 		CircuitBreaker: &BreakerSettings{Failures: 2},
 	}}})
@@ -130,7 +130,7 @@ func TestBreakerIgnoresVisitorsWhoLeave(t *testing.T) {
 		io.WriteString(w, `{"data":{"id":"9"}}`)
 		return true
 	})
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL: api.URL + "/leave", CacheTTL: dur(0), NegativeTTL: dur(0),
 		Timeout: caddy.Duration(time.Minute), CircuitBreaker: &BreakerSettings{Failures: 2},
 	}}})
@@ -171,7 +171,7 @@ func TestBreakerBelongsToOneBot(t *testing.T) {
 	bots := newBotsAPI(t)
 	bots.set("attacker", fmt.Sprintf(`{"auth_url":%q,"timeout":"1ns","cache_ttl":0}`, api.URL+"/ca"))
 	h := provision(t, &Handler{
-		CacheSize: uniqueCacheSize(),
+		CacheSize: defaultCacheSize,
 		BotsURL:   &BotsSource{URL: bots.URL + "/bots", AllowPrivate: true},
 		Bots: map[string]*Bot{
 			"victim": {AuthURL: api.URL + "/ca", CacheTTL: dur(0)},
@@ -199,7 +199,7 @@ func TestBreakerBelongsToOneBot(t *testing.T) {
 // no visitor waits for them to end (cache_ttl 0, calls shared by concurrent visitors).
 func TestBreakerOpensOnAHangingAPI(t *testing.T) {
 	api := newIdentityAPI(t)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL: api.URL + "/hanging", CacheTTL: dur(0), NegativeTTL: dur(0),
 		Timeout:        caddy.Duration(50 * time.Millisecond),
 		CircuitBreaker: &BreakerSettings{Failures: 2, OpenFor: caddy.Duration(time.Minute)},
@@ -234,7 +234,7 @@ func TestBreakerIgnoresCallsCutByAnUnload(t *testing.T) {
 		return false
 	})
 	config := func() *Handler {
-		return &Handler{CacheSize: uniqueCacheSize(), logger: zap.NewNop(), Bots: map[string]*Bot{"shop": {
+		return &Handler{logger: zap.NewNop(), Bots: map[string]*Bot{"shop": {
 			AuthURL: api.URL + "/unload", CacheTTL: dur(0), NegativeTTL: dur(0),
 			Timeout:        caddy.Duration(time.Minute),
 			CircuitBreaker: &BreakerSettings{Failures: 2, OpenFor: caddy.Duration(time.Minute)},
@@ -289,7 +289,7 @@ func TestBreakerIgnoresACallerWhoLeft(t *testing.T) {
 		}
 		return false
 	})
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL: api.URL + "/left", Timeout: caddy.Duration(time.Minute),
 		CircuitBreaker: &BreakerSettings{Failures: 2, OpenFor: caddy.Duration(time.Minute)},
 	}}})

@@ -194,10 +194,10 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 
 // Defaults of the handler's values.
 const (
-	defaultBotID        = "{http.request.header.X-Bot-Id}"
-	defaultToken        = "{http.request.header.X-Access-Token}"
-	defaultCacheSize    = 64_000_000 // 64MB, as cache_size reads it
-	defaultAssertionTTL = 60 * time.Second
+	defaultBotID              = "{http.request.header.X-Bot-Id}"
+	defaultToken              = "{http.request.header.X-Access-Token}"
+	defaultCacheSize    int64 = 64_000_000 // 64MB, as cache_size reads it
+	defaultAssertionTTL       = 60 * time.Second
 )
 
 var defaultFields = map[string]Sources{
@@ -229,7 +229,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.env.metrics = h.metrics
-	if h.caches, err = loadCaches(cmp.Or(h.CacheSize, defaultCacheSize), h.env.logger); err != nil {
+	if h.caches, err = loadCaches(h, cmp.Or(h.CacheSize, defaultCacheSize)); err != nil {
 		return err
 	}
 	h.env.caches = h.caches

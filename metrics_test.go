@@ -24,7 +24,7 @@ func counter(c *prometheus.CounterVec, labels ...string) float64 {
 func TestMetricsCountRequests(t *testing.T) {
 	api := newIdentityAPI(t)
 	bot := fmt.Sprintf("metrics-%s", t.Name())
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{
+	h := provision(t, &Handler{Bots: map[string]*Bot{
 		bot: {AuthURL: api.URL, Whitelist: []string{"shop.example.com"}},
 	}})
 	m := processMetrics
@@ -97,7 +97,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 	api := newIdentityAPI(t)
 	bot := "reload-" + t.Name()
 	config := func() (*Handler, *prometheus.Registry) {
-		h := &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{bot: {AuthURL: api.URL}}}
+		h := &Handler{Bots: map[string]*Bot{bot: {AuthURL: api.URL}}}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		t.Cleanup(cancel)
 		if err := h.Provision(ctx); err != nil {
@@ -128,7 +128,7 @@ func TestDecisionLogsNeverShowTheToken(t *testing.T) {
 	api := newIdentityAPI(t)
 	wl := newWhitelistAPI(t, `down`)
 	wl.answer(500, "")
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{
+	h := provision(t, &Handler{Bots: map[string]*Bot{
 		"shop":   {AuthURL: api.URL, CacheTTL: dur(0)},
 		"listed": {AuthURL: api.URL, WhitelistURL: &WhitelistSource{URL: wl.URL}},
 		"down":   {AuthURL: "http://127.0.0.1:1/"},
@@ -203,7 +203,7 @@ func TestBotLabelsBounded(t *testing.T) {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(m.requests, m.apiDuration, m.cacheRequests, m.whitelistRefresh)
 	h := provision(t, &Handler{
-		CacheSize: uniqueCacheSize(),
+		CacheSize: defaultCacheSize,
 		metrics:   m,
 		BotsURL:   botsSource(bots),
 		Bots:      map[string]*Bot{"operator-bot": {Off: true}},

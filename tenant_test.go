@@ -128,7 +128,7 @@ func TestOwnAddressesAreRefused(t *testing.T) {
 func tenantHandler(t *testing.T, bots *botsAPI, api *identityAPI, src BotsSource) *Handler {
 	src.URL = bots.URL + "/bots/"
 	return provision(t, &Handler{
-		CacheSize: uniqueCacheSize(),
+		CacheSize: defaultCacheSize,
 		BotsURL:   &src,
 		Bots:      map[string]*Bot{"operator": {AuthURL: api.URL + "/operator", CacheTTL: dur(0)}},
 	})

@@ -90,7 +90,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func whitelistHandler(t *testing.T, wl *whitelistAPI, clk *clock, manual ...string) (*Handler, *identityAPI) {
-	return whitelistHandlerSized(t, wl, clk, uniqueCacheSize(), manual...)
+	return whitelistHandlerSized(t, wl, clk, defaultCacheSize, manual...)
 }
 
 func whitelistHandlerSized(t *testing.T, wl *whitelistAPI, clk *clock, size int64, manual ...string) (*Handler, *identityAPI) {
@@ -264,7 +264,7 @@ func TestWhitelistURLVisitorMayLeave(t *testing.T) {
 // keeps, so the next config does not fetch it again.
 func TestWhitelistURLSurvivesReload(t *testing.T) {
 	wl := newWhitelistAPI(t, `["shop.example.com"]`)
-	size := uniqueCacheSize()
+	size := defaultCacheSize
 	for range 2 {
 		h, _ := whitelistHandlerSized(t, wl, newClock(), size)
 		if r := originOutcome(t, h, "https://shop.example.com"); r != "" {
@@ -298,7 +298,7 @@ func TestWhitelistURLEntryBound(t *testing.T) {
 // requests that waited for it, and is not fetched again by every request.
 func TestWhitelistURLLargerThanCache(t *testing.T) {
 	body := whitelistBody(maxWhitelistEntries, "large")
-	size := int64(1<<20) + cacheSizes.Add(1)
+	size := int64(1 << 20)
 	if cost := whitelistCost(mustParseWhitelist(t, body)); cost <= size {
 		t.Fatalf("the list costs %d, not more than the cache's %d", cost, size)
 	}
@@ -424,7 +424,7 @@ func TestRemoteWhitelistsStayWithinCacheSize(t *testing.T) {
 		id := fmt.Sprintf("bot-%d", i)
 		bots.set(id, fmt.Sprintf(`{"auth_url":"https://api.example.com/ca","whitelist_url":{"url":%q}}`, lists.URL+"/lists/"+id))
 	}
-	size := uniqueCacheSize()
+	size := defaultCacheSize
 	h := provision(t, &Handler{CacheSize: size, now: newClock().Now, BotsURL: botsSource(bots)})
 	origin := func(id string) string { return "https://shop-0." + id + ".example.com" }
 
