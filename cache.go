@@ -153,22 +153,33 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 		ci.metrics.observeCache("identity", false)
 	}
 	// Concurrent requests for one key make one call, whatever the TTLs.
-	flight := ci.caches.flights.DoChan(key, func() (any, error) {
-		// The call serves every waiting request, so one visitor leaving must not
-		// cancel it; the bot's timeout still bounds it.
-		res := ci.next.identify(context.WithoutCancel(ctx), b, req)
+	res, ok := awaitFlight(ctx, &ci.caches.flights, key, func(ctx context.Context) lookupResult {
+		res := ci.next.identify(ctx, b, req)
 		if ttl := cacheTTL(b, res); ttl > 0 {
 			now := ci.now()
 			ci.caches.storeVerdict(key, encodeVerdict(res, now), now, now.Add(ttl), ttl)
 		}
-		return res, nil
+		return res
 	})
+	if !ok {
+		return failure(fmt.Errorf("visitor left: %w", context.Cause(ctx)), false)
+	}
+	return res
+}
+
+// awaitFlight makes one call of fn for all concurrent requests with the same key and
+// returns its result; ok is false when ctx ends first. The call serves every waiting
+// request, so it runs with a context that no visitor leaving cancels (its own timeout
+// bounds it), while a visitor who leaves stops waiting at once.
+func awaitFlight[T any](ctx context.Context, flights *singleflight.Group, key string, fn func(context.Context) T) (T, bool) {
+	detached := context.WithoutCancel(ctx)
+	flight := flights.DoChan(key, func() (any, error) { return fn(detached), nil })
 	select {
 	case done := <-flight:
-		return done.Val.(lookupResult)
+		return done.Val.(T), true
 	case <-ctx.Done():
-		// A visitor who left stops waiting at once; the call goes on for the others.
-		return failure(fmt.Errorf("visitor left: %w", context.Cause(ctx)), false)
+		var zero T
+		return zero, false
 	}
 }
 

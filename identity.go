@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
 	"net"
@@ -135,28 +134,16 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 	if err != nil {
 		return inconclusive(err)
 	}
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, b.authURL, bytes.NewReader(body))
-	if err != nil {
-		return inconclusive(err)
+	answer, err := callAPI(ctx, b.client, http.MethodPost, b.authURL, b.authHeaders, body, maxAnswerSize)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return failure(fmt.Errorf("identity API %w", err), false)
+	case err != nil:
+		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", err))
 	}
-	for name, values := range b.authHeaders {
-		httpReq.Header[name] = values
-	}
-	httpReq.Header.Set("Content-Type", "application/json")
-	httpReq.Header.Set("Accept", "application/json")
-
-	resp, err := b.client.Do(httpReq)
-	if err != nil {
-		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", redactURLError(err)))
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize+1))
-	if err != nil {
-		return c.unfinished(parent, fmt.Errorf("reading identity API answer: %w", err))
-	}
-	res := parseAnswer(resp.StatusCode, answer, b.identifyBy)
-	res.status = resp.StatusCode
-	res.noStore, res.maxAge = cacheControl(resp.Header.Get("Cache-Control"))
+	res := parseAnswer(answer.status, answer.body, b.identifyBy)
+	res.status = answer.status
+	res.noStore, res.maxAge = cacheControl(answer.header.Get("Cache-Control"))
 	return res
 }
 
@@ -198,8 +185,6 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 		return failure(fmt.Errorf("identity API answered %d", code), true)
 	case code < 200 || code > 299:
 		return failure(fmt.Errorf("identity API answered %d", code), false)
-	case len(body) > maxAnswerSize:
-		return failure(fmt.Errorf("identity API answer is over %d bytes", maxAnswerSize), false)
 	}
 	var a answer
 	if err := json.Unmarshal(body, &a); err != nil {
@@ -299,15 +284,6 @@ func cacheControl(v string) (noStore bool, maxAge time.Duration) {
 		}
 	}
 	return noStore, maxAge
-}
-
-// redactURLError drops the URL from a client error: it may carry credentials, and
-// the error is logged next to the bot, which tells the URL anyway.
-func redactURLError(err error) error {
-	if urlErr, ok := errors.AsType[*url.Error](err); ok {
-		return urlErr.Err
-	}
-	return err
 }
 
 // identity is a contact verified by the identity API, in one pointer-free block that
