@@ -119,7 +119,7 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 	flight := ci.caches.flights.DoChan(key, func() (any, error) {
 		// The call serves every waiting request, so one visitor leaving must not
 		// cancel it; the bot's timeout still bounds it.
-		res := ci.next.identify(context.WithoutCancel(ctx), b, req)
+		res := ci.identifierOf(b).identify(context.WithoutCancel(ctx), b, req)
 		if ttl := cacheTTL(b, res); ttl > 0 {
 			now := ci.now()
 			ci.caches.store(key, res, resultCost(res), now, now.Add(ttl), ttl)
@@ -133,6 +133,15 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 		// A visitor who left stops waiting at once; the call goes on for the others.
 		return failure(fmt.Errorf("visitor left: %w", context.Cause(ctx)), false)
 	}
+}
+
+// identifierOf is what verifies the bot's tokens: its own verify_jwt, or the identity
+// API.
+func (ci *cachedIdentifier) identifierOf(b *botSettings) identifier {
+	if b.jwt != nil {
+		return b.jwt
+	}
+	return ci.next
 }
 
 // cached returns a verdict that is still young enough for the bot's settings now

@@ -125,7 +125,7 @@ func traceSteps(v visit, out outcome) []testStep {
 func stepDetail(s step, passed bool, v visit, out outcome) string {
 	switch {
 	case s == stepBot && passed:
-		return "identity API " + redactURL(out.bot.authURL)
+		return out.bot.identitySource()
 	case s == stepBot && out.reason == reasonDisabled:
 		return "off"
 	case s == stepBot:
@@ -136,10 +136,14 @@ func stepDetail(s step, passed bool, v visit, out outcome) string {
 		return "no whitelist: any origin"
 	case s == stepWhitelist:
 		return fmt.Sprintf("origin %q is allowed", v.origin)
+	case passed && out.apiStatus == 0: // verified by verify_jwt or from the cache
+		return fmt.Sprintf("%s %q", out.bot.identifyBy, out.identity.primary)
 	case passed:
 		return fmt.Sprintf("%s %q (HTTP %d)", out.bot.identifyBy, out.identity.primary, out.apiStatus)
 	case out.reason == reasonMissingToken:
 		return "no access token"
+	case out.reason == reasonRejected && out.err != nil: // verify_jwt says which check failed
+		return "rejected: " + out.err.Error()
 	case out.reason == reasonRejected:
 		return fmt.Sprintf("rejected (HTTP %d)", out.apiStatus)
 	case out.err != nil:
@@ -216,7 +220,7 @@ func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) in
 	report.Steps = traceSteps(v, out)
 	report.Status, report.Reason = out.status.String(), string(out.reason)
 	report.APIStatus = out.apiStatus
-	if out.bot != nil && !out.bot.off && opts.token != "" && out.reason != reasonDomainNotAllowed {
+	if out.bot != nil && !out.bot.off && out.bot.jwt == nil && opts.token != "" && out.reason != reasonDomainNotAllowed {
 		body, _ := requestBody(out.bot, identityRequest{token: maskToken(opts.token), fields: fields})
 		_ = json.Unmarshal(body, &report.RequestBody)
 	}
