@@ -136,7 +136,7 @@ func stepDetail(s step, passed bool, v visit, out outcome) string {
 		return "no whitelist: any origin"
 	case s == stepWhitelist:
 		return fmt.Sprintf("origin %q is allowed", v.origin)
-	case passed && out.apiStatus == 0: // verified by verify_jwt or from the cache
+	case passed && out.apiStatus == 0: // verified by verify_jwt: no HTTP answer
 		return fmt.Sprintf("%s %q", out.bot.identifyBy, out.identity.primary)
 	case passed:
 		return fmt.Sprintf("%s %q (HTTP %d)", out.bot.identifyBy, out.identity.primary, out.apiStatus)
