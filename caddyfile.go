@@ -67,6 +67,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //				failures <count>
 //				open_for <duration>
 //			}
+//			verify_jwt {
+//				secret   <hs256-secret>
+//				jwks_url <url>
+//				issuer   <iss>
+//				audience <aud>
+//			}
 //		}
 //	}
 //
@@ -333,11 +339,16 @@ func (b *Bot) unmarshalCaddyfile(d *caddyfile.Dispenser, id string) ([]forwardUs
 			if err := b.CircuitBreaker.unmarshalCaddyfile(d); err != nil {
 				return nil, err
 			}
+		case "verify_jwt":
+			b.VerifyJWT = new(JWTSettings)
+			if err := b.VerifyJWT.unmarshalCaddyfile(d); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, d.Errf("unrecognized bot subdirective '%s'", d.Val())
 		}
 	}
-	if err := b.checkIdentitySource(); err != nil {
+	if err := b.checkIdentitySource(id); err != nil {
 		return nil, d.Errf("bot %q: %v", id, err)
 	}
 	return forwards, nil
@@ -363,6 +374,44 @@ func (w *WhitelistSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		default:
 			return d.Errf("unrecognized whitelist_url subdirective '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+func (s *JWTSettings) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := once(d, seen); err != nil {
+			return err
+		}
+		switch d.Val() {
+		case "secret":
+			if !d.AllArgs(&s.Secret) {
+				return d.ArgErr()
+			}
+			if !strings.Contains(s.Secret, "{") {
+				if err := checkJWTSecret(s.Secret); err != nil {
+					return d.Errf("verify_jwt: %v", err)
+				}
+			}
+		case "jwks_url":
+			if err := urlArg(d, &s.JWKSURL); err != nil {
+				return err
+			}
+		case "issuer":
+			if !d.AllArgs(&s.Issuer) {
+				return d.ArgErr()
+			}
+		case "audience":
+			if !d.AllArgs(&s.Audience) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized verify_jwt subdirective '%s'", d.Val())
 		}
 	}
 	return nil

@@ -236,7 +236,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionBots(repl); err != nil {
 		return err
 	}
-	h.identities = h.cachedIdentities(&identityClient{config: ctx, metrics: h.env.metrics})
+	h.identities = h.cachedIdentities(botIdentifier{api: &identityClient{config: ctx, metrics: h.env.metrics}})
 	return nil
 }
 

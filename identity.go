@@ -22,9 +22,22 @@ import (
 )
 
 // identifier answers who a visitor's access token belongs to. The identity API client
-// implements it; the cache wraps it.
+// and a bot's verify_jwt implement it; the cache wraps them.
 type identifier interface {
 	identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult
+}
+
+// botIdentifier asks each bot's own source of verdicts: its verifier of
+// customer-signed tokens (verify_jwt), or its identity API.
+type botIdentifier struct {
+	api identifier
+}
+
+func (bi botIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+	if b.jwt != nil {
+		return b.jwt.identify(ctx, b, req)
+	}
+	return bi.api.identify(ctx, b, req)
 }
 
 // identityRequest is what the visitor gave us: the token and the fields they supplied.
@@ -201,19 +214,30 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 	if len(a.Data) == 0 || a.Data[0] != '{' || json.Unmarshal(a.Data, &data) != nil {
 		return failure(errors.New("identity API answer has no data object"), false)
 	}
-	primary, ok := primaryKey(data[identifyBy])
-	if !ok {
-		return failure(fmt.Errorf("identity API answer has no data.%s: it must be a non-blank string or a number", identifyBy), false)
-	}
 	raw := a.Data
 	if compacted, err := compactJSON(raw); err == nil {
 		raw = compacted
 	}
-	id := newIdentity(data, raw, primary)
-	if size := id.size(); size > maxContactSize {
-		return failure(fmt.Errorf("identity API answer's contact is %d bytes, over the %d that fit in request headers", size, maxContactSize), false)
+	id, err := identityOf(data, raw, identifyBy)
+	if err != nil {
+		return failure(fmt.Errorf("identity API answer: %w", err), false)
 	}
 	return lookupResult{result: resultVerified, identity: id, maxAge: -1}
+}
+
+// identityOf is the identity of a verified contact's data object (raw is its compact
+// JSON). Its identify_by field must identify someone, and the contact must fit in the
+// request headers; whoever vouched for the data, an identity API or a signed token.
+func identityOf(data contact.Data, raw []byte, identifyBy string) (identity, error) {
+	primary, ok := primaryKey(data[identifyBy])
+	if !ok {
+		return nil, fmt.Errorf("no data.%s: it must be a non-blank string or a number", identifyBy)
+	}
+	id := newIdentity(data, raw, primary)
+	if size := id.size(); size > maxContactSize {
+		return nil, fmt.Errorf("the contact is %d bytes, over the %d that fit in request headers", size, maxContactSize)
+	}
+	return id, nil
 }
 
 // maxContactSize bounds a contact's encoded header values and its data object (which
