@@ -44,8 +44,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		on_fail       fallback|reject
 //		pass_token
 //		bots_url <url> {
-//			header <name> <value>
-//			ttl    <duration>
+//			header      <name> <value>
+//			ttl         <duration>
+//			timeout     <duration>
 //			max_timeout <duration>
 //			allow_private
 //		}
@@ -452,7 +453,11 @@ func (s *BotsSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := urlArg(d, &s.URL); err != nil {
 		return err
 	}
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := once(d, seen, "header"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "header":
 			if err := headerArgs(d, &s.Headers); err != nil {
