@@ -279,7 +279,7 @@ func latencyBound(conns int, latency time.Duration) string {
 func (r *report) writeMemory(b *bytes.Buffer) {
 	c := r.cfg
 	fmt.Fprintf(b, "\n## Memory: distinct visitors filling the cache\n\n")
-	fmt.Fprintf(b, "Site C (custom_auth, default `cache_size` 64 MiB and `cache_ttl`), `wrk -t%d -c%d -d%s` with a new access token on every request, identity API answering at once with a small contact (id, name, email, phone_number, two-key metadata). Caddy runs with `GODEBUG=gctrace=1 GOGC=100`, once without `GOMEMLIMIT`, once with it when `MEMORY_GOMEMLIMIT` is set.\n\n",
+	fmt.Fprintf(b, "Site C (custom_auth, default `cache_size` (64MB, 64,000,000 bytes) and `cache_ttl`), `wrk -t%d -c%d -d%s` with a new access token on every request, identity API answering at once with a small contact (id, name, email, phone_number, two-key metadata). Caddy runs with `GODEBUG=gctrace=1 GOGC=100`, once without `GOMEMLIMIT`, once with it when `MEMORY_GOMEMLIMIT` is set.\n\n",
 		c.threads, c.conns, seconds(c.memoryDuration))
 	t := newTable("GOMEMLIMIT", "visitors sent>", "API calls>", "req/s>", "idle live heap MiB>", "live heap after run MiB>",
 		"gctrace live heap last / max MiB>", "gctrace heap goal max MiB>", "GC cycles>", "GC CPU %>", "VmHWM MiB>", "VmRSS MiB>",
