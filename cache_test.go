@@ -82,6 +82,45 @@ func TestConcurrentRequestsMakeOneCall(t *testing.T) {
 	}
 }
 
+// TestConcurrentRequestsMakeOneCallWithoutCaching: with cache_ttl 0 and negative_ttl 0
+// nothing is cached, yet requests that arrive while a call for the same token is under
+// way wait for it rather than calling again.
+func TestConcurrentRequestsMakeOneCallWithoutCaching(t *testing.T) {
+	api := newIdentityAPI(t)
+	arrived := make(chan struct{}, 100)
+	api.setAnswer(func(w http.ResponseWriter, body map[string]string) bool {
+		arrived <- struct{}{}
+		<-api.release
+		return false
+	})
+	h := cachingHandler(t, api, newClock(), &Bot{CacheTTL: dur(0), NegativeTTL: dur(0)})
+	const visitors = 50
+	started := make(chan struct{}, visitors)
+	results := make(chan string, visitors)
+	for range visitors {
+		go func() {
+			started <- struct{}{}
+			results <- verify(t, h, "alice-token")
+		}()
+	}
+	for range visitors {
+		<-started
+	}
+	<-arrived
+	api.unblock()
+	for range visitors {
+		if r := <-results; r != "verified/" {
+			t.Fatalf("outcome %s", r)
+		}
+	}
+	// Each request on its own would be a call of its own (50); a request scheduled only
+	// after the first call ended may start another.
+	if n := api.calls.Load(); n > visitors/2 {
+		t.Errorf("%d concurrent requests made %d API calls", visitors, n)
+	}
+	t.Logf("%d concurrent requests, %d API calls", visitors, api.calls.Load())
+}
+
 func TestCacheTTLs(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
