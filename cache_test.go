@@ -261,11 +261,14 @@ func TestCleanupOfHalfProvisionedHandler(t *testing.T) {
 	}
 }
 
+// TestNoGoroutineLeftAfterCleanup: whatever the handler started, a background whitelist
+// refresh still waiting for its API included, ends with the config.
 func TestNoGoroutineLeftAfterCleanup(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	api := newIdentityAPI(t)
 	wl := newWhitelistAPI(t, `["shop.example.com"]`)
-	h := &Handler{Bots: map[string]*Bot{"shop": {
+	clk := newClock()
+	h := &Handler{now: clk.Now, Bots: map[string]*Bot{"shop": {
 		AuthURL:      api.URL,
 		WhitelistURL: &WhitelistSource{URL: wl.URL},
 	}}}
@@ -275,6 +278,18 @@ func TestNoGoroutineLeftAfterCleanup(t *testing.T) {
 	}
 	for _, token := range []string{"alice-token", "wrong-token", "boom-token"} {
 		serve(t, h, widgetRequest("shop", token, "https://shop.example.com"))
+	}
+	// The list is now older than its refresh: the next request starts a background
+	// refresh, which hangs on the whitelist API until the config goes away.
+	wl.mu.Lock()
+	wl.hang = make(chan struct{})
+	wl.mu.Unlock()
+	clk.advance(defaultWhitelistTTL + time.Second)
+	serve(t, h, widgetRequest("shop", "alice-token", "https://shop.example.com"))
+	select {
+	case <-wl.hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no background refresh started")
 	}
 	cancel()
 	if err := h.Cleanup(); err != nil {
