@@ -125,9 +125,12 @@ func (c *identityClient) identify(ctx context.Context, b *botSettings, req ident
 	if !ok {
 		return failure(errBreakerOpen, false)
 	}
+	inFlight := c.metrics.identityCallsInFlight(b.id)
+	inFlight.Inc()
 	start := time.Now()
 	res := c.call(ctx, b, req)
 	res.apiTime = time.Since(start)
+	inFlight.Dec()
 	done(res.health)
 	c.metrics.observeAPI(b.id, res)
 	return res
