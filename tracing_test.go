@@ -117,6 +117,17 @@ func TestAPICallsAreClientSpansOfTheRequest(t *testing.T) {
 	if n := len(recorder.Ended()) - spans; n != 0 {
 		t.Errorf("untraced request: %d spans recorded", n)
 	}
+
+	// A trace its caller did not sample is passed on, unsampled.
+	caller := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{0x4b, 0xf9, 0x2f, 0x35}, SpanID: trace.SpanID{0xf0, 0x67}, Remote: true,
+	})
+	ctx, request := provider.Tracer("test").Start(trace.ContextWithRemoteSpanContext(context.Background(), caller), "request")
+	h.identify(ctx, visit{botID: "api-bot", token: "carol-token", origin: "https://shop.example.com"})
+	request.End()
+	if got := apis.received("/ca"); len(got) != 3 || !strings.HasPrefix(got[2], "00-"+caller.TraceID().String()+"-") || !strings.HasSuffix(got[2], "-00") {
+		t.Errorf("unsampled trace %s: the identity API got traceparents %q", caller.TraceID(), got)
+	}
 }
 
 // spanOfTraceparent finds the recorded span that a traceparent header names.
