@@ -211,11 +211,11 @@ func operatorPolicy(repl *caddy.Replacer, client *http.Client, breakers *listedB
 }
 
 // breakerFor returns the circuit breaker of a bot's identity API.
-func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning) *breaker {
+func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning, m *metrics) *breaker {
 	if p.breakers == nil {
-		return newBreaker(botID, tuning)
+		return newBreaker(botID, tuning, m)
 	}
-	return p.breakers.load(botID, url, tuning)
+	return p.breakers.load(botID, url, tuning, m)
 }
 
 // newBot checks a bot's settings and prepares them as policy allows.
@@ -292,7 +292,7 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 		return nil, fmt.Errorf("circuit_breaker: %w", err)
 	}
 	b.client = policy.client
-	b.breaker = policy.breakerFor(id, b.authURL, tuning)
+	b.breaker = policy.breakerFor(id, b.authURL, tuning, env.metrics)
 	b.callSlots = newCallSlots(policy.callsInFlight)
 
 	b.settingsKey = settingsKey(b)

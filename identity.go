@@ -88,12 +88,13 @@ func newAPIClient() *http.Client {
 	return newHTTPClient(http.ProxyFromEnvironment, nil)
 }
 
-// newHTTPClient is a client for identity, whitelist and settings APIs. proxy may be
-// nil (no proxy); control, when not nil, sees every address dialled, after name
-// resolution, and may refuse it.
+// newHTTPClient is a client for identity, whitelist, settings and JWKS APIs. proxy
+// may be nil (no proxy); control, when not nil, sees every address dialled, after
+// name resolution, and may refuse it. A call made for a traced request is a span of
+// that request's trace (tracedTransport).
 func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx context.Context, network, address string, c syscall.RawConn) error) *http.Client {
 	return &http.Client{
-		Transport: &http.Transport{
+		Transport: newTracedTransport(&http.Transport{
 			Proxy: proxy,
 			DialContext: (&net.Dialer{
 				Timeout:        5 * time.Second,
@@ -106,7 +107,7 @@ func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ExpectContinueTimeout: time.Second,
-		},
+		}),
 		// A redirect would turn the POST into a GET to somewhere else; an identity
 		// API that redirects is misconfigured, and its 3xx is an error.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -124,9 +125,12 @@ func (c *identityClient) identify(ctx context.Context, b *botSettings, req ident
 	if !ok {
 		return failure(errBreakerOpen, false)
 	}
+	inFlight := c.metrics.identityCallsInFlight(b.id)
+	inFlight.Inc()
 	start := time.Now()
 	res := c.call(ctx, b, req)
 	res.apiTime = time.Since(start)
+	inFlight.Dec()
 	done(res.health)
 	c.metrics.observeAPI(b.id, res)
 	return res
