@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"strings"
@@ -446,27 +445,14 @@ func (ks *remoteKeySet) update(ctx context.Context) error {
 }
 
 func (ks *remoteKeySet) fetch(ctx context.Context) ([]publicKey, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	answer, err := callAPI(ctx, ks.client, http.MethodGet, ks.url, nil, nil, maxJWKSSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fetching jwks_url: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := ks.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetching jwks_url: %w", redactURLError(err))
+	if answer.status < 200 || answer.status > 299 {
+		return nil, fmt.Errorf("jwks_url answered %d", answer.status)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, fmt.Errorf("jwks_url answered %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading jwks_url answer: %w", err)
-	}
-	if len(body) > maxJWKSSize {
-		return nil, fmt.Errorf("jwks_url answer is over %d bytes", maxJWKSSize)
-	}
-	return parseJWKS(body)
+	return parseJWKS(answer.body)
 }
 
 // jwk is a key of a JWKS, the members read here (RFC 7517, 7518, 8037).
