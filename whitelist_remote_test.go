@@ -190,6 +190,28 @@ func TestWhitelistURLKeepsLastGoodList(t *testing.T) {
 	}
 }
 
+// TestCacheLookupsCountedByCache: a bot from bots_url with a whitelist_url, asked
+// twice, misses then hits each of the three caches that cache_requests_total names:
+// bots, whitelist and identity.
+func TestCacheLookupsCountedByCache(t *testing.T) {
+	api := newIdentityAPI(t)
+	wl := newWhitelistAPI(t, `["shop.example.com"]`)
+	bots := newBotsAPI(t)
+	bots.set("shop", fmt.Sprintf(`{"auth_url":%q,"whitelist_url":{"url":%q}}`, api.URL, wl.URL))
+	m := newProcessMetrics()
+	h := provision(t, &Handler{metrics: m, BotsURL: botsSource(bots)})
+	for range 2 {
+		if o := botOutcome(t, h, "shop", "alice-token"); o != "verified/" {
+			t.Fatalf("outcome %s", o)
+		}
+	}
+	for _, cache := range []string{"bots", "whitelist", "identity"} {
+		if hits, misses := counter(m.cacheRequests, cache, "hit"), counter(m.cacheRequests, cache, "miss"); hits != 1 || misses != 1 {
+			t.Errorf("cache %s: %v hits and %v misses, want 1 and 1", cache, hits, misses)
+		}
+	}
+}
+
 func TestWhitelistURLNeverFetched(t *testing.T) {
 	wl := newWhitelistAPI(t, `unused`)
 	wl.answer(http.StatusServiceUnavailable, "")
