@@ -220,7 +220,6 @@ func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning, m *metri
 
 // newBot checks a bot's settings and prepares them as policy allows.
 func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy, env *environment) (*botSettings, error) {
-	expand := policy.expand
 	b := &botSettings{id: id, off: cfg.Off}
 	if cfg.Off {
 		return b, nil
@@ -236,28 +235,11 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 	if policy.maxTimeout > 0 {
 		b.timeout = min(b.timeout, policy.maxTimeout)
 	}
-	if cfg.VerifyJWT != nil {
-		if b.jwt, err = newJWTVerifier(id, cfg.VerifyJWT, b.timeout, expand, policy.client, env); err != nil {
-			return nil, fmt.Errorf("verify_jwt: %w", err)
-		}
-	} else {
-		if b.authURL, err = expandConfigured("auth_url", cfg.AuthURL, expand); err != nil {
-			return nil, err
-		}
-		if err := checkURL(b.authURL); err != nil {
-			return nil, fmt.Errorf("auth_url: %w", err)
-		}
-		if b.authHeaders, err = headerValues(cfg.AuthHeaders, expand); err != nil {
-			return nil, fmt.Errorf("auth_header: %w", err)
-		}
+	if err := b.prepareIdentitySource(cfg, policy, env); err != nil {
+		return nil, err
 	}
-
-	b.forward = make(map[string]bool, len(cfg.Forward))
-	for _, f := range cfg.Forward {
-		if !knownFields[f] {
-			return nil, fmt.Errorf("forward: unknown field %q (known: %s)", f, strings.Join(slices.Sorted(maps.Keys(knownFields)), ", "))
-		}
-		b.forward[f] = true
+	if b.forward, err = forwardedFields(cfg.Forward, knownFields); err != nil {
+		return nil, err
 	}
 
 	b.identifyBy = cmp.Or(cfg.IdentifyBy, "id")
@@ -271,20 +253,8 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 	if b.negativeTTL, err = optionalDuration("negative_ttl", cfg.NegativeTTL, defaultNegativeTTL); err != nil {
 		return nil, err
 	}
-
-	if len(cfg.Whitelist) > 0 {
-		entries := make([]string, len(cfg.Whitelist))
-		for i, e := range cfg.Whitelist {
-			entries[i] = expand(e)
-		}
-		if b.whitelist, err = compileWhitelist(entries); err != nil {
-			return nil, fmt.Errorf("whitelist: %w", err)
-		}
-	}
-	if cfg.WhitelistURL != nil {
-		if b.remoteList, err = newRemoteWhitelist(id, cfg.WhitelistURL, b.timeout, expand, policy, env); err != nil {
-			return nil, fmt.Errorf("whitelist_url: %w", err)
-		}
+	if err := b.prepareWhitelists(cfg, policy, env); err != nil {
+		return nil, err
 	}
 
 	tuning, err := breakerTuningOf(cfg.CircuitBreaker)
@@ -298,6 +268,61 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 	b.settingsKey = settingsKey(b)
 	b.verifiedRequests = env.metrics.verifiedCounter(id)
 	return b, nil
+}
+
+// prepareIdentitySource prepares what verifies the bot's tokens: its verify_jwt keys,
+// or its identity API's URL and headers, with placeholders expanded.
+func (b *botSettings) prepareIdentitySource(cfg *Bot, policy *botPolicy, env *environment) error {
+	var err error
+	if cfg.VerifyJWT != nil {
+		if b.jwt, err = newJWTVerifier(b.id, cfg.VerifyJWT, b.timeout, policy.expand, policy.client, env); err != nil {
+			return fmt.Errorf("verify_jwt: %w", err)
+		}
+		return nil
+	}
+	if b.authURL, err = expandConfigured("auth_url", cfg.AuthURL, policy.expand); err != nil {
+		return err
+	}
+	if err := checkURL(b.authURL); err != nil {
+		return fmt.Errorf("auth_url: %w", err)
+	}
+	if b.authHeaders, err = headerValues(cfg.AuthHeaders, policy.expand); err != nil {
+		return fmt.Errorf("auth_header: %w", err)
+	}
+	return nil
+}
+
+// forwardedFields checks that a bot forwards only fields the handler knows.
+func forwardedFields(forward []string, knownFields map[string]bool) (map[string]bool, error) {
+	fields := make(map[string]bool, len(forward))
+	for _, f := range forward {
+		if !knownFields[f] {
+			return nil, fmt.Errorf("forward: unknown field %q (known: %s)", f, strings.Join(slices.Sorted(maps.Keys(knownFields)), ", "))
+		}
+		fields[f] = true
+	}
+	return fields, nil
+}
+
+// prepareWhitelists compiles the bot's manual whitelist, with placeholders expanded,
+// and prepares the fetching of its whitelist_url.
+func (b *botSettings) prepareWhitelists(cfg *Bot, policy *botPolicy, env *environment) error {
+	var err error
+	if len(cfg.Whitelist) > 0 {
+		entries := make([]string, len(cfg.Whitelist))
+		for i, e := range cfg.Whitelist {
+			entries[i] = policy.expand(e)
+		}
+		if b.whitelist, err = compileWhitelist(entries); err != nil {
+			return fmt.Errorf("whitelist: %w", err)
+		}
+	}
+	if cfg.WhitelistURL != nil {
+		if b.remoteList, err = newRemoteWhitelist(b.id, cfg.WhitelistURL, b.timeout, policy.expand, policy, env); err != nil {
+			return fmt.Errorf("whitelist_url: %w", err)
+		}
+	}
+	return nil
 }
 
 // settingsKey hashes the settings that shape an identity.

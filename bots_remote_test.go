@@ -2,17 +2,12 @@ package customauth
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,107 +18,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// botsAPI is a real HTTP server that plays the chat backend's bot settings API.
-type botsAPI struct {
-	*httptest.Server
-	calls atomic.Int64
-
-	mu       sync.Mutex
-	settings map[string]string // by bot id; absent: 404
-	anyBot   string            // when set, the settings of every bot not in settings
-	down     bool
-	hang     chan struct{} // when set, requests wait until it is closed
-	paths    []string
-	headers  http.Header
-
-	// hung receives one value per request that started waiting on hang, and
-	// abandoned one per such request whose context ended before hang was closed.
-	hung, abandoned chan struct{}
-}
-
-func newBotsAPI(t testing.TB) *botsAPI {
-	b := &botsAPI{settings: map[string]string{}, hung: make(chan struct{}, 100), abandoned: make(chan struct{}, 100)}
-	b.Server = httptest.NewServer(http.HandlerFunc(b.serve))
-	t.Cleanup(func() {
-		b.release()
-		b.Close()
-	})
-	return b
-}
-
-func (b *botsAPI) serve(w http.ResponseWriter, r *http.Request) {
-	b.calls.Add(1)
-	b.mu.Lock()
-	b.paths = append(b.paths, r.URL.EscapedPath())
-	b.headers = r.Header.Clone()
-	hang := b.hang
-	b.mu.Unlock()
-	if hang != nil {
-		b.hung <- struct{}{}
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-			b.abandoned <- struct{}{}
-			return
-		}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.down {
-		w.WriteHeader(http.StatusBadGateway)
-		return
-	}
-	id, ok := strings.CutPrefix(r.URL.Path, "/bots/")
-	settings, known := b.settings[id]
-	if !known && b.anyBot != "" {
-		settings, known = b.anyBot, true
-	}
-	if !ok || !known {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	io.WriteString(w, settings)
-}
-
-func (b *botsAPI) set(id, settings string) {
-	b.mu.Lock()
-	b.settings[id] = settings
-	b.mu.Unlock()
-}
-
-func (b *botsAPI) setDown(down bool) {
-	b.mu.Lock()
-	b.down = down
-	b.mu.Unlock()
-}
-
-// hangRequests makes the API hold every request until release.
-func (b *botsAPI) hangRequests() {
-	b.mu.Lock()
-	b.hang = make(chan struct{})
-	b.mu.Unlock()
-}
-
-func (b *botsAPI) release() {
-	b.mu.Lock()
-	if b.hang != nil {
-		close(b.hang)
-		b.hang = nil
-	}
-	b.mu.Unlock()
-}
-
-// botsSource is the bots_url config of the tests' handlers.
-func botsSource(bots *botsAPI) *BotsSource {
-	return &BotsSource{
-		URL:     bots.URL + "/bots/",
-		Headers: map[string]string{"X-Api-Key": "backend-key"},
-		TTL:     caddy.Duration(time.Minute),
-		// The test APIs listen on 127.0.0.1, where tenant URLs may not go otherwise.
-		AllowPrivate: true,
-	}
-}
-
 func remoteBotsHandler(t *testing.T, bots *botsAPI, clk *clock, size int64) *Handler {
 	return provision(t, &Handler{
 		CacheSize: size,
@@ -131,35 +25,6 @@ func remoteBotsHandler(t *testing.T, bots *botsAPI, clk *clock, size int64) *Han
 		BotsURL:   botsSource(bots),
 		Bots:      map[string]*Bot{"listed": {Off: true}},
 	})
-}
-
-// within waits, up to a bound far above what the work needs, for a channel to
-// deliver, and fails the test if it does not.
-func within[T any](t *testing.T, what string, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("gave up waiting: %s", what)
-		panic("unreachable")
-	}
-}
-
-// outcomeAsync serves a request in the background and delivers its outcome.
-func outcomeAsync(t *testing.T, h *Handler, r *http.Request) <-chan string {
-	done := make(chan string, 1)
-	go func() {
-		got := serve(t, h, r)
-		done <- got.placeholder("http.custom_auth.status") + "/" + got.placeholder("http.custom_auth.reason")
-	}()
-	return done
-}
-
-func botOutcome(t *testing.T, h *Handler, bot, token string, origin ...string) string {
-	t.Helper()
-	got := serve(t, h, widgetRequest(bot, token, cmp.Or(append(origin, "https://shop.example.com")...)))
-	return got.placeholder("http.custom_auth.status") + "/" + got.placeholder("http.custom_auth.reason")
 }
 
 func TestRemoteBot(t *testing.T) {

@@ -534,11 +534,7 @@ func (k *jwk) publicKey() (publicKey, error) {
 const minRSABits = 2048
 
 func rsaPublicKey(n, e string) (*rsa.PublicKey, error) {
-	modulus, err := keyParameter("n", n)
-	if err != nil {
-		return nil, err
-	}
-	exponent, err := keyParameter("e", e)
+	modulus, exponent, err := keyParameters("n", n, "e", e)
 	if err != nil {
 		return nil, err
 	}
@@ -555,11 +551,7 @@ func rsaPublicKey(n, e string) (*rsa.PublicKey, error) {
 }
 
 func p256PublicKey(x, y string) (*ecdsa.PublicKey, error) {
-	xBytes, err := keyParameter("x", x)
-	if err != nil {
-		return nil, err
-	}
-	yBytes, err := keyParameter("y", y)
+	xBytes, yBytes, err := keyParameters("x", x, "y", y)
 	if err != nil {
 		return nil, err
 	}
@@ -591,6 +583,19 @@ func keyParameter(name, value string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return b, nil
+}
+
+// keyParameters decodes the two parameters of a key, such as RSA's n and e.
+func keyParameters(name1, value1, name2, value2 string) ([]byte, []byte, error) {
+	b1, err := keyParameter(name1, value1)
+	if err != nil {
+		return nil, nil, err
+	}
+	b2, err := keyParameter(name2, value2)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b1, b2, nil
 }
 
 // Interface guard

@@ -12,14 +12,12 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,50 +107,6 @@ func claimsFor(aud string, now time.Time, changes jwt.MapClaims) jwt.MapClaims {
 		}
 	}
 	return claims
-}
-
-// jwksServer is a real HTTP server that plays the customer's JWKS endpoint.
-type jwksServer struct {
-	*httptest.Server
-	calls atomic.Int64
-
-	mu   sync.Mutex
-	keys []signingKey
-	down bool
-}
-
-func newJWKSServer(t testing.TB, keys ...signingKey) *jwksServer {
-	s := &jwksServer{keys: keys}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.calls.Add(1)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.down {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		jwks := make([]string, len(s.keys))
-		for i, k := range s.keys {
-			jwks[i] = k.jwk
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"keys":[`+strings.Join(jwks, ",")+`]}`)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-// publish replaces the keys the server lists.
-func (s *jwksServer) publish(keys ...signingKey) {
-	s.mu.Lock()
-	s.keys = keys
-	s.mu.Unlock()
-}
-
-func (s *jwksServer) setDown(down bool) {
-	s.mu.Lock()
-	s.down = down
-	s.mu.Unlock()
 }
 
 // jwtHandler provisions a handler with the given bots, its own cache and a clock the
