@@ -72,7 +72,7 @@ func TestHandlersOfFollowsTheCLIOrder(t *testing.T) {
 func TestTestReportLeavesTheCache(t *testing.T) {
 	api := newIdentityAPI(t)
 	bot := "report-" + t.Name()
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{bot: {AuthURL: api.URL}}})
+	h := provision(t, &Handler{Bots: map[string]*Bot{bot: {AuthURL: api.URL}}})
 	m := processMetrics
 	verified := counter(m.requests, bot, "verified", "")
 	hits, misses := counter(m.cacheRequests, "identity", "hit"), counter(m.cacheRequests, "identity", "miss")

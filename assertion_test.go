@@ -40,7 +40,7 @@ func TestAssertionHS256(t *testing.T) {
 	api := newIdentityAPI(t)
 	t.Setenv("CA_TEST_SIGN_KEY", "an-hs256-key-of-at-least-32-bytes!!")
 	clk := newClock()
-	h := provision(t, &Handler{SignKey: "{env.CA_TEST_SIGN_KEY}", CacheSize: uniqueCacheSize(), now: clk.Now,
+	h := provision(t, &Handler{SignKey: "{env.CA_TEST_SIGN_KEY}", now: clk.Now,
 		Bots: map[string]*Bot{"shop": {AuthURL: api.URL}}})
 	got := serve(t, h, widgetRequest("shop", "alice-token", ""))
 	token := got.header.Get("X-Contact-Assertion")
@@ -99,7 +99,7 @@ func TestAssertionKeyFilesAndJWKS(t *testing.T) {
 			SignKeyFiles: files,
 			JWKSPath:     "/.well-known/custom-auth/jwks.json",
 			AssertionTTL: caddy.Duration(2 * time.Minute),
-			CacheSize:    uniqueCacheSize(),
+			CacheSize:    defaultCacheSize,
 			Bots:         map[string]*Bot{"shop": {AuthURL: api.URL}},
 		})
 	}

@@ -25,7 +25,8 @@ type Bot struct {
 	// reason `disabled`. Default: false.
 	Off bool `json:"off,omitempty"`
 
-	// The customer's identity API, an absolute http or https URL. Required unless off.
+	// The customer's identity API, an absolute http or https URL. Required unless off
+	// or `verify_jwt` is set.
 	AuthURL string `json:"auth_url,omitempty"`
 
 	// Headers sent to the identity API, e.g. `Authorization: Bearer {env.CA_TOKEN}`.
@@ -36,12 +37,18 @@ type Bot struct {
 	// when the visitor supplied them. Default: none.
 	Forward []string `json:"forward,omitempty"`
 
+	// Verifies the access token locally, as a JWT the customer signed, instead of
+	// calling an identity API: no `auth_url`, `auth_headers` or `forward` then.
+	// Default: none.
+	VerifyJWT *JWTSettings `json:"verify_jwt,omitempty"`
+
 	// The primary key that the API's answer must carry and that must equal the
 	// visitor's claim when the visitor made one: `id` (checked against the visitor's
 	// `user_id`), `email` or `phone_number`. Default: `id`.
 	IdentifyBy string `json:"identify_by,omitempty"`
 
-	// Time limit of the whole identity API call. Default: 3s.
+	// Time limit of the whole identity API call, and of a `verify_jwt` JWKS fetch.
+	// Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// How long a verified identity is cached; 0 disables the cache. Default: 5m.
@@ -114,12 +121,24 @@ func primaryFieldOf(identifyBy string) (string, error) {
 	return field, nil
 }
 
-// checkIdentitySource requires a way to verify tokens unless the bot is off.
-func (cfg *Bot) checkIdentitySource() error {
-	if !cfg.Off && cfg.AuthURL == "" {
-		return errors.New("auth_url is required unless the bot is off")
+// checkIdentitySource requires one way to verify tokens unless the bot is off: an
+// identity API, or verify_jwt.
+func (cfg *Bot) checkIdentitySource(botID string) error {
+	switch {
+	case cfg.Off:
+		return nil
+	case cfg.VerifyJWT == nil && cfg.AuthURL == "":
+		return errors.New("auth_url is required unless the bot is off or has verify_jwt")
+	case cfg.VerifyJWT == nil:
+		return nil
+	case cfg.AuthURL != "":
+		return errors.New("verify_jwt: a bot has auth_url or verify_jwt, not both")
+	case len(cfg.AuthHeaders) > 0:
+		return errors.New("auth_header: only for auth_url; verify_jwt calls no API")
+	case len(cfg.Forward) > 0:
+		return errors.New("forward: only for auth_url; verify_jwt calls no API")
 	}
-	return nil
+	return cfg.VerifyJWT.check(botID)
 }
 
 // expandConfigured expands global placeholders in a configured value. A value that is
@@ -147,6 +166,9 @@ type botSettings struct {
 	negativeTTL  time.Duration
 	whitelist    *whitelist
 	remoteList   *remoteWhitelist
+	// jwt verifies the bot's tokens locally, when it has verify_jwt; nil: the
+	// identity API does.
+	jwt *jwtVerifier
 	// client makes the bot's calls: the operator's, or the tenants' (botPolicy).
 	client    *http.Client
 	breaker   *breaker
@@ -154,8 +176,8 @@ type botSettings struct {
 	// verifiedRequests counts this bot's verified requests.
 	verifiedRequests prometheus.Counter
 	// settingsKey identifies the settings that shape an identity (URL, headers,
-	// forwarded fields, primary key), so a cached identity is never served to a bot
-	// whose settings changed.
+	// forwarded fields, primary key, verify_jwt), so a cached identity is never
+	// served to a bot whose settings changed.
 	settingsKey [sha256.Size]byte
 }
 
@@ -189,41 +211,35 @@ func operatorPolicy(repl *caddy.Replacer, client *http.Client, breakers *listedB
 }
 
 // breakerFor returns the circuit breaker of a bot's identity API.
-func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning) *breaker {
+func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning, m *metrics) *breaker {
 	if p.breakers == nil {
-		return newBreaker(botID, tuning)
+		return newBreaker(botID, tuning, m)
 	}
-	return p.breakers.load(botID, url, tuning)
+	return p.breakers.load(botID, url, tuning, m)
 }
 
 // newBot checks a bot's settings and prepares them as policy allows.
 func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy, env *environment) (*botSettings, error) {
-	expand := policy.expand
 	b := &botSettings{id: id, off: cfg.Off}
 	if cfg.Off {
 		return b, nil
 	}
 
-	if err := cfg.checkIdentitySource(); err != nil {
+	if err := cfg.checkIdentitySource(id); err != nil {
 		return nil, err
 	}
 	var err error
-	if b.authURL, err = expandConfigured("auth_url", cfg.AuthURL, expand); err != nil {
+	if b.timeout, err = durationOrDefault("timeout", cfg.Timeout, defaultTimeout); err != nil {
 		return nil, err
 	}
-	if err := checkURL(b.authURL); err != nil {
-		return nil, fmt.Errorf("auth_url: %w", err)
+	if policy.maxTimeout > 0 {
+		b.timeout = min(b.timeout, policy.maxTimeout)
 	}
-	if b.authHeaders, err = headerValues(cfg.AuthHeaders, expand); err != nil {
-		return nil, fmt.Errorf("auth_header: %w", err)
+	if err := b.prepareIdentitySource(cfg, policy, env); err != nil {
+		return nil, err
 	}
-
-	b.forward = make(map[string]bool, len(cfg.Forward))
-	for _, f := range cfg.Forward {
-		if !knownFields[f] {
-			return nil, fmt.Errorf("forward: unknown field %q (known: %s)", f, strings.Join(slices.Sorted(maps.Keys(knownFields)), ", "))
-		}
-		b.forward[f] = true
+	if b.forward, err = forwardedFields(cfg.Forward, knownFields); err != nil {
+		return nil, err
 	}
 
 	b.identifyBy = cmp.Or(cfg.IdentifyBy, "id")
@@ -231,32 +247,14 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 		return nil, err
 	}
 
-	if b.timeout, err = durationOrDefault("timeout", cfg.Timeout, defaultTimeout); err != nil {
-		return nil, err
-	}
-	if policy.maxTimeout > 0 {
-		b.timeout = min(b.timeout, policy.maxTimeout)
-	}
 	if b.cacheTTL, err = optionalDuration("cache_ttl", cfg.CacheTTL, defaultCacheTTL); err != nil {
 		return nil, err
 	}
 	if b.negativeTTL, err = optionalDuration("negative_ttl", cfg.NegativeTTL, defaultNegativeTTL); err != nil {
 		return nil, err
 	}
-
-	if len(cfg.Whitelist) > 0 {
-		entries := make([]string, len(cfg.Whitelist))
-		for i, e := range cfg.Whitelist {
-			entries[i] = expand(e)
-		}
-		if b.whitelist, err = compileWhitelist(entries); err != nil {
-			return nil, fmt.Errorf("whitelist: %w", err)
-		}
-	}
-	if cfg.WhitelistURL != nil {
-		if b.remoteList, err = newRemoteWhitelist(id, cfg.WhitelistURL, b.timeout, expand, policy, env); err != nil {
-			return nil, fmt.Errorf("whitelist_url: %w", err)
-		}
+	if err := b.prepareWhitelists(cfg, policy, env); err != nil {
+		return nil, err
 	}
 
 	tuning, err := breakerTuningOf(cfg.CircuitBreaker)
@@ -264,7 +262,7 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 		return nil, fmt.Errorf("circuit_breaker: %w", err)
 	}
 	b.client = policy.client
-	b.breaker = policy.breakerFor(id, b.authURL, tuning)
+	b.breaker = policy.breakerFor(id, b.authURL, tuning, env.metrics)
 	b.callSlots = newCallSlots(policy.callsInFlight)
 
 	b.settingsKey = settingsKey(b)
@@ -272,16 +270,85 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 	return b, nil
 }
 
+// prepareIdentitySource prepares what verifies the bot's tokens: its verify_jwt keys,
+// or its identity API's URL and headers, with placeholders expanded.
+func (b *botSettings) prepareIdentitySource(cfg *Bot, policy *botPolicy, env *environment) error {
+	var err error
+	if cfg.VerifyJWT != nil {
+		if b.jwt, err = newJWTVerifier(b.id, cfg.VerifyJWT, b.timeout, policy.expand, policy.client, env); err != nil {
+			return fmt.Errorf("verify_jwt: %w", err)
+		}
+		return nil
+	}
+	if b.authURL, err = expandConfigured("auth_url", cfg.AuthURL, policy.expand); err != nil {
+		return err
+	}
+	if err := checkURL(b.authURL); err != nil {
+		return fmt.Errorf("auth_url: %w", err)
+	}
+	if b.authHeaders, err = headerValues(cfg.AuthHeaders, policy.expand); err != nil {
+		return fmt.Errorf("auth_header: %w", err)
+	}
+	return nil
+}
+
+// forwardedFields checks that a bot forwards only fields the handler knows.
+func forwardedFields(forward []string, knownFields map[string]bool) (map[string]bool, error) {
+	fields := make(map[string]bool, len(forward))
+	for _, f := range forward {
+		if !knownFields[f] {
+			return nil, fmt.Errorf("forward: unknown field %q (known: %s)", f, strings.Join(slices.Sorted(maps.Keys(knownFields)), ", "))
+		}
+		fields[f] = true
+	}
+	return fields, nil
+}
+
+// prepareWhitelists compiles the bot's manual whitelist, with placeholders expanded,
+// and prepares the fetching of its whitelist_url.
+func (b *botSettings) prepareWhitelists(cfg *Bot, policy *botPolicy, env *environment) error {
+	var err error
+	if len(cfg.Whitelist) > 0 {
+		entries := make([]string, len(cfg.Whitelist))
+		for i, e := range cfg.Whitelist {
+			entries[i] = policy.expand(e)
+		}
+		if b.whitelist, err = compileWhitelist(entries); err != nil {
+			return fmt.Errorf("whitelist: %w", err)
+		}
+	}
+	if cfg.WhitelistURL != nil {
+		if b.remoteList, err = newRemoteWhitelist(b.id, cfg.WhitelistURL, b.timeout, policy.expand, policy, env); err != nil {
+			return fmt.Errorf("whitelist_url: %w", err)
+		}
+	}
+	return nil
+}
+
 // settingsKey hashes the settings that shape an identity.
 func settingsKey(b *botSettings) [sha256.Size]byte {
+	var verifyJWT *JWTSettings
+	if b.jwt != nil {
+		verifyJWT = &b.jwt.settings
+	}
 	shape := struct {
 		URL        string
 		Headers    http.Header
 		Forward    []string
 		IdentifyBy string
-	}{b.authURL, b.authHeaders, slices.Sorted(maps.Keys(b.forward)), b.identifyBy}
+		VerifyJWT  *JWTSettings `json:",omitempty"`
+	}{b.authURL, b.authHeaders, slices.Sorted(maps.Keys(b.forward)), b.identifyBy, verifyJWT}
 	text, _ := json.Marshal(shape) // maps are marshalled in key order
 	return sha256.Sum256(text)
+}
+
+// identitySource says what verifies the bot's tokens, with no secret and no URL
+// credential.
+func (b *botSettings) identitySource() string {
+	if b.jwt != nil {
+		return b.jwt.String()
+	}
+	return "identity API " + redactURL(b.authURL)
 }
 
 func (b *botSettings) hasWhitelist() bool { return b.whitelist != nil || b.remoteList != nil }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -178,20 +177,16 @@ func (r *remoteBot) verdict() (*botSettings, reason) {
 // fetchFirst asks for the settings of a bot that has none cached. Concurrent requests
 // wait for the same fetch; a visitor who leaves stops waiting at once.
 func (rb *remoteBots) fetchFirst(ctx context.Context, id, key string) (*botSettings, reason) {
-	flight := rb.caches.flights.DoChan(key, func() (any, error) {
+	answer, ok := awaitFlight(ctx, &rb.caches.flights, key, func(ctx context.Context) *remoteBot {
 		if answer, _ := rb.cached(key); answer != nil {
-			return answer, nil // cached by a fetch that ended after this request looked
+			return answer // cached by a fetch that ended after this request looked
 		}
-		// The fetch serves every waiting request, so one visitor leaving must not
-		// cancel it; the timeout bounds it.
-		return rb.refresh(context.WithoutCancel(ctx), id, key, nil), nil
+		return rb.refresh(ctx, id, key, nil)
 	})
-	select {
-	case done := <-flight:
-		return done.Val.(*remoteBot).verdict()
-	case <-ctx.Done():
+	if !ok {
 		return nil, reasonError
 	}
+	return answer.verdict()
 }
 
 // refreshInBackground asks again for the settings of a bot whose cached ones are
@@ -265,39 +260,22 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, rb.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rb.base+"/"+url.PathEscape(id), nil)
+	answer, err := callAPI(ctx, rb.env.client, http.MethodGet, rb.base+"/"+url.PathEscape(id), rb.headers, nil, maxBotSettingsSize)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("calling bots_url: %w", err)
 	}
-	for name, values := range rb.headers {
-		req.Header[name] = values
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := rb.env.client.Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("calling bots_url: %w", redactURLError(err))
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
+	switch answer.status {
 	case http.StatusOK:
+		return answer.body, http.StatusOK, nil
 	case http.StatusNotFound:
 		return nil, http.StatusNotFound, nil
-	default:
-		return nil, 0, fmt.Errorf("bots_url answered %d", resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBotSettingsSize+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading bots_url answer: %w", err)
-	}
-	return body, http.StatusOK, nil
+	return nil, 0, fmt.Errorf("bots_url answered %d", answer.status)
 }
 
 // parse checks a bot settings answer like a bot block of the config, and bounds it as
 // a tenant's (newTenantPolicy).
 func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
-	if len(settings) > maxBotSettingsSize {
-		return nil, fmt.Errorf("settings are over %d bytes", maxBotSettingsSize)
-	}
 	var cfg Bot
 	if err := json.Unmarshal(settings, &cfg); err != nil {
 		return nil, fmt.Errorf("settings are not a bot's JSON form: %w", err)

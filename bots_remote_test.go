@@ -2,17 +2,12 @@ package customauth
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,107 +18,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// botsAPI is a real HTTP server that plays the chat backend's bot settings API.
-type botsAPI struct {
-	*httptest.Server
-	calls atomic.Int64
-
-	mu       sync.Mutex
-	settings map[string]string // by bot id; absent: 404
-	anyBot   string            // when set, the settings of every bot not in settings
-	down     bool
-	hang     chan struct{} // when set, requests wait until it is closed
-	paths    []string
-	headers  http.Header
-
-	// hung receives one value per request that started waiting on hang, and
-	// abandoned one per such request whose context ended before hang was closed.
-	hung, abandoned chan struct{}
-}
-
-func newBotsAPI(t testing.TB) *botsAPI {
-	b := &botsAPI{settings: map[string]string{}, hung: make(chan struct{}, 100), abandoned: make(chan struct{}, 100)}
-	b.Server = httptest.NewServer(http.HandlerFunc(b.serve))
-	t.Cleanup(func() {
-		b.release()
-		b.Close()
-	})
-	return b
-}
-
-func (b *botsAPI) serve(w http.ResponseWriter, r *http.Request) {
-	b.calls.Add(1)
-	b.mu.Lock()
-	b.paths = append(b.paths, r.URL.EscapedPath())
-	b.headers = r.Header.Clone()
-	hang := b.hang
-	b.mu.Unlock()
-	if hang != nil {
-		b.hung <- struct{}{}
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-			b.abandoned <- struct{}{}
-			return
-		}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.down {
-		w.WriteHeader(http.StatusBadGateway)
-		return
-	}
-	id, ok := strings.CutPrefix(r.URL.Path, "/bots/")
-	settings, known := b.settings[id]
-	if !known && b.anyBot != "" {
-		settings, known = b.anyBot, true
-	}
-	if !ok || !known {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	io.WriteString(w, settings)
-}
-
-func (b *botsAPI) set(id, settings string) {
-	b.mu.Lock()
-	b.settings[id] = settings
-	b.mu.Unlock()
-}
-
-func (b *botsAPI) setDown(down bool) {
-	b.mu.Lock()
-	b.down = down
-	b.mu.Unlock()
-}
-
-// hangRequests makes the API hold every request until release.
-func (b *botsAPI) hangRequests() {
-	b.mu.Lock()
-	b.hang = make(chan struct{})
-	b.mu.Unlock()
-}
-
-func (b *botsAPI) release() {
-	b.mu.Lock()
-	if b.hang != nil {
-		close(b.hang)
-		b.hang = nil
-	}
-	b.mu.Unlock()
-}
-
-// botsSource is the bots_url config of the tests' handlers.
-func botsSource(bots *botsAPI) *BotsSource {
-	return &BotsSource{
-		URL:     bots.URL + "/bots/",
-		Headers: map[string]string{"X-Api-Key": "backend-key"},
-		TTL:     caddy.Duration(time.Minute),
-		// The test APIs listen on 127.0.0.1, where tenant URLs may not go otherwise.
-		AllowPrivate: true,
-	}
-}
-
 func remoteBotsHandler(t *testing.T, bots *botsAPI, clk *clock, size int64) *Handler {
 	return provision(t, &Handler{
 		CacheSize: size,
@@ -133,41 +27,12 @@ func remoteBotsHandler(t *testing.T, bots *botsAPI, clk *clock, size int64) *Han
 	})
 }
 
-// within waits, up to a bound far above what the work needs, for a channel to
-// deliver, and fails the test if it does not.
-func within[T any](t *testing.T, what string, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("gave up waiting: %s", what)
-		panic("unreachable")
-	}
-}
-
-// outcomeAsync serves a request in the background and delivers its outcome.
-func outcomeAsync(t *testing.T, h *Handler, r *http.Request) <-chan string {
-	done := make(chan string, 1)
-	go func() {
-		got := serve(t, h, r)
-		done <- got.placeholder("http.custom_auth.status") + "/" + got.placeholder("http.custom_auth.reason")
-	}()
-	return done
-}
-
-func botOutcome(t *testing.T, h *Handler, bot, token string, origin ...string) string {
-	t.Helper()
-	got := serve(t, h, widgetRequest(bot, token, cmp.Or(append(origin, "https://shop.example.com")...)))
-	return got.placeholder("http.custom_auth.status") + "/" + got.placeholder("http.custom_auth.reason")
-}
-
 func TestRemoteBot(t *testing.T) {
 	api := newIdentityAPI(t)
 	bots := newBotsAPI(t)
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q,"whitelist":["shop.example.com"]}`, api.URL))
 	clk := newClock()
-	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, clk, defaultCacheSize)
 
 	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
 		t.Fatalf("remote bot: %s", o)
@@ -230,7 +95,7 @@ func TestRemoteBotSettingsChangeNeverServesOldIdentity(t *testing.T) {
 	bots := newBotsAPI(t)
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL+"/v1"))
 	clk := newClock()
-	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, clk, defaultCacheSize)
 	botOutcome(t, h, "remote", "alice-token")
 	botOutcome(t, h, "remote", "alice-token")
 	if n := api.calls.Load(); n != 1 {
@@ -251,7 +116,7 @@ func TestRemoteBotBackendDown(t *testing.T) {
 	bots := newBotsAPI(t)
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
 	clk := newClock()
-	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, clk, defaultCacheSize)
 	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
 		t.Fatal(o)
 	}
@@ -271,7 +136,7 @@ func TestRemoteBotConcurrentFirstRequests(t *testing.T) {
 	api := newIdentityAPI(t)
 	bots := newBotsAPI(t)
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
-	h := remoteBotsHandler(t, bots, newClock(), uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, newClock(), defaultCacheSize)
 	var wg sync.WaitGroup
 	for range 100 {
 		wg.Go(func() {
@@ -299,7 +164,7 @@ func TestRemoteBotInvalidSettings(t *testing.T) {
 	} {
 		bots.set(id, settings)
 	}
-	h := remoteBotsHandler(t, bots, newClock(), uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, newClock(), defaultCacheSize)
 	for _, id := range []string{"bad-url", "no-url", "bad-identify", "bad-forward", "not-json", "too-large", "env-leak"} {
 		if o := botOutcome(t, h, id, "alice-token"); o != "fallback/error" {
 			t.Errorf("%s: %s, want fallback/error", id, o)
@@ -309,7 +174,7 @@ func TestRemoteBotInvalidSettings(t *testing.T) {
 
 func TestRemoteBotHostileIDs(t *testing.T) {
 	bots := newBotsAPI(t)
-	h := remoteBotsHandler(t, bots, newClock(), uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, newClock(), defaultCacheSize)
 	for _, tc := range []struct {
 		id      string
 		fetched bool
@@ -383,7 +248,7 @@ func TestRemoteBotRefreshNeverBlocks(t *testing.T) {
 	clk := newClock()
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(time.Hour) // a blocked visitor would wait for an hour
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, BotsURL: source})
+	h := provision(t, &Handler{now: clk.Now, BotsURL: source})
 	if o := botOutcome(t, h, "remote", "alice-token"); o != "verified/" {
 		t.Fatal(o)
 	}
@@ -419,7 +284,7 @@ func TestRemoteBotRefreshStopsWithConfig(t *testing.T) {
 	clk := newClock()
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(time.Hour)
-	h := &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, logger: zap.NewNop(), BotsURL: source}
+	h := &Handler{now: clk.Now, logger: zap.NewNop(), BotsURL: source}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {
@@ -444,7 +309,7 @@ func TestRemoteBotFailedFirstFetchIsRemembered(t *testing.T) {
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
 	bots.setDown(true)
 	clk := newClock()
-	h := remoteBotsHandler(t, bots, clk, uniqueCacheSize())
+	h := remoteBotsHandler(t, bots, clk, defaultCacheSize)
 	for range 5 {
 		if o := botOutcome(t, h, "remote", "alice-token"); o != "fallback/error" {
 			t.Fatalf("backend down: %s", o)
@@ -475,7 +340,7 @@ func TestRemoteBotFirstFetchWaitsAndVisitorMayLeave(t *testing.T) {
 	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(time.Hour)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: newClock().Now, BotsURL: source})
+	h := provision(t, &Handler{now: newClock().Now, BotsURL: source})
 	bots.hangRequests()
 
 	ctx, leave := context.WithCancel(context.Background())
@@ -506,7 +371,7 @@ func TestRemoteBotTimeout(t *testing.T) {
 	bots.hangRequests()
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(50 * time.Millisecond)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), BotsURL: source})
+	h := provision(t, &Handler{BotsURL: source})
 	// Less than the default timeout of 3s, far more than 50ms.
 	done := outcomeAsync(t, h, widgetRequest("remote", "alice-token", ""))
 	select {
@@ -559,7 +424,7 @@ func TestRemoteBotRefreshesAreBounded(t *testing.T) {
 	clk := newClock()
 	source := botsSource(bots)
 	source.Timeout = caddy.Duration(time.Hour)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, BotsURL: source})
+	h := provision(t, &Handler{now: clk.Now, BotsURL: source})
 	const many = maxBackgroundRefreshes + 8
 	for i := range many {
 		botOutcome(t, h, fmt.Sprintf("bot-%d", i), "")
@@ -649,7 +514,7 @@ func TestWarningsBoundedUnderBotIDFlood(t *testing.T) {
 	bots.setDown(true)
 	core, logs := observer.New(zapcore.WarnLevel)
 	clk := newClock()
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), now: clk.Now, logger: zap.New(core), BotsURL: botsSource(bots)})
+	h := provision(t, &Handler{now: clk.Now, logger: zap.New(core), BotsURL: botsSource(bots)})
 	const flood = 3000
 	for i := range flood {
 		if o := botOutcome(t, h, fmt.Sprintf("flood-%d", i), "alice-token"); o != "fallback/error" {

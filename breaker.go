@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -15,7 +18,8 @@ import (
 // whose API fails never makes another bot skip its API, even when both name the same
 // auth_url.
 type breaker struct {
-	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	cb    *gobreaker.TwoStepCircuitBreaker[struct{}]
+	gauge *breakerGauge
 }
 
 // breakerTuning is a bot's circuit_breaker settings, checked.
@@ -42,14 +46,39 @@ func breakerTuningOf(cfg *BreakerSettings) (breakerTuning, error) {
 	return tuning, nil
 }
 
-func newBreaker(botID string, tuning breakerTuning) *breaker {
-	return &breaker{cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        fmt.Sprintf("identity API of bot %q", botID),
-		MaxRequests: 1, // one probe when half-open
-		Timeout:     tuning.openFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(tuning.failures) },
-		IsExcluded:  func(err error) bool { return errors.Is(err, errNoNewsOfAPI) },
+func newBreaker(botID string, tuning breakerTuning, m *metrics) *breaker {
+	gauge := &breakerGauge{series: m.breakerOpenGauge(botID)}
+	b := &breaker{gauge: gauge, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:          fmt.Sprintf("identity API of bot %q", botID),
+		MaxRequests:   1, // one probe when half-open
+		Timeout:       tuning.openFor,
+		ReadyToTrip:   func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(tuning.failures) },
+		IsExcluded:    func(err error) bool { return errors.Is(err, errNoNewsOfAPI) },
+		OnStateChange: func(_ string, _, to gobreaker.State) { gauge.set(to != gobreaker.StateClosed) },
 	})}
+	// A remote bot's breaker goes with its settings (changed, or evicted from the
+	// cache) without a word: an open one stops counting once it is freed.
+	runtime.AddCleanup(b, func(gauge *breakerGauge) { gauge.set(false) }, gauge)
+	return b
+}
+
+// breakerGauge is a breaker's share of its bot label's breaker_open series: 1 while
+// the breaker is open or half-open. gobreaker moves an open breaker to half-open on
+// the first call after open_for, so an idle bot's stays open.
+type breakerGauge struct {
+	series prometheus.Gauge
+	open   atomic.Bool
+}
+
+func (g *breakerGauge) set(open bool) {
+	if g.open.Swap(open) == open {
+		return
+	}
+	if open {
+		g.series.Inc()
+	} else {
+		g.series.Dec()
+	}
 }
 
 // apiHealth is what one call tells the breaker about the API.
@@ -90,8 +119,12 @@ func (b *breaker) allow() (done func(apiHealth), ok bool) {
 	}, true
 }
 
-// Destruct lets breakerPool hold breakers; a breaker holds nothing to free.
-func (*breaker) Destruct() error { return nil }
+// Destruct lets breakerPool hold breakers: the last config that used one is gone, so
+// it no longer counts as open.
+func (b *breaker) Destruct() error {
+	b.gauge.set(false)
+	return nil
+}
 
 // breakerPool holds the breakers of bots listed in the config, by bot, URL and
 // tuning, so that a config reload does not forget that an API is down; a breaker goes
@@ -105,15 +138,15 @@ type listedBreakers struct {
 }
 
 // load returns the breaker of a listed bot, the one an earlier config used if the bot
-// kept its auth_url and tuning.
-func (lb *listedBreakers) load(botID, url string, tuning breakerTuning) *breaker {
+// kept its auth_url and tuning. A new one counts in m's breaker_open gauge.
+func (lb *listedBreakers) load(botID, url string, tuning breakerTuning, m *metrics) *breaker {
 	key, _ := json.Marshal(struct {
 		Bot, URL string
 		Failures int
 		OpenFor  time.Duration
 	}{botID, url, tuning.failures, tuning.openFor})
 	v, _, _ := breakerPool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
-		return newBreaker(botID, tuning), nil // cannot fail
+		return newBreaker(botID, tuning, m), nil // cannot fail
 	})
 	lb.keys = append(lb.keys, string(key))
 	return v.(*breaker)

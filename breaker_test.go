@@ -27,7 +27,7 @@ func TestBreakerSkipsAnAPIThatIsDown(t *testing.T) {
 		}
 		return true
 	})
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL:        api.URL + "/ca",
 		Timeout:        caddy.Duration(50 * time.Millisecond),
 		CacheTTL:       dur(0),
@@ -59,7 +59,7 @@ func TestBreakerSkipsAnAPIThatIsDown(t *testing.T) {
 
 func TestBreakerIgnoresRejectionsAndMalformedAnswers(t *testing.T) {
 	api := newIdentityAPI(t)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL: api.URL + "/other", CacheTTL: dur(0), NegativeTTL: dur(0),
 		CircuitBreaker: &BreakerSettings{Failures: 2},
 	}}})
@@ -85,20 +85,20 @@ func TestListedBreakersOutliveAReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldConfig, newConfig := new(listedBreakers), new(listedBreakers)
-	shop := oldConfig.load("shop", url, tuning)
-	if other := oldConfig.load("other", url, tuning); other == shop {
+	shop := oldConfig.load("shop", url, tuning, processMetrics)
+	if other := oldConfig.load("other", url, tuning, processMetrics); other == shop {
 		t.Error("two bots naming the same auth_url share a breaker")
 	}
-	if again := newConfig.load("shop", url, tuning); again != shop {
+	if again := newConfig.load("shop", url, tuning, processMetrics); again != shop {
 		t.Error("a reload of the same bot got a new breaker")
 	}
-	if changed := newConfig.load("shop", url, breakerTuning{failures: 3, openFor: tuning.openFor}); changed == shop {
+	if changed := newConfig.load("shop", url, breakerTuning{failures: 3, openFor: tuning.openFor}, processMetrics); changed == shop {
 		t.Error("a bot whose breaker settings changed kept the old breaker")
 	}
 	if err := oldConfig.release(); err != nil {
 		t.Fatal(err)
 	}
-	if again := newConfig.load("shop", url, tuning); again != shop {
+	if again := newConfig.load("shop", url, tuning, processMetrics); again != shop {
 		t.Error("the breaker went while a config still used it")
 	}
 	if err := newConfig.release(); err != nil {
@@ -107,7 +107,7 @@ func TestListedBreakersOutliveAReload(t *testing.T) {
 	if _, used := breakerPool.References(`{"Bot":"shop","URL":"` + url + `","Failures":5,"OpenFor":10000000000}`); used {
 		t.Error("the breaker stayed after every config that used it was cleaned up")
 	}
-	if fresh := new(listedBreakers).load("shop", url, tuning); fresh == shop {
+	if fresh := new(listedBreakers).load("shop", url, tuning, processMetrics); fresh == shop {
 		t.Error("a breaker no config used came back")
 	}
 	if _, err := breakerTuningOf(&BreakerSettings{Failures: -1}); err == nil {
@@ -130,7 +130,7 @@ func TestBreakerIgnoresVisitorsWhoLeave(t *testing.T) {
 		io.WriteString(w, `{"data":{"id":"9"}}`)
 		return true
 	})
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL: api.URL + "/leave", CacheTTL: dur(0), NegativeTTL: dur(0),
 		Timeout: caddy.Duration(time.Minute), CircuitBreaker: &BreakerSettings{Failures: 2},
 	}}})
@@ -171,7 +171,7 @@ func TestBreakerBelongsToOneBot(t *testing.T) {
 	bots := newBotsAPI(t)
 	bots.set("attacker", fmt.Sprintf(`{"auth_url":%q,"timeout":"1ns","cache_ttl":0}`, api.URL+"/ca"))
 	h := provision(t, &Handler{
-		CacheSize: uniqueCacheSize(),
+		CacheSize: defaultCacheSize,
 		BotsURL:   &BotsSource{URL: bots.URL + "/bots", AllowPrivate: true},
 		Bots: map[string]*Bot{
 			"victim": {AuthURL: api.URL + "/ca", CacheTTL: dur(0)},
@@ -199,7 +199,7 @@ func TestBreakerBelongsToOneBot(t *testing.T) {
 // no visitor waits for them to end (cache_ttl 0, calls shared by concurrent visitors).
 func TestBreakerOpensOnAHangingAPI(t *testing.T) {
 	api := newIdentityAPI(t)
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL: api.URL + "/hanging", CacheTTL: dur(0), NegativeTTL: dur(0),
 		Timeout:        caddy.Duration(50 * time.Millisecond),
 		CircuitBreaker: &BreakerSettings{Failures: 2, OpenFor: caddy.Duration(time.Minute)},
@@ -234,7 +234,7 @@ func TestBreakerIgnoresCallsCutByAnUnload(t *testing.T) {
 		return false
 	})
 	config := func() *Handler {
-		return &Handler{CacheSize: uniqueCacheSize(), logger: zap.NewNop(), Bots: map[string]*Bot{"shop": {
+		return &Handler{logger: zap.NewNop(), Bots: map[string]*Bot{"shop": {
 			AuthURL: api.URL + "/unload", CacheTTL: dur(0), NegativeTTL: dur(0),
 			Timeout:        caddy.Duration(time.Minute),
 			CircuitBreaker: &BreakerSettings{Failures: 2, OpenFor: caddy.Duration(time.Minute)},
@@ -289,7 +289,7 @@ func TestBreakerIgnoresACallerWhoLeft(t *testing.T) {
 		}
 		return false
 	})
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	h := provision(t, &Handler{Bots: map[string]*Bot{"shop": {
 		AuthURL: api.URL + "/left", Timeout: caddy.Duration(time.Minute),
 		CircuitBreaker: &BreakerSettings{Failures: 2, OpenFor: caddy.Duration(time.Minute)},
 	}}})

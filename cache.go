@@ -3,7 +3,10 @@ package customauth
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -38,10 +41,12 @@ type cacheEntry struct {
 
 var cachePool = caddy.NewUsagePool()
 
-// loadCaches returns the caches of the given size, shared with any config that uses the
-// same size; each call must be matched by a release.
-func loadCaches(size int64, logger *zap.Logger) (*caches, error) {
-	key := fmt.Sprintf("custom_auth/%d", size)
+// loadCaches returns the caches of a handler. A handler with the same bots (listed
+// ids and bots_url) and the same cache_size in the next config, after a reload, finds
+// the caches it had; an unrelated handler has caches of its own, so one handler's
+// visitors never take another's cache_size. Each call must be matched by a release.
+func loadCaches(h *Handler, size int64) (*caches, error) {
+	key := cachePoolKey(h, size)
 	v, loaded, err := cachePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		return newCaches(key, size)
 	})
@@ -49,9 +54,23 @@ func loadCaches(size int64, logger *zap.Logger) (*caches, error) {
 		return nil, fmt.Errorf("cache_size: %w", err)
 	}
 	if loaded {
-		logger.Debug("reusing caches", zap.Int64("cache_size", size))
+		h.logger.Debug("reusing caches", zap.Int64("cache_size", size))
 	}
 	return v.(*caches), nil
+}
+
+// cachePoolKey names what a handler's caches are for: its size and its bots.
+func cachePoolKey(h *Handler, size int64) string {
+	var botsURL string
+	if h.BotsURL != nil {
+		botsURL = h.BotsURL.URL
+	}
+	shape, _ := json.Marshal(struct {
+		Size    int64
+		Bots    []string
+		BotsURL string
+	}{size, slices.Sorted(maps.Keys(h.Bots)), botsURL})
+	return "custom_auth/" + string(shape)
 }
 
 // averageEntryCost guesses an entry's size to size ristretto's admission counters.
@@ -136,13 +155,10 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 		ci.metrics.observeCache("identity", false)
 	}
 	// Concurrent requests for one key make one call, whatever the TTLs.
-	flight := ci.caches.flights.DoChan(key, func() (any, error) {
-		// The call serves every waiting request, so one visitor leaving must not
-		// cancel it; the bot's timeout still bounds it.
-		ctx := context.WithoutCancel(ctx)
+	res, ok := awaitFlight(ctx, &ci.caches.flights, key, func(ctx context.Context) lookupResult {
 		if caching {
 			if res, ok := ci.sharedVerdict(ctx, key, b, req); ok {
-				return res, nil
+				return res
 			}
 		}
 		// A verdict is as old as its question: one asked before a purge and
@@ -154,14 +170,27 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 			ci.caches.storeVerdict(key, v, asked, asked.Add(ttl), ttl)
 			ci.shareVerdict(ctx, key, v, ttl)
 		}
-		return res, nil
+		return res
 	})
+	if !ok {
+		return failure(fmt.Errorf("visitor left: %w", context.Cause(ctx)), false)
+	}
+	return res
+}
+
+// awaitFlight makes one call of fn for all concurrent requests with the same key and
+// returns its result; ok is false when ctx ends first. The call serves every waiting
+// request, so it runs with a context that no visitor leaving cancels (its own timeout
+// bounds it), while a visitor who leaves stops waiting at once.
+func awaitFlight[T any](ctx context.Context, flights *singleflight.Group, key string, fn func(context.Context) T) (T, bool) {
+	detached := context.WithoutCancel(ctx)
+	flight := flights.DoChan(key, func() (any, error) { return fn(detached), nil })
 	select {
 	case done := <-flight:
-		return done.Val.(lookupResult)
+		return done.Val.(T), true
 	case <-ctx.Done():
-		// A visitor who left stops waiting at once; the call goes on for the others.
-		return failure(fmt.Errorf("visitor left: %w", context.Cause(ctx)), false)
+		var zero T
+		return zero, false
 	}
 }
 

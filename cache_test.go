@@ -2,12 +2,11 @@ package customauth
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,16 +42,11 @@ func cachingHandler(t *testing.T, api *identityAPI, clk *clock, bot *Bot) *Handl
 		bot.AuthURL = api.URL + "/ca"
 	}
 	return provision(t, &Handler{
-		CacheSize: uniqueCacheSize(),
+		CacheSize: defaultCacheSize,
 		Bots:      map[string]*Bot{"shop": bot},
 		now:       clk.Now,
 	})
 }
-
-var cacheSizes atomic.Int64
-
-// uniqueCacheSize gives each test its own cache: caches are shared by size.
-func uniqueCacheSize() int64 { return 8<<20 + cacheSizes.Add(1) }
 
 func verify(t *testing.T, h *Handler, token string) string {
 	t.Helper()
@@ -86,6 +80,45 @@ func TestConcurrentRequestsMakeOneCall(t *testing.T) {
 	if n := api.calls.Load(); n != 1 {
 		t.Fatalf("20 more requests made %d API calls in all, want 1", n)
 	}
+}
+
+// TestConcurrentRequestsMakeOneCallWithoutCaching: with cache_ttl 0 and negative_ttl 0
+// nothing is cached, yet requests that arrive while a call for the same token is under
+// way wait for it rather than calling again.
+func TestConcurrentRequestsMakeOneCallWithoutCaching(t *testing.T) {
+	api := newIdentityAPI(t)
+	arrived := make(chan struct{}, 100)
+	api.setAnswer(func(w http.ResponseWriter, body map[string]string) bool {
+		arrived <- struct{}{}
+		<-api.release
+		return false
+	})
+	h := cachingHandler(t, api, newClock(), &Bot{CacheTTL: dur(0), NegativeTTL: dur(0)})
+	const visitors = 50
+	started := make(chan struct{}, visitors)
+	results := make(chan string, visitors)
+	for range visitors {
+		go func() {
+			started <- struct{}{}
+			results <- verify(t, h, "alice-token")
+		}()
+	}
+	for range visitors {
+		<-started
+	}
+	<-arrived
+	api.unblock()
+	for range visitors {
+		if r := <-results; r != "verified/" {
+			t.Fatalf("outcome %s", r)
+		}
+	}
+	// Each request on its own would be a call of its own (50); a request scheduled only
+	// after the first call ended may start another.
+	if n := api.calls.Load(); n > visitors/2 {
+		t.Errorf("%d concurrent requests made %d API calls", visitors, n)
+	}
+	t.Logf("%d concurrent requests, %d API calls", visitors, api.calls.Load())
 }
 
 func TestCacheTTLs(t *testing.T) {
@@ -149,7 +182,7 @@ func TestCacheKeyIncludesForwardedFields(t *testing.T) {
 
 func TestReloadKeepsCache(t *testing.T) {
 	api := newIdentityAPI(t)
-	size := uniqueCacheSize()
+	size := defaultCacheSize
 	config := func(authURL string) *Handler {
 		return &Handler{CacheSize: size, Bots: map[string]*Bot{"shop": {AuthURL: authURL}}}
 	}
@@ -173,10 +206,23 @@ func TestReloadKeepsCache(t *testing.T) {
 	}
 }
 
+// TestUnrelatedHandlersHaveTheirOwnCaches: two handlers with the same cache_size but
+// other bots never share a cache (nor its bound); the same handler after a reload does.
+func TestUnrelatedHandlersHaveTheirOwnCaches(t *testing.T) {
+	shop := provision(t, &Handler{Bots: map[string]*Bot{"shop": {Off: true}}})
+	other := provision(t, &Handler{Bots: map[string]*Bot{"other": {Off: true}}})
+	again := provision(t, &Handler{Bots: map[string]*Bot{"shop": {Off: true}}})
+	if shop.caches == other.caches {
+		t.Error("handlers with other bots share a cache")
+	}
+	if shop.caches != again.caches {
+		t.Error("the same handler in the next config does not find its cache")
+	}
+}
+
 func TestCacheClosedWithLastConfig(t *testing.T) {
-	size := uniqueCacheSize()
-	key := fmt.Sprintf("custom_auth/%d", size)
-	h := &Handler{CacheSize: size}
+	h := &Handler{}
+	key := cachePoolKey(h, defaultCacheSize)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {
@@ -194,13 +240,20 @@ func TestCacheClosedWithLastConfig(t *testing.T) {
 }
 
 func TestCleanupOfHalfProvisionedHandler(t *testing.T) {
-	for _, h := range []*Handler{
-		{},
-		{OnFail: "sometimes"},
-		{Bots: map[string]*Bot{"b": {AuthURL: "not a url"}}},
+	for _, tc := range []struct {
+		h       *Handler
+		wantErr string
+	}{
+		{&Handler{}, ""},
+		{&Handler{OnFail: "sometimes"}, "on_fail"},
+		{&Handler{Bots: map[string]*Bot{"b": {AuthURL: "not a url"}}}, "auth_url"},
 	} {
+		h := tc.h
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-		_ = h.Provision(ctx)
+		err := h.Provision(ctx)
+		if (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("provision: %v, want an error about %q", err, tc.wantErr)
+		}
 		if err := h.Cleanup(); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
@@ -208,11 +261,14 @@ func TestCleanupOfHalfProvisionedHandler(t *testing.T) {
 	}
 }
 
+// TestNoGoroutineLeftAfterCleanup: whatever the handler started, a background whitelist
+// refresh still waiting for its API included, ends with the config.
 func TestNoGoroutineLeftAfterCleanup(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	api := newIdentityAPI(t)
 	wl := newWhitelistAPI(t, `["shop.example.com"]`)
-	h := &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+	clk := newClock()
+	h := &Handler{now: clk.Now, Bots: map[string]*Bot{"shop": {
 		AuthURL:      api.URL,
 		WhitelistURL: &WhitelistSource{URL: wl.URL},
 	}}}
@@ -222,6 +278,18 @@ func TestNoGoroutineLeftAfterCleanup(t *testing.T) {
 	}
 	for _, token := range []string{"alice-token", "wrong-token", "boom-token"} {
 		serve(t, h, widgetRequest("shop", token, "https://shop.example.com"))
+	}
+	// The list is now older than its refresh: the next request starts a background
+	// refresh, which hangs on the whitelist API until the config goes away.
+	wl.mu.Lock()
+	wl.hang = make(chan struct{})
+	wl.mu.Unlock()
+	clk.advance(defaultWhitelistTTL + time.Second)
+	serve(t, h, widgetRequest("shop", "alice-token", "https://shop.example.com"))
+	select {
+	case <-wl.hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no background refresh started")
 	}
 	cancel()
 	if err := h.Cleanup(); err != nil {
@@ -258,7 +326,7 @@ func TestCacheStaysWithinCacheSize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills a 64MB cache")
 	}
-	size := defaultCacheSize + uniqueCacheSize()%1024
+	size := defaultCacheSize
 	visitors := 300_000
 	if raceEnabled {
 		visitors = 150_000 // the race detector makes each request ten times slower

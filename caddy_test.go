@@ -7,135 +7,18 @@ package customauth
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/custom-auth/custom_auth/contact"
 )
-
-// backend is a chat backend that records what it received.
-type backend struct {
-	*httptest.Server
-	mu    sync.Mutex
-	last  *http.Request
-	body  string
-	calls int
-}
-
-func newBackend(t testing.TB) *backend {
-	b := &backend{}
-	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		b.mu.Lock()
-		b.last, b.body = r.Clone(r.Context()), string(body)
-		b.calls++
-		b.mu.Unlock()
-		io.WriteString(w, "backend")
-	}))
-	t.Cleanup(b.Close)
-	return b
-}
-
-// received returns the last request the backend got and forgets it.
-func (b *backend) received(t testing.TB) (*http.Request, string) {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.last == nil {
-		t.Fatal("the backend got no request")
-	}
-	r, body := b.last, b.body
-	b.last, b.body = nil, ""
-	return r, body
-}
-
-const testSignKey = "integration-test-signing-key-0123456789"
-
-// testGlobalOptions are the global options of every test Caddy: the ports caddytest
-// expects. Caddy skips loading a config identical to the running one, so a test that
-// reloads changes the grace period.
-func testGlobalOptions(gracePeriodNS int, more string) string {
-	return fmt.Sprintf(`
-	{
-		skip_install_trust
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
-		grace_period %dns%s
-	}`, gracePeriodNS, more)
-}
-
-func startCaddy(t *testing.T, api *identityAPI, be *backend) *caddytest.Tester {
-	tester := caddytest.NewTester(t)
-	tester.InitServer(testGlobalOptions(1, `
-		servers {
-			expected_underscore_headers x_contact_*
-			expected_dot_headers x.contact.*
-		}`)+fmt.Sprintf(`
-	http://localhost:9080 {
-		handle /strict/* {
-			custom_auth {
-				on_fail reject
-				bot shop {
-					auth_url %[1]s/ca
-					whitelist shop.example.com
-				}
-			}
-			reverse_proxy %[2]s
-		}
-		handle {
-			custom_auth {
-				sign_key %[3]s
-				bot shop {
-					auth_url %[1]s/ca
-					auth_header Authorization "Bearer api-key"
-					forward user_id email
-					whitelist shop.example.com *.shop.example.org
-					cache_ttl 0
-					negative_ttl 0
-				}
-				bot quiet {
-					off
-				}
-			}
-			reverse_proxy %[2]s {
-				header_up X-Custom-Auth-Status {http.custom_auth.status}
-				header_up X-Custom-Auth-Reason {http.custom_auth.reason}
-			}
-		}
-	}
-	`, api.URL, strings.TrimPrefix(be.URL, "http://"), testSignKey), "caddyfile")
-	return tester
-}
-
-// spoofedHeaders are every way a client might try to pass a contact header.
-var spoofedHeaders = map[string]string{
-	"X-Contact-Id":          "999",
-	"X-CONTACT-NAME":        "Mallory",
-	"X_Contact_Email":       "mallory@evil.example",
-	"x_contact_label":       "ADMIN",
-	"X.Contact.Phone":       "0000",
-	"x.contact.metadata":    `{"role":"admin"}`,
-	"X-Contact-Identify-By": "email",
-	"X-Contact-Assertion":   "forged.jwt.token",
-}
-
-func spoof(r *http.Request) {
-	for name, value := range spoofedHeaders {
-		r.Header[name] = []string{value} // exactly as spelled, not canonicalised
-	}
-}
 
 func TestIntegrationFlow(t *testing.T) {
 	api := newIdentityAPI(t)
@@ -228,15 +111,6 @@ func TestIntegrationFlow(t *testing.T) {
 	}
 }
 
-// gatewayRequest is a widget request for bot shop through the test Caddy.
-func gatewayRequest(path, token, origin string) *http.Request {
-	req, _ := http.NewRequest(http.MethodGet, "http://localhost:9080"+path, nil)
-	req.Header.Set("X-Bot-Id", "shop")
-	req.Header.Set("X-Access-Token", token)
-	req.Header.Set("Origin", origin)
-	return req
-}
-
 func TestIntegrationIdentityAPIRequest(t *testing.T) {
 	api := newIdentityAPI(t)
 	be := newBackend(t)
@@ -308,39 +182,6 @@ func TestIntegrationOnFailReject(t *testing.T) {
 			t.Errorf("%s from %s: backend reached = %v", tc.token, tc.origin, reached)
 		}
 	}
-}
-
-// caddyBinary builds ./caddymodule once: Caddy with its standard modules and this one.
-var caddyBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "custom-auth-caddy")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "caddy")
-	out, err := exec.Command("go", "build", "-o", bin, "./caddymodule").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ./caddymodule: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-func runCaddy(t *testing.T, args ...string) (int, string) {
-	t.Helper()
-	bin, err := caddyBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir())
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		return exit.ExitCode(), string(out)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 0, string(out)
 }
 
 func TestBinaryListsModule(t *testing.T) {

@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,8 +48,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			timeout <duration>
 //		}
 //		bots_url <url> {
-//			header <name> <value>
-//			ttl    <duration>
+//			header      <name> <value>
+//			ttl         <duration>
+//			timeout     <duration>
 //			max_timeout <duration>
 //			allow_private
 //		}
@@ -70,6 +72,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //				failures <count>
 //				open_for <duration>
 //			}
+//			verify_jwt {
+//				secret   <hs256-secret>
+//				jwks_url <url>
+//				issuer   <iss>
+//				audience <aud>
+//			}
 //		}
 //	}
 //
@@ -78,101 +86,60 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // `header` and `bot` may be given once.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return err
 	}
 	var forwards []forwardUse
 	var prefixAt position
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		if err := once(d, seen, "field", "sign_key_file", "bot"); err != nil {
-			return err
-		}
-		switch d.Val() {
+	err := eachSubdirectiveOnce(d, []string{"field", "sign_key_file", "bot"}, func(name string) error {
+		switch name {
 		case "bot_id":
-			if err := sourcesArgs(d, &h.BotID); err != nil {
-				return err
-			}
+			return sourcesArgs(d, &h.BotID)
 		case "token":
-			if err := sourcesArgs(d, &h.Token); err != nil {
-				return err
-			}
+			return sourcesArgs(d, &h.Token)
 		case "origin":
-			if err := sourcesArgs(d, &h.Origin); err != nil {
-				return err
-			}
+			return sourcesArgs(d, &h.Origin)
 		case "field":
-			if err := h.unmarshalField(d); err != nil {
-				return err
-			}
+			return h.unmarshalField(d)
 		case "header_prefix":
-			if !d.AllArgs(&h.HeaderPrefix) {
-				return d.ArgErr()
-			}
 			prefixAt = positionOf(d)
+			return stringArg(d, &h.HeaderPrefix)
 		case "sign_key":
-			if !d.AllArgs(&h.SignKey) {
-				return d.ArgErr()
-			}
-			if !strings.Contains(h.SignKey, "{") {
-				if _, err := contact.NewHMACSigner([]byte(h.SignKey)); err != nil {
-					return d.Errf("sign_key: %v", err)
-				}
-			}
+			return expandableArg(d, &h.SignKey, "sign_key", checkHMACKey)
 		case "sign_key_file":
-			var file string
-			if !d.AllArgs(&file) {
-				return d.ArgErr()
-			}
-			h.SignKeyFiles = append(h.SignKeyFiles, file)
+			return appendArg(d, &h.SignKeyFiles)
 		case "jwks_path":
-			if !d.AllArgs(&h.JWKSPath) {
-				return d.ArgErr()
-			}
-			if err := checkJWKSPath(h.JWKSPath); err != nil {
-				return d.WrapErr(err)
-			}
+			return checkedArg(d, &h.JWKSPath, checkJWKSPath)
 		case "assertion_ttl":
-			if err := durationArg(d, &h.AssertionTTL); err != nil {
-				return err
-			}
+			return durationArg(d, &h.AssertionTTL)
 		case "cache_size":
-			if err := cacheSizeArg(d, &h.CacheSize); err != nil {
-				return err
-			}
+			return cacheSizeArg(d, &h.CacheSize)
 		case "on_fail":
-			if !d.AllArgs(&h.OnFail) {
-				return d.ArgErr()
-			}
-			if _, err := parseOnFail(h.OnFail); err != nil {
-				return d.WrapErr(err)
-			}
+			return checkedArg(d, &h.OnFail, checkOnFail)
 		case "pass_token":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			h.PassToken = true
+			return flagArg(d, &h.PassToken)
 		case "shared_cache":
 			h.SharedCache = new(SharedCache)
-			if err := h.SharedCache.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
+			return h.SharedCache.unmarshalCaddyfile(d)
 		case "bots_url":
 			h.BotsURL = new(BotsSource)
-			if err := h.BotsURL.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
+			return h.BotsURL.unmarshalCaddyfile(d)
 		case "bot":
 			uses, err := h.unmarshalBot(d)
-			if err != nil {
-				return err
-			}
 			forwards = append(forwards, uses...)
-		default:
-			return d.Errf("unrecognized subdirective '%s'", d.Val())
+			return err
 		}
+		return d.Errf("unrecognized subdirective '%s'", name)
+	})
+	if err != nil {
+		return err
 	}
-	// Fields and sources may be declared after what uses them.
+	return h.checkDeclaredLater(forwards, prefixAt)
+}
+
+// checkDeclaredLater checks what uses fields and sources, which may be declared after
+// it: the bots' forwarded fields, and the header prefix against the headers read.
+func (h *Handler) checkDeclaredLater(forwards []forwardUse, prefixAt position) error {
 	for _, use := range forwards {
 		if _, ok := h.allFields()[use.field]; !ok {
 			return use.at.wrap(fmt.Errorf("bot %q: forward: unknown field %q (define it with `field %s <placeholder>`)", use.bot, use.field, use.field))
@@ -256,218 +223,285 @@ func (p position) wrap(err error) error {
 	return fmt.Errorf("%w, at %s:%d", err, p.file, p.line)
 }
 
-// once refuses a subdirective given twice in one block, except the repeatable ones.
-func once(d *caddyfile.Dispenser, seen map[string]bool, repeatable ...string) error {
-	name := d.Val()
-	for _, r := range repeatable {
-		if name == r {
-			return nil
-		}
-	}
-	if seen[name] {
-		return d.Errf("%s: given twice", name)
-	}
-	seen[name] = true
-	return nil
-}
-
 func (b *Bot) unmarshalCaddyfile(d *caddyfile.Dispenser, id string) ([]forwardUse, error) {
 	var forwards []forwardUse
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if err := once(d, seen, "auth_header", "forward", "whitelist"); err != nil {
-			return nil, err
-		}
-		switch d.Val() {
+	err := eachSubdirectiveOnce(d, []string{"auth_header", "forward", "whitelist"}, func(name string) error {
+		switch name {
 		case "off":
-			if d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			b.Off = true
+			return flagArg(d, &b.Off)
 		case "auth_url":
-			if err := urlArg(d, &b.AuthURL); err != nil {
-				return nil, err
-			}
+			return urlArg(d, &b.AuthURL)
 		case "auth_header":
-			if err := headerArgs(d, &b.AuthHeaders); err != nil {
-				return nil, err
-			}
+			return headerArgs(d, &b.AuthHeaders)
 		case "forward":
-			fields := d.RemainingArgs()
-			if len(fields) == 0 {
-				return nil, d.ArgErr()
-			}
-			for _, f := range fields {
-				forwards = append(forwards, forwardUse{bot: id, field: f, at: positionOf(d)})
-			}
-			b.Forward = append(b.Forward, fields...)
+			uses, err := b.unmarshalForward(d, id)
+			forwards = append(forwards, uses...)
+			return err
 		case "identify_by":
-			if !d.AllArgs(&b.IdentifyBy) {
-				return nil, d.ArgErr()
-			}
-			if _, err := primaryFieldOf(b.IdentifyBy); err != nil {
-				return nil, d.WrapErr(err)
-			}
+			return checkedArg(d, &b.IdentifyBy, checkIdentifyBy)
 		case "timeout":
-			if err := durationArg(d, &b.Timeout); err != nil {
-				return nil, err
-			}
+			return durationArg(d, &b.Timeout)
 		case "cache_ttl":
 			b.CacheTTL = new(caddy.Duration)
-			if err := durationArg(d, b.CacheTTL); err != nil {
-				return nil, err
-			}
+			return durationArg(d, b.CacheTTL)
 		case "negative_ttl":
 			b.NegativeTTL = new(caddy.Duration)
-			if err := durationArg(d, b.NegativeTTL); err != nil {
-				return nil, err
-			}
+			return durationArg(d, b.NegativeTTL)
 		case "whitelist":
-			entries := d.RemainingArgs()
-			if len(entries) == 0 {
-				return nil, d.ArgErr()
-			}
-			if _, err := compileWhitelist(withoutPlaceholders(entries)); err != nil {
-				return nil, d.Errf("whitelist: %v", err)
-			}
-			b.Whitelist = append(b.Whitelist, entries...)
+			return b.unmarshalWhitelist(d)
 		case "whitelist_url":
 			b.WhitelistURL = new(WhitelistSource)
-			if err := b.WhitelistURL.unmarshalCaddyfile(d); err != nil {
-				return nil, err
-			}
+			return b.WhitelistURL.unmarshalCaddyfile(d)
 		case "circuit_breaker":
 			b.CircuitBreaker = new(BreakerSettings)
-			if err := b.CircuitBreaker.unmarshalCaddyfile(d); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, d.Errf("unrecognized bot subdirective '%s'", d.Val())
+			return b.CircuitBreaker.unmarshalCaddyfile(d)
+		case "verify_jwt":
+			b.VerifyJWT = new(JWTSettings)
+			return b.VerifyJWT.unmarshalCaddyfile(d)
 		}
+		return d.Errf("unrecognized bot subdirective '%s'", name)
+	})
+	if err != nil {
+		return nil, err
 	}
-	if err := b.checkIdentitySource(); err != nil {
+	if err := b.checkIdentitySource(id); err != nil {
 		return nil, d.Errf("bot %q: %v", id, err)
 	}
 	return forwards, nil
+}
+
+// unmarshalForward reads the fields a bot forwards, and remembers where each was
+// named, to report an unknown one once all fields are known.
+func (b *Bot) unmarshalForward(d *caddyfile.Dispenser, id string) ([]forwardUse, error) {
+	fields := d.RemainingArgs()
+	if len(fields) == 0 {
+		return nil, d.ArgErr()
+	}
+	uses := make([]forwardUse, len(fields))
+	for i, f := range fields {
+		uses[i] = forwardUse{bot: id, field: f, at: positionOf(d)}
+	}
+	b.Forward = append(b.Forward, fields...)
+	return uses, nil
+}
+
+// unmarshalWhitelist reads whitelist entries; those without placeholders are checked
+// now, the others once Provision has expanded them.
+func (b *Bot) unmarshalWhitelist(d *caddyfile.Dispenser) error {
+	entries := d.RemainingArgs()
+	if len(entries) == 0 {
+		return d.ArgErr()
+	}
+	if _, err := compileWhitelist(withoutPlaceholders(entries)); err != nil {
+		return d.Errf("whitelist: %v", err)
+	}
+	b.Whitelist = append(b.Whitelist, entries...)
+	return nil
 }
 
 func (w *WhitelistSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := urlArg(d, &w.URL); err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if err := once(d, seen, "header"); err != nil {
-			return err
-		}
-		switch d.Val() {
+	return eachSubdirectiveOnce(d, []string{"header"}, func(name string) error {
+		switch name {
 		case "header":
-			if err := headerArgs(d, &w.Headers); err != nil {
-				return err
-			}
+			return headerArgs(d, &w.Headers)
 		case "refresh":
-			if err := durationArg(d, &w.Refresh); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized whitelist_url subdirective '%s'", d.Val())
+			return durationArg(d, &w.Refresh)
 		}
+		return d.Errf("unrecognized whitelist_url subdirective '%s'", name)
+	})
+}
+
+func (s *JWTSettings) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if err := noArgs(d); err != nil {
+		return err
 	}
-	return nil
+	return eachSubdirectiveOnce(d, nil, func(name string) error {
+		switch name {
+		case "secret":
+			return expandableArg(d, &s.Secret, "verify_jwt", checkJWTSecret)
+		case "jwks_url":
+			return urlArg(d, &s.JWKSURL)
+		case "issuer":
+			return stringArg(d, &s.Issuer)
+		case "audience":
+			return stringArg(d, &s.Audience)
+		}
+		return d.Errf("unrecognized verify_jwt subdirective '%s'", name)
+	})
 }
 
 func (cb *BreakerSettings) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return err
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if err := once(d, seen); err != nil {
-			return err
-		}
-		switch d.Val() {
+	return eachSubdirectiveOnce(d, nil, func(name string) error {
+		switch name {
 		case "failures":
-			var n string
-			if !d.AllArgs(&n) {
-				return d.ArgErr()
-			}
-			count, err := strconv.Atoi(n)
-			if err != nil || count < 1 {
-				return d.Errf("failures: must be a whole number of at least 1, not %q", n)
-			}
-			cb.Failures = count
+			return countArg(d, &cb.Failures)
 		case "open_for":
-			if err := durationArg(d, &cb.OpenFor); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized circuit_breaker subdirective '%s'", d.Val())
+			return durationArg(d, &cb.OpenFor)
 		}
-	}
-	return nil
+		return d.Errf("unrecognized circuit_breaker subdirective '%s'", name)
+	})
 }
 
 func (sc *SharedCache) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	sc.URL = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
 	// The error never quotes the URL: it carries the password.
-	if err := checkSharedCacheURL(sc.URL); err != nil {
-		return d.Errf("shared_cache: %v", err)
+	if err := expandableArg(d, &sc.URL, "shared_cache", checkSharedCacheURL); err != nil {
+		return err
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if err := once(d, seen); err != nil {
-			return err
-		}
-		switch d.Val() {
+	return eachSubdirectiveOnce(d, nil, func(name string) error {
+		switch name {
 		case "timeout":
-			if err := durationArg(d, &sc.Timeout); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized shared_cache subdirective '%s'", d.Val())
+			return durationArg(d, &sc.Timeout)
 		}
-	}
-	return nil
+		return d.Errf("unrecognized shared_cache subdirective '%s'", name)
+	})
 }
 
 func (s *BotsSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := urlArg(d, &s.URL); err != nil {
 		return err
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
+	return eachSubdirectiveOnce(d, []string{"header"}, func(name string) error {
+		switch name {
 		case "header":
-			if err := headerArgs(d, &s.Headers); err != nil {
-				return err
-			}
+			return headerArgs(d, &s.Headers)
 		case "ttl":
-			if err := durationArg(d, &s.TTL); err != nil {
-				return err
-			}
+			return durationArg(d, &s.TTL)
 		case "timeout":
-			if err := durationArg(d, &s.Timeout); err != nil {
-				return err
-			}
+			return durationArg(d, &s.Timeout)
 		case "max_timeout":
-			if err := durationArg(d, &s.MaxTimeout); err != nil {
-				return err
-			}
+			return durationArg(d, &s.MaxTimeout)
 		case "allow_private":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			s.AllowPrivate = true
-		default:
-			return d.Errf("unrecognized bots_url subdirective '%s'", d.Val())
+			return flagArg(d, &s.AllowPrivate)
+		}
+		return d.Errf("unrecognized bots_url subdirective '%s'", name)
+	})
+}
+
+// eachSubdirective calls parse with the name of each subdirective in the block that
+// follows, the dispenser on that name.
+func eachSubdirective(d *caddyfile.Dispenser, parse func(name string) error) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := parse(d.Val()); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// eachSubdirectiveOnce is eachSubdirective, refusing a subdirective given twice in the
+// block unless it is repeatable.
+func eachSubdirectiveOnce(d *caddyfile.Dispenser, repeatable []string, parse func(name string) error) error {
+	seen := map[string]bool{}
+	return eachSubdirective(d, func(name string) error {
+		if seen[name] && !slices.Contains(repeatable, name) {
+			return d.Errf("%s: given twice", name)
+		}
+		seen[name] = true
+		return parse(name)
+	})
+}
+
+// noArgs refuses arguments where a subdirective takes none.
+func noArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// flagArg reads a subdirective that takes no argument and turns its setting on.
+func flagArg(d *caddyfile.Dispenser, v *bool) error {
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	*v = true
+	return nil
+}
+
+// stringArg reads the one argument of a subdirective.
+func stringArg(d *caddyfile.Dispenser, v *string) error {
+	if !d.AllArgs(v) {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// appendArg reads the one argument of a repeatable subdirective onto a list.
+func appendArg(d *caddyfile.Dispenser, list *[]string) error {
+	var v string
+	if err := stringArg(d, &v); err != nil {
+		return err
+	}
+	*list = append(*list, v)
+	return nil
+}
+
+// checkedArg reads one argument and checks it with the check Provision makes.
+func checkedArg(d *caddyfile.Dispenser, v *string, check func(string) error) error {
+	if err := stringArg(d, v); err != nil {
+		return err
+	}
+	if err := check(*v); err != nil {
+		return d.WrapErr(err)
+	}
+	return nil
+}
+
+// expandableArg reads one argument that may hold placeholders: one without is checked
+// now, one with once Provision has expanded it. An error names the option.
+func expandableArg(d *caddyfile.Dispenser, v *string, option string, check func(string) error) error {
+	if err := stringArg(d, v); err != nil {
+		return err
+	}
+	if strings.Contains(*v, "{") {
+		return nil
+	}
+	if err := check(*v); err != nil {
+		return d.Errf("%s: %v", option, err)
+	}
+	return nil
+}
+
+// urlArg reads a URL; one with placeholders is checked once they are expanded.
+func urlArg(d *caddyfile.Dispenser, v *string) error {
+	return expandableArg(d, v, d.Val(), checkURL)
+}
+
+// countArg reads a whole number of at least 1.
+func countArg(d *caddyfile.Dispenser, v *int) error {
+	name := d.Val()
+	var n string
+	if err := stringArg(d, &n); err != nil {
+		return err
+	}
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 1 {
+		return d.Errf("%s: must be a whole number of at least 1, not %q", name, n)
+	}
+	*v = count
+	return nil
+}
+
+// checkHMACKey checks a sign_key as the assertion signer will.
+func checkHMACKey(key string) error {
+	_, err := contact.NewHMACSigner([]byte(key))
+	return err
+}
+
+func checkOnFail(v string) error {
+	_, err := parseOnFail(v)
+	return err
+}
+
+func checkIdentifyBy(v string) error {
+	_, err := primaryFieldOf(v)
+	return err
 }
 
 // sourcesArgs reads one placeholder or several.
@@ -509,20 +543,6 @@ func cacheSizeArg(d *caddyfile.Dispenser, v *int64) error {
 		return d.Errf("cache_size: invalid size %q, e.g. 64MB", size)
 	}
 	*v = int64(bytes)
-	return nil
-}
-
-// urlArg reads a URL; one with placeholders is checked once they are expanded.
-func urlArg(d *caddyfile.Dispenser, v *string) error {
-	name := d.Val()
-	if !d.AllArgs(v) {
-		return d.ArgErr()
-	}
-	if !strings.Contains(*v, "{") {
-		if err := checkURL(*v); err != nil {
-			return d.Errf("%s: %v", name, err)
-		}
-	}
 	return nil
 }
 

@@ -121,6 +121,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"field access_token", "field access_token {http.request.header.X-T}", `field: access_token is the token's name`},
 		{"pass_token with argument", "pass_token yes", `wrong argument count`},
 		{"token without source", "token", `wrong argument count`},
+		{"bots_url ttl twice", "bots_url https://a.example {\nttl 1m\nttl 2m\n}", `ttl: given twice`},
 	} {
 		tc.input = "custom_auth {\n" + tc.input + "\n}"
 		t.Run(tc.name, func(t *testing.T) {

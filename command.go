@@ -141,7 +141,7 @@ func traceSteps(v visit, out outcome) []testStep {
 func stepDetail(s step, passed bool, v visit, out outcome) string {
 	switch {
 	case s == stepBot && passed:
-		return "identity API " + redactURL(out.bot.authURL)
+		return out.bot.identitySource()
 	case s == stepBot && out.reason == reasonDisabled:
 		return "off"
 	case s == stepBot:
@@ -152,10 +152,14 @@ func stepDetail(s step, passed bool, v visit, out outcome) string {
 		return "no whitelist: any origin"
 	case s == stepWhitelist:
 		return fmt.Sprintf("origin %q is allowed", v.origin)
+	case passed && out.apiStatus == 0: // verified by verify_jwt: no HTTP answer
+		return fmt.Sprintf("%s %q", out.bot.identifyBy, out.identity.primary())
 	case passed:
 		return fmt.Sprintf("%s %q (HTTP %d)", out.bot.identifyBy, out.identity.primary(), out.apiStatus)
 	case out.reason == reasonMissingToken:
 		return "no access token"
+	case out.reason == reasonRejected && out.err != nil: // verify_jwt says which check failed
+		return "rejected: " + out.err.Error()
 	case out.reason == reasonRejected:
 		return fmt.Sprintf("rejected (HTTP %d)", out.apiStatus)
 	case out.err != nil:
@@ -247,7 +251,7 @@ func runTestReport(ctx context.Context, h *Handler, v visit) *testReport {
 		Reason:    string(out.reason),
 		APIStatus: out.apiStatus,
 	}
-	if out.bot != nil && !out.bot.off && v.token != "" && out.reason != reasonDomainNotAllowed {
+	if out.bot != nil && !out.bot.off && out.bot.jwt == nil && v.token != "" && out.reason != reasonDomainNotAllowed {
 		body, _ := requestBody(out.bot, identityRequest{token: maskToken(v.token), fields: v.fields})
 		_ = json.Unmarshal(body, &report.RequestBody)
 	}

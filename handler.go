@@ -200,10 +200,10 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 
 // Defaults of the handler's values.
 const (
-	defaultBotID        = "{http.request.header.X-Bot-Id}"
-	defaultToken        = "{http.request.header.X-Access-Token}"
-	defaultCacheSize    = 64_000_000 // 64MB, as cache_size reads it
-	defaultAssertionTTL = 60 * time.Second
+	defaultBotID              = "{http.request.header.X-Bot-Id}"
+	defaultToken              = "{http.request.header.X-Access-Token}"
+	defaultCacheSize    int64 = 64_000_000 // 64MB, as cache_size reads it
+	defaultAssertionTTL       = 60 * time.Second
 )
 
 var defaultFields = map[string]Sources{
@@ -235,7 +235,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.env.metrics = h.metrics
-	if h.caches, err = loadCaches(cmp.Or(h.CacheSize, defaultCacheSize), h.env.logger); err != nil {
+	if h.caches, err = loadCaches(h, cmp.Or(h.CacheSize, defaultCacheSize)); err != nil {
 		return err
 	}
 	h.env.caches = h.caches
@@ -248,7 +248,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionBots(repl); err != nil {
 		return err
 	}
-	h.identities = h.cachedIdentities(&identityClient{config: ctx, metrics: h.env.metrics})
+	h.identities = h.cachedIdentities(botIdentifier{api: &identityClient{config: ctx, metrics: h.env.metrics}})
 	return nil
 }
 

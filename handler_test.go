@@ -316,7 +316,7 @@ func BenchmarkServeHTTPWarm(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			signed := mode == "headers+assertion"
 			api := newIdentityAPI(b)
-			h := &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{"shop": {
+			h := &Handler{Bots: map[string]*Bot{"shop": {
 				AuthURL: api.URL, Forward: []string{"user_id"}, Whitelist: []string{"shop.example.com", "*.example.org"},
 			}}}
 			if signed {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
 	"net"
@@ -23,9 +22,22 @@ import (
 )
 
 // identifier answers who a visitor's access token belongs to. The identity API client
-// implements it; the cache wraps it.
+// and a bot's verify_jwt implement it; the cache wraps them.
 type identifier interface {
 	identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult
+}
+
+// botIdentifier asks each bot's own source of verdicts: its verifier of
+// customer-signed tokens (verify_jwt), or its identity API.
+type botIdentifier struct {
+	api identifier
+}
+
+func (bi botIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+	if b.jwt != nil {
+		return b.jwt.identify(ctx, b, req)
+	}
+	return bi.api.identify(ctx, b, req)
 }
 
 // identityRequest is what the visitor gave us: the token and the fields they supplied.
@@ -79,12 +91,13 @@ func newAPIClient() *http.Client {
 	return newHTTPClient(http.ProxyFromEnvironment, nil)
 }
 
-// newHTTPClient is a client for identity, whitelist and settings APIs. proxy may be
-// nil (no proxy); control, when not nil, sees every address dialled, after name
-// resolution, and may refuse it.
+// newHTTPClient is a client for identity, whitelist, settings and JWKS APIs. proxy
+// may be nil (no proxy); control, when not nil, sees every address dialled, after
+// name resolution, and may refuse it. A call made for a traced request is a span of
+// that request's trace (tracedTransport).
 func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx context.Context, network, address string, c syscall.RawConn) error) *http.Client {
 	return &http.Client{
-		Transport: &http.Transport{
+		Transport: newTracedTransport(&http.Transport{
 			Proxy: proxy,
 			DialContext: (&net.Dialer{
 				Timeout:        5 * time.Second,
@@ -97,7 +110,7 @@ func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ExpectContinueTimeout: time.Second,
-		},
+		}),
 		// A redirect would turn the POST into a GET to somewhere else; an identity
 		// API that redirects is misconfigured, and its 3xx is an error.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -115,9 +128,12 @@ func (c *identityClient) identify(ctx context.Context, b *botSettings, req ident
 	if !ok {
 		return failure(errBreakerOpen, false)
 	}
+	inFlight := c.metrics.identityCallsInFlight(b.id)
+	inFlight.Inc()
 	start := time.Now()
 	res := c.call(ctx, b, req)
 	res.apiTime = time.Since(start)
+	inFlight.Dec()
 	done(res.health)
 	c.metrics.observeAPI(b.id, res)
 	return res
@@ -138,28 +154,16 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 	if err != nil {
 		return inconclusive(err)
 	}
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, b.authURL, bytes.NewReader(body))
-	if err != nil {
-		return inconclusive(err)
+	answer, err := callAPI(ctx, b.client, http.MethodPost, b.authURL, b.authHeaders, body, maxAnswerSize)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return failure(fmt.Errorf("identity API %w", err), false)
+	case err != nil:
+		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", err))
 	}
-	for name, values := range b.authHeaders {
-		httpReq.Header[name] = values
-	}
-	httpReq.Header.Set("Content-Type", "application/json")
-	httpReq.Header.Set("Accept", "application/json")
-
-	resp, err := b.client.Do(httpReq)
-	if err != nil {
-		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", redactURLError(err)))
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerSize+1))
-	if err != nil {
-		return c.unfinished(parent, fmt.Errorf("reading identity API answer: %w", err))
-	}
-	res := parseAnswer(resp.StatusCode, answer, b.identifyBy)
-	res.status = resp.StatusCode
-	res.noStore, res.maxAge = cacheControl(resp.Header.Get("Cache-Control"))
+	res := parseAnswer(answer.status, answer.body, b.identifyBy)
+	res.status = answer.status
+	res.noStore, res.maxAge = cacheControl(answer.header.Get("Cache-Control"))
 	return res
 }
 
@@ -201,8 +205,6 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 		return failure(fmt.Errorf("identity API answered %d", code), true)
 	case code < 200 || code > 299:
 		return failure(fmt.Errorf("identity API answered %d", code), false)
-	case len(body) > maxAnswerSize:
-		return failure(fmt.Errorf("identity API answer is over %d bytes", maxAnswerSize), false)
 	}
 	var a answer
 	if err := json.Unmarshal(body, &a); err != nil {
@@ -219,19 +221,30 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 	if len(a.Data) == 0 || a.Data[0] != '{' || json.Unmarshal(a.Data, &data) != nil {
 		return failure(errors.New("identity API answer has no data object"), false)
 	}
-	primary, ok := primaryKey(data[identifyBy])
-	if !ok {
-		return failure(fmt.Errorf("identity API answer has no data.%s: it must be a non-blank string or a number", identifyBy), false)
-	}
 	raw := a.Data
 	if compacted, err := compactJSON(raw); err == nil {
 		raw = compacted
 	}
-	id := newIdentity(data, raw, primary)
-	if size := id.size(); size > maxContactSize {
-		return failure(fmt.Errorf("identity API answer's contact is %d bytes, over the %d that fit in request headers", size, maxContactSize), false)
+	id, err := identityOf(data, raw, identifyBy)
+	if err != nil {
+		return failure(fmt.Errorf("identity API answer: %w", err), false)
 	}
 	return lookupResult{result: resultVerified, identity: id, maxAge: -1}
+}
+
+// identityOf is the identity of a verified contact's data object (raw is its compact
+// JSON). Its identify_by field must identify someone, and the contact must fit in the
+// request headers; whoever vouched for the data, an identity API or a signed token.
+func identityOf(data contact.Data, raw []byte, identifyBy string) (identity, error) {
+	primary, ok := primaryKey(data[identifyBy])
+	if !ok {
+		return nil, fmt.Errorf("no data.%s: it must be a non-blank string or a number", identifyBy)
+	}
+	id := newIdentity(data, raw, primary)
+	if size := id.size(); size > maxContactSize {
+		return nil, fmt.Errorf("the contact is %d bytes, over the %d that fit in request headers", size, maxContactSize)
+	}
+	return id, nil
 }
 
 // maxContactSize bounds a contact's encoded header values and its data object (which
@@ -302,15 +315,6 @@ func cacheControl(v string) (noStore bool, maxAge time.Duration) {
 		}
 	}
 	return noStore, maxAge
-}
-
-// redactURLError drops the URL from a client error: it may carry credentials, and
-// the error is logged next to the bot, which tells the URL anyway.
-func redactURLError(err error) error {
-	if urlErr, ok := errors.AsType[*url.Error](err); ok {
-		return urlErr.Err
-	}
-	return err
 }
 
 // identity is a contact verified by the identity API, in one pointer-free block that

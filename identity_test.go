@@ -41,7 +41,6 @@ func TestParseAnswer(t *testing.T) {
 		{"null primary", 200, `{"data":{"id":null}}`, "id", resultError, ""},
 		{"empty primary", 200, `{"data":{"id":""}}`, "id", resultError, ""},
 		{"empty body", 200, ``, "id", resultError, ""},
-		{"over 1 MiB", 200, `{"data":{"id":"2","x":"` + strings.Repeat("a", maxAnswerSize) + `"}}`, "id", resultError, ""},
 		{"status true", 200, `{"status":true,"data":{"id":"2"}}`, "id", resultVerified, "2"},
 		{"status string false", 200, `{"status":"false","data":{"id":"2"}}`, "id", resultError, ""},
 		{"status string true", 200, `{"status":"true","data":{"id":"2"}}`, "id", resultError, ""},

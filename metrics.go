@@ -19,13 +19,15 @@ import (
 // Other bots get theirs in the order they are first seen, up to maxBotLabels in the
 // life of the process; bots beyond that are counted together under otherBotsLabel.
 // requests_total then has at most (listed bots + maxBotLabels + 2) bot values, each
-// with the few status and reason pairs that bot met. The same rule applies to
-// api_duration_seconds and whitelist_refresh_errors_total.
+// with the few status and reason pairs that bot met. The same rule applies to every
+// metric with a bot label.
 type metrics struct {
 	requests         *prometheus.CounterVec
 	apiDuration      *prometheus.HistogramVec
 	cacheRequests    *prometheus.CounterVec
 	whitelistRefresh *prometheus.CounterVec
+	breakerOpen      *prometheus.GaugeVec
+	callsInFlight    *prometheus.GaugeVec
 
 	// The caches' counters, looked up once: they count every request.
 	identityHits, identityMisses   prometheus.Counter
@@ -109,6 +111,18 @@ func newProcessMetrics() *metrics {
 			Name:      "whitelist_refresh_errors_total",
 			Help:      "Failed fetches of a bot's whitelist_url.",
 		}, []string{"bot"}),
+		breakerOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "caddy",
+			Subsystem: "custom_auth",
+			Name:      "breaker_open",
+			Help:      "Identity API circuit breakers that are open or half-open (calls skipped but for one probe), by bot: 1 or 0 for a bot; the bots counted under _other add up.",
+		}, []string{"bot"}),
+		callsInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "caddy",
+			Subsystem: "custom_auth",
+			Name:      "identity_calls_in_flight",
+			Help:      "Identity API calls under way, by bot: those waiting for an API that hangs pile up here.",
+		}, []string{"bot"}),
 	}
 	m.identityHits = m.cacheRequests.WithLabelValues("identity", "hit")
 	m.identityMisses = m.cacheRequests.WithLabelValues("identity", "miss")
@@ -124,12 +138,7 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 	if registry == nil {
 		return processMetrics, nil
 	}
-	for _, c := range []prometheus.Collector{
-		processMetrics.requests,
-		processMetrics.apiDuration,
-		processMetrics.cacheRequests,
-		processMetrics.whitelistRefresh,
-	} {
+	for _, c := range processMetrics.collectors() {
 		if err := registry.Register(c); err != nil {
 			// A second custom_auth handler in the same config registers them again.
 			if !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
@@ -138,6 +147,11 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 		}
 	}
 	return processMetrics, nil
+}
+
+// collectors are the collectors a registry serves.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.apiDuration, m.cacheRequests, m.whitelistRefresh, m.breakerOpen, m.callsInFlight}
 }
 
 func (m *metrics) observeRequest(out *outcome) {
@@ -178,6 +192,16 @@ func (m *metrics) observeCache(cache string, hit bool) {
 
 func (m *metrics) observeWhitelistRefreshError(bot string) {
 	m.whitelistRefresh.WithLabelValues(m.bots.label(bot)).Inc()
+}
+
+// breakerOpenGauge is the breaker_open series of a bot, which its breaker moves.
+func (m *metrics) breakerOpenGauge(bot string) prometheus.Gauge {
+	return m.breakerOpen.WithLabelValues(m.bots.label(bot))
+}
+
+// identityCallsInFlight is the identity_calls_in_flight series of a bot.
+func (m *metrics) identityCallsInFlight(bot string) prometheus.Gauge {
+	return m.callsInFlight.WithLabelValues(m.bots.label(bot))
 }
 
 // botLabel is the bot label value of a request's outcome: that of the settings that

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +27,7 @@ func counter(c *prometheus.CounterVec, labels ...string) float64 {
 func TestMetricsCountRequests(t *testing.T) {
 	api := newIdentityAPI(t)
 	bot := fmt.Sprintf("metrics-%s", t.Name())
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{
+	h := provision(t, &Handler{Bots: map[string]*Bot{
 		bot: {AuthURL: api.URL, Whitelist: []string{"shop.example.com"}},
 	}})
 	m := processMetrics
@@ -97,7 +100,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 	api := newIdentityAPI(t)
 	bot := "reload-" + t.Name()
 	config := func() (*Handler, *prometheus.Registry) {
-		h := &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{bot: {AuthURL: api.URL}}}
+		h := &Handler{Bots: map[string]*Bot{bot: {AuthURL: api.URL}}}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		t.Cleanup(cancel)
 		if err := h.Provision(ctx); err != nil {
@@ -114,7 +117,7 @@ func TestMetricsSurviveReload(t *testing.T) {
 
 	for i, registry := range []*prometheus.Registry{firstRegistry, secondRegistry} {
 		count, err := testutil.GatherAndCount(registry, "caddy_custom_auth_requests_total", "caddy_custom_auth_api_duration_seconds",
-			"caddy_custom_auth_cache_requests_total")
+			"caddy_custom_auth_cache_requests_total", "caddy_custom_auth_breaker_open", "caddy_custom_auth_identity_calls_in_flight")
 		if err != nil || count == 0 {
 			t.Errorf("registry %d: %d series, %v", i, count, err)
 		}
@@ -128,7 +131,7 @@ func TestDecisionLogsNeverShowTheToken(t *testing.T) {
 	api := newIdentityAPI(t)
 	wl := newWhitelistAPI(t, `down`)
 	wl.answer(500, "")
-	h := provision(t, &Handler{CacheSize: uniqueCacheSize(), Bots: map[string]*Bot{
+	h := provision(t, &Handler{Bots: map[string]*Bot{
 		"shop":   {AuthURL: api.URL, CacheTTL: dur(0)},
 		"listed": {AuthURL: api.URL, WhitelistURL: &WhitelistSource{URL: wl.URL}},
 		"down":   {AuthURL: "http://127.0.0.1:1/"},
@@ -201,9 +204,9 @@ func TestBotLabelsBounded(t *testing.T) {
 	}
 	m := newProcessMetrics()
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(m.requests, m.apiDuration, m.cacheRequests, m.whitelistRefresh)
+	registry.MustRegister(m.collectors()...)
 	h := provision(t, &Handler{
-		CacheSize: uniqueCacheSize(),
+		CacheSize: defaultCacheSize,
 		metrics:   m,
 		BotsURL:   botsSource(bots),
 		Bots:      map[string]*Bot{"operator-bot": {Off: true}},
@@ -247,5 +250,143 @@ func TestBotLabelsBounded(t *testing.T) {
 	}
 	if n := counter(m.requests, "operator-bot", "fallback", "disabled"); n != 1 {
 		t.Errorf("the listed bot counted %v requests under its own label, want 1", n)
+	}
+}
+
+// gathered is the value of a gauge's series for a bot, as a registry serves it.
+func gathered(t *testing.T, registry *prometheus.Registry, name, bot string) float64 {
+	t.Helper()
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, family := range families {
+		if family.GetName() != name {
+			continue
+		}
+		for _, metric := range family.GetMetric() {
+			for _, label := range metric.GetLabel() {
+				if label.GetName() == "bot" && label.GetValue() == bot {
+					return metric.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("%s has no series for bot %q", name, bot)
+	return 0
+}
+
+// handlerWithRegistry provisions a handler with metrics of its own, served by a
+// registry of its own.
+func handlerWithRegistry(t *testing.T, h *Handler) (*Handler, *prometheus.Registry) {
+	t.Helper()
+	h.metrics = newProcessMetrics()
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(h.metrics.collectors()...)
+	return provision(t, h), registry
+}
+
+// TestMetricsBreakerOpen: a bot's breaker_open gauge is 1 once its identity API
+// failed `failures` times in a row, and 0 again once a probe succeeds.
+func TestMetricsBreakerOpen(t *testing.T) {
+	api := newIdentityAPI(t)
+	h, registry := handlerWithRegistry(t, &Handler{Bots: map[string]*Bot{"shop": {
+		AuthURL: api.URL, CacheTTL: dur(0), NegativeTTL: dur(0),
+		// Open for a nanosecond: the call after the one that opens it is the probe.
+		CircuitBreaker: &BreakerSettings{Failures: 2, OpenFor: caddy.Duration(time.Nanosecond)},
+	}}})
+	breakerOpen := func() float64 { return gathered(t, registry, "caddy_custom_auth_breaker_open", "shop") }
+
+	for i, step := range []struct {
+		token string
+		open  float64
+	}{
+		{"boom-token", 0},  // one 5xx: still closed
+		{"boom-token", 1},  // two in a row: open
+		{"alice-token", 0}, // half-open, the probe succeeds: closed
+		{"boom-token", 0},
+		{"boom-token", 1},
+		{"boom-token", 1}, // half-open, the probe fails: open again
+	} {
+		identifyToken(h, "shop", step.token)
+		if got := breakerOpen(); got != step.open {
+			t.Fatalf("after call %d (%s): breaker_open = %v, want %v", i+1, step.token, got, step.open)
+		}
+	}
+}
+
+// TestMetricsBreakerThatGoesStopsCounting: a breaker that goes while open leaves
+// the gauge: a listed bot's when the last config using it is cleaned up, a remote
+// bot's (which goes with its settings, unannounced) once it is freed.
+func TestMetricsBreakerThatGoesStopsCounting(t *testing.T) {
+	m := newProcessMetrics()
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(m.collectors()...)
+	trip := func(b *breaker) {
+		done, ok := b.allow()
+		if !ok {
+			t.Fatal("a new breaker refused a call")
+		}
+		done(apiDown)
+	}
+	tuning := breakerTuning{failures: 1, openFor: time.Minute}
+
+	config := new(listedBreakers)
+	trip(config.load("listed", "https://api.example.com/ca", tuning, m))
+	if got := gathered(t, registry, "caddy_custom_auth_breaker_open", "listed"); got != 1 {
+		t.Fatalf("listed bot's breaker tripped: breaker_open = %v, want 1", got)
+	}
+	if err := config.release(); err != nil {
+		t.Fatal(err)
+	}
+	if got := gathered(t, registry, "caddy_custom_auth_breaker_open", "listed"); got != 0 {
+		t.Errorf("config cleaned up: breaker_open = %v, want 0", got)
+	}
+
+	trip(newBreaker("remote", tuning, m)) // and dropped
+	if got := gathered(t, registry, "caddy_custom_auth_breaker_open", "remote"); got != 1 {
+		t.Fatalf("remote bot's breaker tripped: breaker_open = %v, want 1", got)
+	}
+	for range 100 {
+		if gathered(t, registry, "caddy_custom_auth_breaker_open", "remote") == 0 {
+			return
+		}
+		runtime.GC() // frees the breaker; its cleanup runs soon after
+	}
+	t.Errorf("the dropped breaker still counts as open after 100 collections")
+}
+
+// TestMetricsIdentityCallsInFlight: n calls waiting for an identity API that hangs
+// show as n, and as 0 once it answers.
+func TestMetricsIdentityCallsInFlight(t *testing.T) {
+	const n = 5
+	api := newIdentityAPI(t)
+	arrived := make(chan struct{}, n)
+	api.setAnswer(func(http.ResponseWriter, map[string]string) bool {
+		arrived <- struct{}{}
+		<-api.release
+		return false // then the usual answer
+	})
+	h, registry := handlerWithRegistry(t, &Handler{Bots: map[string]*Bot{"shop": {AuthURL: api.URL, Timeout: caddy.Duration(time.Minute)}}})
+	inFlight := func() float64 { return gathered(t, registry, "caddy_custom_auth_identity_calls_in_flight", "shop") }
+
+	var calls sync.WaitGroup
+	for i := range n {
+		calls.Go(func() { identifyToken(h, "shop", fmt.Sprintf("token-%d", i)) }) // each its own call
+	}
+	for i := range n {
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d calls reached the API", i, n)
+		}
+	}
+	if got := inFlight(); got != n {
+		t.Errorf("with %d calls hanging: identity_calls_in_flight = %v", n, got)
+	}
+	api.unblock()
+	calls.Wait()
+	if got := inFlight(); got != 0 {
+		t.Errorf("once answered: identity_calls_in_flight = %v, want 0", got)
 	}
 }

@@ -191,9 +191,9 @@ func TestPurgeAcrossGateways(t *testing.T) {
 func TestPurgeWithoutSharedCache(t *testing.T) {
 	api := sameContactAPI(t)
 	marks := newPurgeMarks(time.Now)
-	listed := provision(t, &Handler{CacheSize: uniqueCacheSize(), marks: marks,
+	listed := provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: marks,
 		Bots: map[string]*Bot{"shop": {AuthURL: api.URL, Forward: []string{"user_id"}}}})
-	other := provision(t, &Handler{CacheSize: uniqueCacheSize(), marks: marks,
+	other := provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: marks,
 		Bots: map[string]*Bot{"*": {AuthURL: api.URL}}})
 	withField := func(bot, token string) *http.Request { return widgetRequest(bot, token, "", "X-User-Id", "2") }
 	send := func(h *Handler, r *http.Request) {

@@ -115,12 +115,8 @@ func (s *sharedCache) release() error {
 	return err
 }
 
-// checkSharedCacheURL checks a shared cache URL as written in the config, unless
-// placeholders make it known only when the config is loaded.
+// checkSharedCacheURL checks a shared cache URL; its error never quotes the URL.
 func checkSharedCacheURL(raw string) error {
-	if strings.Contains(raw, "{") {
-		return nil
-	}
 	_, err := sharedCacheOptions(raw)
 	return err
 }

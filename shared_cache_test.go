@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -178,6 +179,12 @@ func redisClient(t testing.TB, r *redisServer) rueidis.Client {
 	return c
 }
 
+// gatewayCacheSize gives each gateway of a test its own local cache: configs of the
+// same cache_size and bots share theirs.
+func gatewayCacheSize() int64 { return 8<<20 + gatewayCacheSizes.Add(1) }
+
+var gatewayCacheSizes atomic.Int64
+
 // fleetHandler is a gateway of a fleet in this process: its own local cache and
 // marks, sharing verdicts through the shared cache at url. Two URLs that name the
 // same server differently give two links, as two gateways would have.
@@ -185,7 +192,7 @@ func fleetHandler(t testing.TB, api *identityAPI, url string, bot *Bot) *Handler
 	t.Helper()
 	bot.AuthURL = api.URL
 	return provision(t, &Handler{
-		CacheSize:   uniqueCacheSize(),
+		CacheSize:   gatewayCacheSize(),
 		marks:       newPurgeMarks(time.Now),
 		SharedCache: &SharedCache{URL: url, Timeout: caddy.Duration(2 * time.Second)},
 		Bots:        map[string]*Bot{"shop": bot},
@@ -260,7 +267,7 @@ func TestSharedCacheSlowOrDown(t *testing.T) {
 	r := startRedis(t)
 	api := newIdentityAPI(t)
 	h := provision(t, &Handler{
-		CacheSize:   uniqueCacheSize(),
+		CacheSize:   gatewayCacheSize(),
 		marks:       newPurgeMarks(time.Now),
 		SharedCache: &SharedCache{URL: r.url(""), Timeout: caddy.Duration(100 * time.Millisecond)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL, CacheTTL: dur(0), NegativeTTL: dur(time.Minute)}},
@@ -336,7 +343,7 @@ func TestSharedCacheNeverShowsThePassword(t *testing.T) {
 	api := newIdentityAPI(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 	h := provision(t, &Handler{
-		CacheSize:   uniqueCacheSize(),
+		CacheSize:   gatewayCacheSize(),
 		marks:       newPurgeMarks(time.Now),
 		logger:      zap.New(core),
 		SharedCache: &SharedCache{URL: "redis://default:" + password + "@" + r.addr(), Timeout: caddy.Duration(200 * time.Millisecond)},
@@ -390,7 +397,7 @@ func TestNoGoroutineLeftAfterSharedCacheCleanup(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	api := newIdentityAPI(t)
 	h := &Handler{
-		CacheSize:   uniqueCacheSize(),
+		CacheSize:   gatewayCacheSize(),
 		marks:       newPurgeMarks(time.Now),
 		SharedCache: &SharedCache{URL: r.url("/3"), Timeout: caddy.Duration(time.Second)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}},
@@ -437,7 +444,7 @@ func TestSharedCacheCaddyfile(t *testing.T) {
 		name, input, wantErr string
 	}{
 		{"no URL", "shared_cache", "wrong argument count or unexpected line ending after 'shared_cache', at Testfile:2"},
-		{"two URLs", "shared_cache redis://a:6379 redis://b:6379", "wrong argument count or unexpected line ending after 'redis://b:6379', at Testfile:2"},
+		{"two URLs", "shared_cache redis://a:6379 redis://b:6379", "wrong argument count or unexpected line ending after 'redis://a:6379', at Testfile:2"},
 		{"bad scheme", "shared_cache https://:" + password + "@cache.internal", `shared_cache: the URL must start with redis:// or rediss://, not "https:", at Testfile:2`},
 		{"bad port", "shared_cache redis://:" + password + "@cache.internal:port", "shared_cache: invalid URL: invalid port \":port\" after host, at Testfile:2"},
 		{"bad database", "shared_cache redis://:" + password + "@cache.internal:6379/x", "must be a database number, not \"/x\", at Testfile:2"},
@@ -480,7 +487,7 @@ func TestSharedCacheJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(tc.config), &cfg); err != nil {
 			t.Fatal(err)
 		}
-		h := &Handler{CacheSize: uniqueCacheSize(), SharedCache: &cfg, logger: zap.NewNop()}
+		h := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(time.Now), SharedCache: &cfg, logger: zap.NewNop()}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		err := h.Provision(ctx)
 		h.Cleanup()
@@ -510,7 +517,8 @@ func TestBinaryValidateSharedCache(t *testing.T) {
 func TestSharedCacheConnectionOutlivesReloads(t *testing.T) {
 	r := startRedis(t)
 	api := newIdentityAPI(t)
-	old := &Handler{CacheSize: uniqueCacheSize(), SharedCache: &SharedCache{URL: r.url("/7")}, Bots: map[string]*Bot{"shop": {AuthURL: api.URL}}, logger: zap.NewNop()}
+	old := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(time.Now), SharedCache: &SharedCache{URL: r.url("/7")},
+		Bots: map[string]*Bot{"shop": {AuthURL: api.URL}}, logger: zap.NewNop()}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := old.Provision(ctx); err != nil {

@@ -6,13 +6,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,7 +126,7 @@ func TestOwnAddressesAreRefused(t *testing.T) {
 func tenantHandler(t *testing.T, bots *botsAPI, api *identityAPI, src BotsSource) *Handler {
 	src.URL = bots.URL + "/bots/"
 	return provision(t, &Handler{
-		CacheSize: uniqueCacheSize(),
+		CacheSize: defaultCacheSize,
 		BotsURL:   &src,
 		Bots:      map[string]*Bot{"operator": {AuthURL: api.URL + "/operator", CacheTTL: dur(0)}},
 	})
@@ -216,33 +214,22 @@ func TestRemoteBotTimeoutIsCapped(t *testing.T) {
 	}
 }
 
-// tarpit is an identity API that accepts every call and answers none until released.
-type tarpit struct {
-	*httptest.Server
-	calls   atomic.Int64
-	release chan struct{}
-	unblock func() // releases the calls, once
-}
+// tarpit is an identity API that accepts every call and answers none until unblock.
+type tarpit struct{ *recordingServer }
 
 func newTarpit(t *testing.T) *tarpit {
-	tp := &tarpit{release: make(chan struct{})}
-	var once sync.Once
-	tp.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tp.calls.Add(1)
-		io.Copy(io.Discard, r.Body)
-		select {
-		case <-tp.release:
+	tp := new(tarpit)
+	tp.recordingServer = newRecordingServer(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		if tp.holdWhileHanging(r) {
 			io.WriteString(w, `{"data":{"id":"9"}}`)
-		case <-r.Context().Done():
 		}
-	}))
-	tp.unblock = func() { once.Do(func() { close(tp.release) }) }
-	t.Cleanup(func() {
-		tp.unblock()
-		tp.Close()
 	})
+	tp.hangRequests()
 	return tp
 }
+
+// unblock answers the calls held and those to come.
+func (tp *tarpit) unblock() { tp.release() }
 
 func openFDs(t *testing.T) int {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -99,17 +98,8 @@ func (rw *remoteWhitelist) fetchFirst(ctx context.Context) *whitelist {
 	if rw.heldBack() {
 		return nil
 	}
-	flight := rw.env.caches.flights.DoChan(rw.cacheKey, func() (any, error) {
-		// Other requests wait for this fetch: the first visitor leaving must not
-		// cancel it (and hold back the next fetch); the bot's timeout bounds it.
-		return rw.fetchUnlessCached(context.WithoutCancel(ctx)), nil
-	})
-	select {
-	case done := <-flight:
-		return done.Val.(*whitelist)
-	case <-ctx.Done():
-		return nil
-	}
+	list, _ := awaitFlight(ctx, &rw.env.caches.flights, rw.cacheKey, rw.fetchUnlessCached)
+	return list
 }
 
 func (rw *remoteWhitelist) refreshInBackground() {
@@ -184,30 +174,14 @@ func (rw *remoteWhitelist) update(ctx context.Context) *whitelist {
 func (rw *remoteWhitelist) fetch(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, rw.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rw.url, nil)
+	answer, err := callAPI(ctx, rw.client, http.MethodGet, rw.url, rw.headers, nil, maxWhitelistSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("calling whitelist_url: %w", err)
 	}
-	for name, values := range rw.headers {
-		req.Header[name] = values
+	if answer.status < 200 || answer.status > 299 {
+		return nil, fmt.Errorf("whitelist API answered %d", answer.status)
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := rw.client.Do(req)
-	if err != nil {
-		return nil, redactURLError(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, fmt.Errorf("whitelist API answered %d", resp.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxWhitelistSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(body) > maxWhitelistSize {
-		return nil, fmt.Errorf("whitelist answer is over %d bytes", maxWhitelistSize)
-	}
-	entries, err := parseWhitelistAnswer(body)
+	entries, err := parseWhitelistAnswer(answer.body)
 	if err != nil {
 		return nil, err
 	}

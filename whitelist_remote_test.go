@@ -3,94 +3,19 @@ package customauth
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
 
-// whitelistAPI is a real HTTP server that answers a whitelist.
-type whitelistAPI struct {
-	*httptest.Server
-	calls atomic.Int64
-
-	mu      sync.Mutex
-	status  int
-	body    string
-	headers http.Header
-	hang    chan struct{} // when set, requests wait until it is closed
-	hung    chan struct{} // receives one value per request that started waiting
-}
-
-func newWhitelistAPI(t testing.TB, body string) *whitelistAPI {
-	w := &whitelistAPI{status: http.StatusOK, body: body, hung: make(chan struct{}, 100)}
-	w.Server = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.calls.Add(1)
-		w.mu.Lock()
-		status, body, hang := w.status, w.body, w.hang
-		w.headers = r.Header.Clone()
-		w.mu.Unlock()
-		if hang != nil {
-			w.hung <- struct{}{}
-			select {
-			case <-hang:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		rw.WriteHeader(status)
-		io.WriteString(rw, body)
-	}))
-	t.Cleanup(func() {
-		w.release()
-		w.Close()
-	})
-	return w
-}
-
-func (w *whitelistAPI) answer(status int, body string) {
-	w.mu.Lock()
-	w.status, w.body = status, body
-	w.mu.Unlock()
-}
-
-// hangRequests makes the API hold every request until release.
-func (w *whitelistAPI) hangRequests() {
-	w.mu.Lock()
-	w.hang = make(chan struct{})
-	w.mu.Unlock()
-}
-
-func (w *whitelistAPI) release() {
-	w.mu.Lock()
-	if w.hang != nil {
-		close(w.hang)
-		w.hang = nil
-	}
-	w.mu.Unlock()
-}
-
-// eventually waits, within a bound, for a background refresh to show its effect.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func whitelistHandler(t *testing.T, wl *whitelistAPI, clk *clock, manual ...string) (*Handler, *identityAPI) {
-	return whitelistHandlerSized(t, wl, clk, uniqueCacheSize(), manual...)
+	return whitelistHandlerSized(t, wl, clk, defaultCacheSize, manual...)
 }
 
 func whitelistHandlerSized(t *testing.T, wl *whitelistAPI, clk *clock, size int64, manual ...string) (*Handler, *identityAPI) {
@@ -190,6 +115,28 @@ func TestWhitelistURLKeepsLastGoodList(t *testing.T) {
 	}
 }
 
+// TestCacheLookupsCountedByCache: a bot from bots_url with a whitelist_url, asked
+// twice, misses then hits each of the three caches that cache_requests_total names:
+// bots, whitelist and identity.
+func TestCacheLookupsCountedByCache(t *testing.T) {
+	api := newIdentityAPI(t)
+	wl := newWhitelistAPI(t, `["shop.example.com"]`)
+	bots := newBotsAPI(t)
+	bots.set("shop", fmt.Sprintf(`{"auth_url":%q,"whitelist_url":{"url":%q}}`, api.URL, wl.URL))
+	m := newProcessMetrics()
+	h := provision(t, &Handler{metrics: m, BotsURL: botsSource(bots)})
+	for range 2 {
+		if o := botOutcome(t, h, "shop", "alice-token"); o != "verified/" {
+			t.Fatalf("outcome %s", o)
+		}
+	}
+	for _, cache := range []string{"bots", "whitelist", "identity"} {
+		if hits, misses := counter(m.cacheRequests, cache, "hit"), counter(m.cacheRequests, cache, "miss"); hits != 1 || misses != 1 {
+			t.Errorf("cache %s: %v hits and %v misses, want 1 and 1", cache, hits, misses)
+		}
+	}
+}
+
 func TestWhitelistURLNeverFetched(t *testing.T) {
 	wl := newWhitelistAPI(t, `unused`)
 	wl.answer(http.StatusServiceUnavailable, "")
@@ -264,7 +211,7 @@ func TestWhitelistURLVisitorMayLeave(t *testing.T) {
 // keeps, so the next config does not fetch it again.
 func TestWhitelistURLSurvivesReload(t *testing.T) {
 	wl := newWhitelistAPI(t, `["shop.example.com"]`)
-	size := uniqueCacheSize()
+	size := defaultCacheSize
 	for range 2 {
 		h, _ := whitelistHandlerSized(t, wl, newClock(), size)
 		if r := originOutcome(t, h, "https://shop.example.com"); r != "" {
@@ -298,7 +245,7 @@ func TestWhitelistURLEntryBound(t *testing.T) {
 // requests that waited for it, and is not fetched again by every request.
 func TestWhitelistURLLargerThanCache(t *testing.T) {
 	body := whitelistBody(maxWhitelistEntries, "large")
-	size := int64(1<<20) + cacheSizes.Add(1)
+	size := int64(1 << 20)
 	if cost := whitelistCost(mustParseWhitelist(t, body)); cost <= size {
 		t.Fatalf("the list costs %d, not more than the cache's %d", cost, size)
 	}
@@ -355,14 +302,6 @@ func whitelistBody(n int, tag string) []byte {
 	}
 	b.WriteByte(']')
 	return []byte(b.String())
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }
 
 // TestWhitelistCostMatchesHeap compares whitelistCost with the heap that cached lists
@@ -424,7 +363,7 @@ func TestRemoteWhitelistsStayWithinCacheSize(t *testing.T) {
 		id := fmt.Sprintf("bot-%d", i)
 		bots.set(id, fmt.Sprintf(`{"auth_url":"https://api.example.com/ca","whitelist_url":{"url":%q}}`, lists.URL+"/lists/"+id))
 	}
-	size := uniqueCacheSize()
+	size := defaultCacheSize
 	h := provision(t, &Handler{CacheSize: size, now: newClock().Now, BotsURL: botsSource(bots)})
 	origin := func(id string) string { return "https://shop-0." + id + ".example.com" }
 

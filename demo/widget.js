@@ -3,34 +3,53 @@
 //   <script src="/widget.js" data-bot="demo-bot" data-token="ACCESS-TOKEN"
 //           data-user-id="2" data-email="b@example.com" data-phone-number="0912345678"></script>
 //
-// It sends one request through the custom_auth gateway and shows what the chat backend
-// received: the verified contact, or the reason it will ask the visitor instead.
+// It is a small chat: opening it asks the chat backend, through the custom_auth gateway,
+// for a greeting, and each message is one more request. Every request carries the
+// widget's headers, so the page's origin differs from the gateway's and the browser asks
+// first (CORS), which the gateway answers. Next to the chat, a "Contact details" panel
+// shows what the backend received, as a support agent would see it: the verified
+// contact, or an anonymous visitor the backend would ask for contact details.
 (() => {
   const tag = document.currentScript;
   const options = tag.dataset;
   // Served through Caddy's templates, which fill in the demo site's `vars gateway`.
   const gateway = options.gateway || '{{placeholder "http.vars.gateway"}}';
 
-  const box = document.createElement("section");
-  box.className = "chat-widget";
-  box.setAttribute("aria-live", "polite");
-  box.innerHTML =
+  const chat = document.createElement("section");
+  chat.className = "chat-widget";
+  chat.innerHTML =
     '<header><span class="dot"></span>Support chat<small></small></header>' +
-    '<div class="chat-body"><p class="chat-result" data-status="pending">Connecting…</p></div>';
-  box.querySelector("small").textContent = "bot " + (options.bot || "?");
-  tag.after(box);
-  const result = box.querySelector(".chat-result");
-  const body = box.querySelector(".chat-body");
+    '<ol class="chat-messages" aria-live="polite"></ol>' +
+    '<form class="chat-input">' +
+    '<input name="text" autocomplete="off" placeholder="Type a message…" aria-label="Message" disabled>' +
+    '<button type="submit" disabled>Send</button>' +
+    "</form>";
+  chat.querySelector("small").textContent = "bot " + (options.bot || "?");
+
+  const panel = document.createElement("section");
+  panel.className = "contact-panel";
+  panel.dataset.status = "pending";
+  panel.innerHTML =
+    "<h2>Contact details <small>what the support agent sees</small></h2>" +
+    '<p class="contact-note">Connecting…</p>' +
+    '<table class="contact-fields"></table>';
+  tag.after(chat, panel);
+
+  const messages = chat.querySelector(".chat-messages");
+  const form = chat.querySelector(".chat-input");
+  const input = form.elements.text;
+  const send = form.querySelector("button");
+  const note = panel.querySelector(".contact-note");
+  const fields = panel.querySelector(".contact-fields");
 
   const headers = {};
-  const fields = [
+  for (const [option, header] of [
     ["bot", "X-Bot-Id"],
     ["token", "X-Access-Token"],
     ["userId", "X-User-Id"],
     ["email", "X-User-Email"],
     ["phoneNumber", "X-User-Phone"],
-  ];
-  for (const [option, header] of fields) {
+  ]) {
     if (options[option]) headers[header] = options[option];
   }
 
@@ -44,58 +63,104 @@
     }
   };
 
-  const show = (status, text, rows) => {
-    result.dataset.status = status;
-    result.textContent = text;
-    if (!rows || rows.length === 0) return;
-    const table = document.createElement("table");
-    table.className = "chat-contact";
-    for (const [name, value] of rows) {
-      const tr = table.insertRow();
-      tr.insertCell().textContent = name;
-      tr.insertCell().textContent = value;
-    }
-    body.append(table);
+  const addMessage = (from, text) => {
+    const item = document.createElement("li");
+    item.className = "chat-message";
+    item.dataset.from = from;
+    item.textContent = text;
+    messages.append(item);
+    messages.scrollTop = messages.scrollHeight;
   };
 
-  fetch(gateway, { headers })
-    .then((response) => {
-      if (!response.ok) throw new Error("HTTP " + response.status);
-      return response.json();
-    })
-    .then((answer) => {
-      const contact = {};
-      for (const [name, value] of Object.entries(answer.contact_headers || {})) {
-        contact[name.replace(/^X-Contact-/i, "").toLowerCase()] = decode(value);
-      }
-      if (answer.status !== "verified") {
-        show(
-          "fallback",
-          "Anonymous: the backend would ask for contact details (reason: " +
-            (answer.reason || "none") + ")",
-          Object.keys(contact).length > 0
-            ? Object.entries(contact)
-            : [["contact", "none: no X-Contact-* header reached the backend"]],
-        );
-        return;
-      }
-      let metadata = contact.metadata || "";
+  // The rows of the panel, in the order an agent reads them.
+  const rows = [
+    ["id", "Id"],
+    ["name", "Name"],
+    ["email", "Email"],
+    ["phone", "Phone"],
+    ["label", "Label"],
+    ["metadata", "Metadata"],
+    ["identify-by", "Identified by"],
+    ["assertion", "Assertion"],
+  ];
+
+  const showContact = (answer) => {
+    const contact = {};
+    for (const [name, value] of Object.entries(answer.contact_headers || {})) {
+      contact[name.replace(/^X-Contact-/i, "").toLowerCase()] = decode(value);
+    }
+    const shown = {
+      id: contact.id,
+      name: contact.name,
+      email: contact.email,
+      phone: [contact["country-code"], contact["phone-number"]].filter(Boolean).join(" "),
+      label: contact.label,
+      metadata: contact.metadata,
+      "identify-by": contact["identify-by"],
+      assertion: contact.assertion && "signed, " + contact.assertion.slice(0, 16) + "…",
+    };
+    if (contact.metadata) {
       try {
-        metadata = Object.entries(JSON.parse(metadata))
-          .map(([key, value]) => key + " " + value)
+        shown.metadata = Object.entries(JSON.parse(contact.metadata))
+          .map(([key, value]) => key + ": " + value)
           .join(", ");
       } catch {
         // not JSON: shown as it came
       }
-      show(
-        "verified",
-        "Verified: " + [contact.name, contact.email, "metadata " + (metadata || "none")].join(", "),
-        Object.entries(contact)
-          .filter(([name]) => name !== "metadata")
-          .map(([name, value]) =>
-            name === "assertion" ? [name, value.slice(0, 24) + "…"] : [name, value],
-          ),
-      );
+    }
+    panel.dataset.status = answer.status === "verified" ? "verified" : "fallback";
+    note.textContent =
+      answer.status === "verified"
+        ? "Verified by the shop's identity API."
+        : "Anonymous visitor: the backend would ask for your contact details (reason: " +
+          (answer.reason || "none") + ").";
+    fields.replaceChildren();
+    for (const [field, label] of rows) {
+      if (!shown[field]) continue;
+      const row = fields.insertRow();
+      row.dataset.field = field;
+      row.insertCell().textContent = label;
+      row.insertCell().textContent = shown[field];
+    }
+  };
+
+  const showError = (err) => {
+    panel.dataset.status = "error";
+    note.textContent = "Could not reach the chat gateway: " + err.message;
+  };
+
+  // One request to the chat backend through the gateway: a GET opens the chat, a POST
+  // sends a message. The backend answers with its reply and what it received.
+  const ask = async (message) => {
+    const init = { headers: { ...headers } };
+    if (message !== undefined) {
+      init.method = "POST";
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify({ text: message });
+    }
+    const response = await fetch(gateway, init);
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    const answer = await response.json();
+    showContact(answer);
+    addMessage("agent", answer.reply);
+  };
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    addMessage("visitor", text);
+    try {
+      await ask(text);
+    } catch (err) {
+      showError(err);
+    }
+  });
+
+  ask()
+    .then(() => {
+      input.disabled = send.disabled = false;
     })
-    .catch((err) => show("error", "Could not reach the chat gateway: " + err.message));
+    .catch(showError);
 })();

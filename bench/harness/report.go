@@ -89,18 +89,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- Date: %s\n", e.date)
 	fmt.Fprintf(&b, "- Machine: %d cores, %s, Linux %s\n", e.cores, e.cpuModel, e.kernel)
 	fmt.Fprintf(&b, "- Go %s, Caddy %s, %s, tree %s\n", e.goVersion, e.caddy, e.wrk, e.tree)
-	if r.sites != nil {
-		r.writeSites(&b, true)
-	}
-	if r.latency != nil {
-		r.writeLatency(&b)
-	}
-	if r.memory != nil {
-		r.writeMemory(&b)
-	}
-	if r.fleet != nil {
-		r.writeFleet(&b)
-	}
+	r.writeResults(&b, true)
 	return b.String()
 }
 
@@ -108,19 +97,25 @@ func (r *report) markdown() string {
 // and the notes.
 func (r *report) summary() string {
 	var b bytes.Buffer
+	r.writeResults(&b, false)
+	return b.String()
+}
+
+// writeResults writes the sections of the scenarios that ran; full adds the sites'
+// per-run table and notes.
+func (r *report) writeResults(b *bytes.Buffer, full bool) {
 	if r.sites != nil {
-		r.writeSites(&b, false)
+		r.writeSites(b, full)
 	}
 	if r.latency != nil {
-		r.writeLatency(&b)
+		r.writeLatency(b)
 	}
 	if r.memory != nil {
-		r.writeMemory(&b)
+		r.writeMemory(b)
 	}
 	if r.fleet != nil {
-		r.writeFleet(&b)
+		r.writeFleet(b)
 	}
-	return b.String()
 }
 
 // ratioTarget is a ratio the report shows, with the product's target for its
@@ -139,11 +134,23 @@ var ratios = []ratioTarget{
 }
 
 func (r *report) writeSites(b *bytes.Buffer, full bool) {
-	res, c := r.sites, r.cfg
+	c := r.cfg
 	fmt.Fprintf(b, "\n## Sites\n\n")
 	fmt.Fprintf(b, "`wrk -t%d -c%d -d%s` per run, the same access token on every request; rounds %s interleaved, %d round(s), after a %s warm-up per site.\n\n",
 		c.threads, c.conns, seconds(c.duration), strings.Join(strings.Split(siteOrder, ""), " "), c.rounds, seconds(c.warmup))
+	r.writeSiteMedians(b)
+	r.writeRatios(b)
+	if !full {
+		return
+	}
+	r.writeEveryRun(b)
+	r.writeSiteNotes(b)
+	r.writeSiteWarnings(b)
+}
 
+// writeSiteMedians is the table of each site's medians over the rounds.
+func (r *report) writeSiteMedians(b *bytes.Buffer) {
+	res, c := r.sites, r.cfg
 	fmt.Fprintf(b, "### Medians per site\n\n")
 	t := newTable("site", "what", "req/s>", "p50 ms>", "p99 ms>", "Caddy CPU µs/req>", "servers CPU µs/req>",
 		"API calls/req>", "peak RSS MiB>", "errors (all runs)>", "max other load %>")
@@ -165,9 +172,13 @@ func (r *report) writeSites(b *bytes.Buffer, full bool) {
 			f1(rss), fmt.Sprint(errs), f0(other))
 	}
 	b.WriteString(t.String())
+}
 
+// writeRatios is the table of the ratios between sites, against their targets.
+func (r *report) writeRatios(b *bytes.Buffer) {
+	res := r.sites
 	fmt.Fprintf(b, "\n### Ratios\n\n")
-	t = newTable("ratio", "throughput (medians)>", "throughput per round", "Caddy CPU µs/req (medians)>", "CPU per round", "target", "what it tells")
+	t := newTable("ratio", "throughput (medians)>", "throughput per round", "Caddy CPU µs/req (medians)>", "CPU per round", "target", "what it tells")
 	for _, rt := range ratios {
 		tp := newRatio(res.runs, rt.x, rt.y, throughputFigure)
 		cpu := newRatio(res.runs, rt.x, rt.y, caddyCPUFigure)
@@ -183,12 +194,13 @@ func (r *report) writeSites(b *bytes.Buffer, full bool) {
 	}
 	b.WriteString(t.String())
 	fmt.Fprintf(b, "\nThroughput ratios above 1 mean the first site is faster; CPU ratios above 1 mean it\ncosts Caddy more CPU per request.\n")
-	if !full {
-		return
-	}
+}
 
+// writeEveryRun is the table of every run of every site.
+func (r *report) writeEveryRun(b *bytes.Buffer) {
+	res, c := r.sites, r.cfg
 	fmt.Fprintf(b, "\n### Every run\n\n")
-	t = newTable("round>", "site", "req/s>", "p50 ms>", "p99 ms>", "Caddy CPU µs/req>", "servers CPU µs/req>",
+	t := newTable("round>", "site", "req/s>", "p50 ms>", "p99 ms>", "Caddy CPU µs/req>", "servers CPU µs/req>",
 		"API calls/req>", "verified/reached backend>", "backend conns>", "peak RSS MiB>", "errors>", "other load %>")
 	for _, sr := range res.runs {
 		run := sr.run
@@ -197,7 +209,11 @@ func (r *report) writeSites(b *bytes.Buffer, full bool) {
 			fmt.Sprint(run.Upstream.BackendConns), f1(run.peakRSSMiB()), fmt.Sprint(run.errors()), f0(run.otherLoad(c.cores)))
 	}
 	b.WriteString(t.String())
+}
 
+// writeSiteNotes explains the figures.
+func (r *report) writeSiteNotes(b *bytes.Buffer) {
+	res, c := r.sites, r.cfg
 	fmt.Fprintf(b, "\n### Notes\n\n")
 	for _, note := range []string{
 		fmt.Sprintf("wrk, Caddy and the bench servers (backend and identity API in one process) share the machine's %d cores, so a site that makes Caddy do more work per request also takes CPU away from wrk and the servers. Throughput here is CPU-bound, not network-bound; CPU µs per request is the most transferable number.", c.cores),
@@ -212,6 +228,11 @@ func (r *report) writeSites(b *bytes.Buffer, full bool) {
 	} {
 		fmt.Fprintf(b, "- %s\n", note)
 	}
+}
+
+// writeSiteWarnings warns of whatever disturbed the runs.
+func (r *report) writeSiteWarnings(b *bytes.Buffer) {
+	res, c := r.sites, r.cfg
 	for _, st := range res.sites {
 		other := 0.0
 		for _, sr := range res.runs {
@@ -286,7 +307,7 @@ func latencyBound(conns int, latency time.Duration) string {
 func (r *report) writeMemory(b *bytes.Buffer) {
 	c := r.cfg
 	fmt.Fprintf(b, "\n## Memory: distinct visitors filling the cache\n\n")
-	fmt.Fprintf(b, "Site C (custom_auth, default `cache_size` 64 MiB and `cache_ttl`), `wrk -t%d -c%d -d%s` with a new access token on every request, identity API answering at once with a small contact (id, name, email, phone_number, two-key metadata). Caddy runs with `GODEBUG=gctrace=1 GOGC=100`, once without `GOMEMLIMIT`, once with it when `MEMORY_GOMEMLIMIT` is set.\n\n",
+	fmt.Fprintf(b, "Site C (custom_auth, default `cache_size` (64MB, 64,000,000 bytes) and `cache_ttl`), `wrk -t%d -c%d -d%s` with a new access token on every request, identity API answering at once with a small contact (id, name, email, phone_number, two-key metadata). Caddy runs with `GODEBUG=gctrace=1 GOGC=100`, once without `GOMEMLIMIT`, once with it when `MEMORY_GOMEMLIMIT` is set.\n\n",
 		c.threads, c.conns, seconds(c.memoryDuration))
 	t := newTable("GOMEMLIMIT", "visitors sent>", "API calls>", "req/s>", "idle live heap MiB>", "live heap after run MiB>",
 		"gctrace live heap last / max MiB>", "gctrace heap goal max MiB>", "GC cycles>", "GC CPU %>", "VmHWM MiB>", "VmRSS MiB>",

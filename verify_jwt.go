@@ -1,0 +1,602 @@
+package customauth
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/custom-auth/custom_auth/contact"
+)
+
+// JWTSettings is a bot's `verify_jwt`: the visitor's access token is a JWT that the
+// customer signed (Intercom's `intercom_user_jwt`, Zendesk's `loginUser` token,
+// Freshchat, Drift…), verified by the gateway itself instead of an identity API.
+type JWTSettings struct {
+	// The HS256 secret the customer signs tokens with, at least 32 bytes. Exactly one
+	// of `secret` and `jwks_url` is required. Default: none.
+	Secret string `json:"secret,omitempty"`
+
+	// The customer's public keys: an absolute http or https URL that answers a JWKS.
+	// Tokens are signed with RS256 (RSA, 2048 bits or more), ES256 (P-256) or EdDSA
+	// (Ed25519), each key verifying only its own algorithm. The keys are fetched on
+	// first need, refreshed every 5m in the background, and fetched again, at most
+	// once a minute, for a token whose `kid` is not among them. Default: none.
+	JWKSURL string `json:"jwks_url,omitempty"`
+
+	// The `iss` a token must carry. Default: none, `iss` is not checked.
+	Issuer string `json:"issuer,omitempty"`
+
+	// The `aud` a token must carry. Default: the bot id; required for `bot *`, which
+	// has no one id.
+	Audience string `json:"audience,omitempty"`
+}
+
+// Timings and bounds of local token verification.
+const (
+	// tokenLeeway is the clock skew tolerated between the customer's servers, which
+	// sign the tokens, and the gateway.
+	tokenLeeway = 5 * time.Second
+	// jwksRefresh is the age at which a JWKS is fetched again in the background.
+	jwksRefresh = 5 * time.Minute
+	// unknownKeyRefetch is the least time between two fetches for a token whose kid
+	// the JWKS lacks: a new key works as soon as the customer publishes it, and
+	// tokens with made-up kids cannot make the gateway flood the customer's server.
+	unknownKeyRefetch = time.Minute
+	// jwksRetryDelay is how long a failed fetch holds back the next one.
+	jwksRetryDelay = 5 * time.Second
+	// maxJWKSSize bounds a JWKS answer; a provider's has a few keys of a few hundred
+	// bytes each.
+	maxJWKSSize = 64 << 10
+)
+
+// check requires one source of keys. Provision and the Caddyfile both call it, before
+// placeholders are expanded.
+func (s *JWTSettings) check(botID string) error {
+	switch {
+	case s.Secret == "" && s.JWKSURL == "":
+		return errors.New("verify_jwt: secret or jwks_url is required")
+	case s.Secret != "" && s.JWKSURL != "":
+		return errors.New("verify_jwt: secret and jwks_url exclude each other; give one")
+	case botID == "*" && s.Audience == "":
+		return errors.New("verify_jwt: audience is required for bot *, which has no one bot id to expect")
+	}
+	return nil
+}
+
+// checkJWTSecret refuses an HS256 secret shorter than the hash (RFC 7518 §3.2).
+func checkJWTSecret(secret string) error {
+	if len(secret) < contact.MinHMACKeySize {
+		return fmt.Errorf("secret: an HS256 secret must be at least %d bytes, not %d", contact.MinHMACKeySize, len(secret))
+	}
+	return nil
+}
+
+// jwtVerifier verifies a bot's tokens locally. It is the bot's identifier in place of
+// the identity API, and its verdicts are cached like the API's.
+type jwtVerifier struct {
+	// settings are the bot's verify_jwt with placeholders expanded and the audience
+	// set: what shapes a verdict (settingsKey).
+	settings JWTSettings
+	parser   *jwt.Parser
+	secret   []byte        // with secret
+	jwks     *remoteKeySet // with jwks_url
+	env      *environment
+}
+
+// Algorithms of each source of keys.
+var (
+	secretMethods = []string{jwt.SigningMethodHS256.Alg()}
+	jwksMethods   = []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg(), jwt.SigningMethodEdDSA.Alg()}
+)
+
+// newJWTVerifier prepares a bot's verify_jwt, checked by check before; the JWKS is
+// fetched with client, the bot's: the operator's or a tenant's.
+func newJWTVerifier(botID string, cfg *JWTSettings, timeout time.Duration, expand func(string) string, client *http.Client, env *environment) (*jwtVerifier, error) {
+	v := &jwtVerifier{env: env}
+	s := &v.settings
+	for _, opt := range []struct {
+		name     string
+		raw      string
+		expanded *string
+	}{
+		{"secret", cfg.Secret, &s.Secret},
+		{"jwks_url", cfg.JWKSURL, &s.JWKSURL},
+		{"issuer", cfg.Issuer, &s.Issuer},
+		{"audience", cfg.Audience, &s.Audience},
+	} {
+		var err error
+		if *opt.expanded, err = expandConfigured(opt.name, opt.raw, expand); err != nil {
+			return nil, err
+		}
+	}
+	s.Audience = cmp.Or(s.Audience, botID)
+
+	methods := secretMethods
+	if s.Secret != "" {
+		if err := checkJWTSecret(s.Secret); err != nil {
+			return nil, err
+		}
+		v.secret = []byte(s.Secret)
+	} else {
+		if err := checkURL(s.JWKSURL); err != nil {
+			return nil, fmt.Errorf("jwks_url: %w", err)
+		}
+		v.jwks = &remoteKeySet{bot: botID, url: s.JWKSURL, timeout: timeout, client: client, env: env}
+		methods = jwksMethods
+	}
+
+	options := []jwt.ParserOption{
+		jwt.WithValidMethods(methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(tokenLeeway),
+		jwt.WithAudience(s.Audience),
+		// Read at each token, so that tests can move the environment's clock.
+		jwt.WithTimeFunc(func() time.Time { return env.now() }),
+	}
+	if s.Issuer != "" {
+		options = append(options, jwt.WithIssuer(s.Issuer))
+	}
+	v.parser = jwt.NewParser(options...)
+	return v, nil
+}
+
+// errNoKeys is a token whose key cannot be had: its JWKS was never fetched, or could
+// not be fetched again for a new key. It is an error, not a rejection: the token may
+// well be good.
+var errNoKeys = errors.New("the customer's keys cannot be had")
+
+// identify verifies the token and reads the contact from its claims. A token that
+// fails any check is rejected, with the check in the verdict's error.
+func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+	var claims tokenClaims
+	token, err := v.parser.ParseWithClaims(req.token, &claims, v.keyfunc(ctx))
+	if err == nil {
+		err = checkCritical(token)
+	}
+	switch {
+	case errors.Is(err, errNoKeys):
+		return failure(err, false)
+	case err != nil:
+		return lookupResult{result: resultRejected, err: fmt.Errorf("token refused: %w", err), maxAge: -1}
+	}
+	data, raw, err := claims.contactData()
+	if err != nil {
+		return failure(fmt.Errorf("token's contact: %w", err), false)
+	}
+	id, err := identityOf(data, raw, b.identifyBy)
+	if err != nil {
+		return failure(fmt.Errorf("token's contact: %w", err), false)
+	}
+	// The verdict is cached no longer than the token is valid; exp is there
+	// (WithExpirationRequired).
+	return lookupResult{result: resultVerified, identity: id, maxAge: max(0, claims.ExpiresAt.Sub(v.env.now()))}
+}
+
+// keyfunc gives the parser the key of a token whose algorithm it has already checked
+// against the source's (WithValidMethods).
+func (v *jwtVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
+	if v.jwks == nil {
+		return func(*jwt.Token) (any, error) { return v.secret, nil }
+	}
+	return func(token *jwt.Token) (any, error) { return v.jwks.keyFor(ctx, token) }
+}
+
+// String says how the bot's tokens are verified, with no secret and no URL credential.
+func (v *jwtVerifier) String() string {
+	if v.jwks == nil {
+		return "verify_jwt: HS256 with the configured secret"
+	}
+	return "verify_jwt: keys from " + redactURL(v.jwks.url)
+}
+
+// checkCritical refuses a `crit` header: it names extensions that the token requires
+// its verifier to understand, and none is supported (RFC 7515 §4.1.11).
+func checkCritical(token *jwt.Token) error {
+	if _, ok := token.Header["crit"]; ok {
+		return errors.New("the token has a crit header: no JWS extension is supported")
+	}
+	return nil
+}
+
+// tokenClaims are a customer's token: the registered claims, which the parser checks,
+// and the contact's.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	ExternalID    json.RawMessage `json:"external_id"`
+	Name          json.RawMessage `json:"name"`
+	Email         json.RawMessage `json:"email"`
+	EmailVerified json.RawMessage `json:"email_verified"`
+	PhoneNumber   json.RawMessage `json:"phone_number"`
+	CountryCode   json.RawMessage `json:"country_code"`
+	Avatar        json.RawMessage `json:"avatar"`
+	Label         json.RawMessage `json:"label"`
+	Metadata      json.RawMessage `json:"metadata"`
+}
+
+// contactData is the contact's data object, as an identity API would answer it: `id`
+// from `external_id`, else `sub`; `email` unless `email_verified` is false; the other
+// fields from the claims of their names. raw is its JSON.
+func (c *tokenClaims) contactData() (data contact.Data, raw []byte, err error) {
+	id := c.ExternalID
+	if absent(id) && c.Subject != "" {
+		id, _ = json.Marshal(c.Subject) // a string always marshals
+	}
+	email := c.Email
+	if string(bytes.TrimSpace(c.EmailVerified)) == "false" {
+		email = nil
+	}
+	data = make(contact.Data, len(contact.Fields))
+	for field, value := range map[string]json.RawMessage{
+		"id": id, "name": c.Name, "email": email, "phone_number": c.PhoneNumber,
+		"country_code": c.CountryCode, "avatar": c.Avatar, "label": c.Label, "metadata": c.Metadata,
+	} {
+		if !absent(value) {
+			data[field] = value
+		}
+	}
+	raw, err = json.Marshal(data)
+	return data, raw, err
+}
+
+// absent reports whether a claim is missing or null.
+func absent(claim json.RawMessage) bool {
+	claim = bytes.TrimSpace(claim)
+	return len(claim) == 0 || string(claim) == "null"
+}
+
+// remoteKeySet is the customer's public keys, fetched from a bot's jwks_url on first
+// need. Once older than jwksRefresh, the next token starts a refresh in the background
+// and is checked with the keys at hand, which keep serving while refreshes fail. A
+// token whose kid is not among them makes one fetch at once, at most once per
+// unknownKeyRefetch. Background work ends with the config's context.
+type remoteKeySet struct {
+	bot     string
+	url     string
+	timeout time.Duration
+	client  *http.Client
+	env     *environment
+
+	keys       atomic.Pointer[keySet]
+	refreshing atomic.Bool // a background refresh is under way
+	// retryAt holds back fetches after a failure, so that a server that is down is
+	// not asked again by every token.
+	retryAt atomic.Int64
+
+	fetching sync.Mutex // one fetch at a time; guards the fields below
+	lastErr  error      // why the last fetch failed; nil when it succeeded
+	// unknownKeyAt is when a token with an unknown kid last made a fetch.
+	unknownKeyAt time.Time
+}
+
+// keySet is a fetched JWKS: the keys this module can use.
+type keySet struct {
+	keys      []publicKey
+	fetchedAt time.Time
+}
+
+// publicKey is a JWKS key and the one algorithm it verifies.
+type publicKey struct {
+	kid string
+	alg string
+	key any // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey, as golang-jwt takes them
+}
+
+// keyFor finds the key of a token: the one of its kid, which must be for the token's
+// algorithm; without a kid, each key for that algorithm is tried.
+func (ks *remoteKeySet) keyFor(ctx context.Context, token *jwt.Token) (any, error) {
+	set, err := ks.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	alg := token.Method.Alg()
+	kidValue, hasKID := token.Header["kid"]
+	if !hasKID {
+		return set.keysFor(alg)
+	}
+	kid, ok := kidValue.(string)
+	if !ok {
+		return nil, errors.New("the token's kid is not a string")
+	}
+	key, found := set.find(kid)
+	if !found {
+		if set, err = ks.fetchForUnknownKey(ctx, set); err != nil {
+			return nil, err
+		}
+		if key, found = set.find(kid); !found {
+			return nil, fmt.Errorf("no key %q in the JWKS", kid)
+		}
+	}
+	if key.alg != alg {
+		return nil, fmt.Errorf("key %q verifies %s, not %s", kid, key.alg, alg)
+	}
+	return key.key, nil
+}
+
+func (s *keySet) find(kid string) (publicKey, bool) {
+	for _, k := range s.keys {
+		if k.kid == kid {
+			return k, true
+		}
+	}
+	return publicKey{}, false
+}
+
+// keysFor are the keys of one algorithm, for a token without a kid.
+func (s *keySet) keysFor(alg string) (jwt.VerificationKeySet, error) {
+	var set jwt.VerificationKeySet
+	for _, k := range s.keys {
+		if k.alg == alg {
+			set.Keys = append(set.Keys, k.key)
+		}
+	}
+	if len(set.Keys) == 0 {
+		return set, fmt.Errorf("the JWKS has no %s key", alg)
+	}
+	return set, nil
+}
+
+// current returns the keys at hand, fetching them on first need, and starts a
+// background refresh once they are old.
+func (ks *remoteKeySet) current(ctx context.Context) (*keySet, error) {
+	set := ks.keys.Load()
+	if set == nil {
+		return ks.fetchFirst(ctx)
+	}
+	if ks.env.now().Sub(set.fetchedAt) >= jwksRefresh {
+		ks.refreshInBackground()
+	}
+	return set, nil
+}
+
+// fetchFirst fetches the keys for the first time; concurrent tokens wait for the same
+// fetch.
+func (ks *remoteKeySet) fetchFirst(ctx context.Context) (*keySet, error) {
+	ks.fetching.Lock()
+	defer ks.fetching.Unlock()
+	if set := ks.keys.Load(); set != nil {
+		return set, nil
+	}
+	if ks.env.now().UnixNano() < ks.retryAt.Load() {
+		return nil, fmt.Errorf("%w: %v (not asked again yet)", errNoKeys, ks.lastErr)
+	}
+	if err := ks.update(ctx); err != nil {
+		return nil, err
+	}
+	return ks.keys.Load(), nil
+}
+
+// fetchForUnknownKey fetches the keys again for a token whose kid the set seen lacks,
+// unless a token did so less than unknownKeyRefetch ago; it returns the keys then at
+// hand. While the last fetch failed, a new key cannot be had: an error.
+func (ks *remoteKeySet) fetchForUnknownKey(ctx context.Context, seen *keySet) (*keySet, error) {
+	ks.fetching.Lock()
+	defer ks.fetching.Unlock()
+	if set := ks.keys.Load(); set != seen {
+		return set, nil // fetched while this token waited
+	}
+	now := ks.env.now()
+	if !ks.unknownKeyAt.IsZero() && now.Sub(ks.unknownKeyAt) < unknownKeyRefetch {
+		if ks.lastErr != nil {
+			return nil, fmt.Errorf("%w: %v (not asked again yet)", errNoKeys, ks.lastErr)
+		}
+		return seen, nil
+	}
+	ks.unknownKeyAt = now
+	if err := ks.update(ctx); err != nil {
+		return nil, err
+	}
+	return ks.keys.Load(), nil
+}
+
+func (ks *remoteKeySet) refreshInBackground() {
+	if !ks.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer ks.refreshing.Store(false)
+		ks.fetching.Lock()
+		defer ks.fetching.Unlock()
+		if set := ks.keys.Load(); set != nil && ks.env.now().Sub(set.fetchedAt) < jwksRefresh {
+			return
+		}
+		if ks.env.now().UnixNano() < ks.retryAt.Load() {
+			return
+		}
+		_ = ks.update(ks.env.ctx) // a failure is logged, and the keys at hand keep serving
+	}()
+}
+
+// update fetches the keys and keeps them if they are good; the caller holds fetching.
+// Tokens wait for it, so a visitor leaving does not end it; the bot's timeout and the
+// config's end do.
+func (ks *remoteKeySet) update(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ks.timeout)
+	defer cancel()
+	defer context.AfterFunc(ks.env.ctx, cancel)()
+	keys, err := ks.fetch(ctx)
+	if err != nil {
+		ks.lastErr = err
+		ks.retryAt.Store(ks.env.now().Add(jwksRetryDelay).UnixNano())
+		ks.env.warn("jwks_url:"+ks.bot, "fetching the JWKS failed; keeping the keys at hand",
+			zap.String("bot", ks.bot), zap.Error(err))
+		return fmt.Errorf("%w: %v", errNoKeys, err)
+	}
+	ks.lastErr = nil
+	ks.keys.Store(&keySet{keys: keys, fetchedAt: ks.env.now()})
+	return nil
+}
+
+func (ks *remoteKeySet) fetch(ctx context.Context) ([]publicKey, error) {
+	answer, err := callAPI(ctx, ks.client, http.MethodGet, ks.url, nil, nil, maxJWKSSize)
+	if err != nil {
+		return nil, fmt.Errorf("fetching jwks_url: %w", err)
+	}
+	if answer.status < 200 || answer.status > 299 {
+		return nil, fmt.Errorf("jwks_url answered %d", answer.status)
+	}
+	return parseJWKS(answer.body)
+}
+
+// jwk is a key of a JWKS, the members read here (RFC 7517, 7518, 8037).
+type jwk struct {
+	KeyType   string `json:"kty"`
+	KeyID     string `json:"kid"`
+	Use       string `json:"use"`
+	Algorithm string `json:"alg"`
+	Curve     string `json:"crv"`
+	N         string `json:"n"`
+	E         string `json:"e"`
+	X         string `json:"x"`
+	Y         string `json:"y"`
+}
+
+// parseJWKS reads the keys a JWKS has for signatures with RS256, ES256 or EdDSA. Other
+// keys (for encryption, of other types or curves, or malformed) are left out: a
+// provider may list them for others. A JWKS with none of ours is an error.
+func parseJWKS(body []byte) ([]publicKey, error) {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("jwks_url answer is not a JWKS: %w", err)
+	}
+	var keys []publicKey
+	var skipped []string
+	for i, raw := range set.Keys {
+		var k jwk
+		err := json.Unmarshal(raw, &k)
+		var key publicKey
+		if err == nil {
+			key, err = k.publicKey()
+		}
+		if err != nil {
+			skipped = append(skipped, fmt.Sprintf("key %d: %v", i+1, err))
+			continue
+		}
+		keys = append(keys, key)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("the JWKS has no RS256, ES256 or EdDSA signing key (%s)", strings.Join(skipped, "; "))
+	}
+	return keys, nil
+}
+
+// publicKey reads a signing key and its algorithm, which follows from its type. A key
+// that declares another algorithm is refused rather than trusted for what its type
+// allows.
+func (k *jwk) publicKey() (publicKey, error) {
+	if k.Use != "" && k.Use != "sig" {
+		return publicKey{}, fmt.Errorf("use %q: not a signing key", k.Use)
+	}
+	key := publicKey{kid: k.KeyID}
+	var err error
+	switch {
+	case k.KeyType == "RSA":
+		key.alg = jwt.SigningMethodRS256.Alg()
+		key.key, err = rsaPublicKey(k.N, k.E)
+	case k.KeyType == "EC" && k.Curve == "P-256":
+		key.alg = jwt.SigningMethodES256.Alg()
+		key.key, err = p256PublicKey(k.X, k.Y)
+	case k.KeyType == "OKP" && k.Curve == "Ed25519":
+		key.alg = jwt.SigningMethodEdDSA.Alg()
+		key.key, err = ed25519PublicKey(k.X)
+	default:
+		return publicKey{}, fmt.Errorf("unsupported key type %s %s", k.KeyType, k.Curve)
+	}
+	if err != nil {
+		return publicKey{}, fmt.Errorf("%s key: %w", k.KeyType, err)
+	}
+	if k.Algorithm != "" && k.Algorithm != key.alg {
+		return publicKey{}, fmt.Errorf("alg %q on a key for %s", k.Algorithm, key.alg)
+	}
+	return key, nil
+}
+
+// minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
+const minRSABits = 2048
+
+func rsaPublicKey(n, e string) (*rsa.PublicKey, error) {
+	modulus, exponent, err := keyParameters("n", n, "e", e)
+	if err != nil {
+		return nil, err
+	}
+	key := &rsa.PublicKey{N: new(big.Int).SetBytes(modulus)}
+	if bits := key.N.BitLen(); bits < minRSABits {
+		return nil, fmt.Errorf("%d bits, fewer than %d", bits, minRSABits)
+	}
+	exp := new(big.Int).SetBytes(exponent)
+	if !exp.IsInt64() || exp.Int64() < 3 || exp.Int64() > 1<<31-1 || exp.Bit(0) == 0 {
+		return nil, errors.New("e must be an odd number from 3 to 2^31-1")
+	}
+	key.E = int(exp.Int64())
+	return key, nil
+}
+
+func p256PublicKey(x, y string) (*ecdsa.PublicKey, error) {
+	xBytes, yBytes, err := keyParameters("x", x, "y", y)
+	if err != nil {
+		return nil, err
+	}
+	if len(xBytes) != 32 || len(yBytes) != 32 {
+		return nil, errors.New("not a P-256 point")
+	}
+	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, xBytes...), yBytes...))
+}
+
+func ed25519PublicKey(x string) (ed25519.PublicKey, error) {
+	xBytes, err := keyParameter("x", x)
+	if err != nil {
+		return nil, err
+	}
+	if len(xBytes) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("x is %d bytes, not %d", len(xBytes), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(xBytes), nil
+}
+
+// keyParameter decodes a key parameter: base64url, without padding as RFC 7518 asks,
+// though some providers pad.
+func keyParameter(name, value string) ([]byte, error) {
+	if value == "" {
+		return nil, fmt.Errorf("no %s", name)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(value, "="))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, nil
+}
+
+// keyParameters decodes the two parameters of a key, such as RSA's n and e.
+func keyParameters(name1, value1, name2, value2 string) ([]byte, []byte, error) {
+	b1, err := keyParameter(name1, value1)
+	if err != nil {
+		return nil, nil, err
+	}
+	b2, err := keyParameter(name2, value2)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b1, b2, nil
+}
+
+// Interface guard
+var _ identifier = (*jwtVerifier)(nil)
