@@ -104,9 +104,13 @@ func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx
 				KeepAlive:      30 * time.Second,
 				ControlContext: control,
 			}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          256,
-			MaxIdleConnsPerHost:   64,
+			ForceAttemptHTTP2: true,
+			// Idle connections kept per API: as many as the calls in flight at once. With
+			// 64 (bench/, latency scenario: 50 ms API, a new visitor per request), 256
+			// concurrent visitors opened 4,476 connections to the API in 10 s and p99 was
+			// 299 ms; each idle connection costs a few KB.
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ExpectContinueTimeout: time.Second,
