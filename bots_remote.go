@@ -93,6 +93,9 @@ type remoteBot struct {
 	// unreachable marks a bot never fetched because the backend could not be asked:
 	// remembered for botsRetryDelay, then asked again.
 	unreachable bool
+	// env is the config the bot was prepared for, whose context its background work
+	// (whitelist and JWKS refreshes) runs under.
+	env *environment
 }
 
 func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environment, caches *caches, repl *caddy.Replacer) (*remoteBots, error) {
@@ -141,6 +144,7 @@ func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reas
 	key := rb.cachePrefix + id
 	if answer, entry := rb.cached(key); answer != nil {
 		rb.env.metrics.observeCache("bots", true)
+		answer = rb.adopted(id, key, answer, entry)
 		if !rb.env.now().Before(entry.expires) {
 			rb.refreshInBackground(id, key, entry)
 		}
@@ -152,6 +156,20 @@ func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reas
 
 // cached returns a bot's cached answer, fresh or not, or nil when there is none to
 // serve: a failed first fetch serves only for botsRetryDelay.
+// adopted returns a cached bot prepared for this config. The cache outlives a reload,
+// so a bot may have been prepared by the config that was replaced: it is prepared again
+// from its settings (no fetch), so that its background work runs under this config
+// rather than stopping with the old one.
+func (rb *remoteBots) adopted(id, key string, answer *remoteBot, entry *cacheEntry) *remoteBot {
+	if answer.bot == nil || answer.env == rb.env {
+		return answer
+	}
+	fresh := &remoteBot{settings: answer.settings, env: rb.env}
+	fresh.bot, fresh.invalid = rb.parse(id, answer.settings)
+	rb.caches.store(key, fresh, remoteBotCost(fresh), entry.stored, entry.expires, 0)
+	return fresh
+}
+
 func (rb *remoteBots) cached(key string) (*remoteBot, *cacheEntry) {
 	entry, ok := rb.caches.entry(key)
 	if !ok {
@@ -242,10 +260,11 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 	switch {
 	case status == http.StatusNotFound:
 		answer = &remoteBot{}
-	case last != nil && last.value.(*remoteBot).bot != nil && bytes.Equal(last.value.(*remoteBot).settings, settings):
+	case last != nil && last.value.(*remoteBot).bot != nil && last.value.(*remoteBot).env == rb.env &&
+		bytes.Equal(last.value.(*remoteBot).settings, settings):
 		answer = last.value.(*remoteBot)
 	default:
-		answer = &remoteBot{settings: settings}
+		answer = &remoteBot{settings: settings, env: rb.env}
 		answer.bot, answer.invalid = rb.parse(id, settings)
 		if answer.invalid != nil {
 			rb.env.warn("bots_url-invalid:"+id, "bot settings from bots_url are invalid; the bot falls back with reason error",

@@ -537,3 +537,41 @@ func TestWarningsBoundedUnderBotIDFlood(t *testing.T) {
 		t.Errorf("the first line of the next minute: %v, want bot after-the-flood and dropped %d", last, flood-maxWarnings)
 	}
 }
+
+// TestRemoteBotAfterAReload: a reload keeps the cache, and with it the remote bots the
+// replaced config prepared; their whitelists go on refreshing under the new config.
+func TestRemoteBotAfterAReload(t *testing.T) {
+	api := newIdentityAPI(t)
+	wl := newWhitelistAPI(t, `["shop.example.com"]`)
+	bots := newBotsAPI(t)
+	bots.set("remote", fmt.Sprintf(`{"auth_url":%q,"whitelist_url":{"url":%q,"refresh":"1m"}}`, api.URL, wl.URL))
+	clk := newClock()
+	config := func() (*Handler, context.CancelFunc) {
+		h := &Handler{now: clk.Now, logger: zap.NewNop(), BotsURL: botsSource(bots)}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		if err := h.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return h, cancel
+	}
+	old, cancelOld := config()
+	if o := botOutcome(t, old, "remote", "alice-token"); o != "verified/" {
+		t.Fatalf("before the reload: %s", o)
+	}
+	// Caddy provisions the new config before it unloads the old one.
+	current, cancelCurrent := config()
+	defer func() {
+		cancelCurrent()
+		current.Cleanup()
+	}()
+	cancelOld()
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	fetched := wl.calls.Load()
+	clk.advance(2 * time.Minute) // the list is due for a refresh, the settings are not
+	if o := botOutcome(t, current, "remote", "alice-token"); o != "verified/" {
+		t.Fatalf("after the reload: %s", o)
+	}
+	eventually(t, "the whitelist refreshed under the new config", func() bool { return wl.calls.Load() > fetched })
+}
