@@ -86,15 +86,15 @@ func (s *stack) liveHeap(ctx context.Context) (int64, error) {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("Caddy's heap profile: %w", err)
+		return 0, fmt.Errorf("reading Caddy's heap profile: %w", err)
 	}
 	defer resp.Body.Close()
 	profile, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return 0, fmt.Errorf("Caddy's heap profile: %w", err)
+		return 0, fmt.Errorf("reading Caddy's heap profile: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("Caddy's heap profile: status %d: %.200s", resp.StatusCode, profile)
+		return 0, fmt.Errorf("reading Caddy's heap profile: status %d: %.200s", resp.StatusCode, profile)
 	}
 	return parseHeapAlloc(profile)
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 )
 
@@ -28,7 +27,11 @@ func TestBrowserModule(t *testing.T) {
 	if testing.Verbose() {
 		args = append(args, "-v")
 	}
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "./...")...)
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to run the browser module: %v", err)
+	}
+	cmd := exec.Command(goCmd, append(args, "./...")...)
 	cmd.Dir = dir
 	cmd.Env = os.Environ()
 	var out bytes.Buffer
