@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -166,22 +165,6 @@ func stepDetail(s step, passed bool, v visit, out outcome) string {
 		return out.err.Error()
 	}
 	return string(out.reason)
-}
-
-// redactURL hides the credentials a configured URL may carry: its user information
-// and its query.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = "REDACTED"
-	}
-	return u.String()
 }
 
 func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) int {

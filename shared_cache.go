@@ -149,7 +149,7 @@ func sharedCacheOptions(raw string) (rueidis.ClientOption, error) {
 	}
 	opt, err := rueidis.ParseURL(raw)
 	if err != nil {
-		return rueidis.ClientOption{}, fmt.Errorf("invalid URL: %v", redactURLError(err))
+		return rueidis.ClientOption{}, fmt.Errorf("invalid URL: %v", secretsOf(raw).scrub(err))
 	}
 	opt.ForceSingleClient = true // a standalone server; dial in the background
 	opt.DisableCache = true      // no client-side caching: the local cache is ours
@@ -157,20 +157,6 @@ func sharedCacheOptions(raw string) (rueidis.ClientOption, error) {
 	opt.Dialer.Timeout = 2 * time.Second
 	opt.ClientName = "custom_auth"
 	return opt, nil
-}
-
-// secretsOf returns what of a URL must never be printed: its password, and its user
-// information as written.
-func secretsOf(raw string) []string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return nil
-	}
-	var secrets []string
-	if pw, ok := u.User.Password(); ok && pw != "" {
-		secrets = append(secrets, pw, url.QueryEscape(pw))
-	}
-	return append(secrets, u.User.String())
 }
 
 // get reads a verdict from the shared cache, waiting at most the timeout; a miss, an
@@ -256,7 +242,7 @@ type fleetLink struct {
 	// back on purgeAckPrefix + id.
 	id      string
 	opt     rueidis.ClientOption
-	secrets []string
+	secrets urlSecrets
 	marks   *purgeMarks
 	logger  *zap.Logger
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
@@ -281,7 +267,7 @@ type fleetLink struct {
 	done   chan struct{} // closed when the background loop has stopped
 }
 
-func newFleetLink(opt rueidis.ClientOption, secrets []string, marks *purgeMarks, logger *zap.Logger) *fleetLink {
+func newFleetLink(opt rueidis.ClientOption, secrets urlSecrets, marks *purgeMarks, logger *zap.Logger) *fleetLink {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &fleetLink{
 		id:      randomID(),
@@ -351,27 +337,10 @@ func (l *fleetLink) call(ctx context.Context, fn func(rueidis.Client) error) err
 	}
 	done(err)
 	if err != nil && !errors.Is(err, errNotSynced) {
-		err = l.scrub(err)
+		err = l.secrets.scrub(err)
 		l.logger.Debug("shared cache failed", zap.Error(err))
 	}
 	return err
-}
-
-// scrub removes the URL's secrets from an error, should a message ever quote them.
-func (l *fleetLink) scrub(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	for _, s := range l.secrets {
-		if s != "" && strings.Contains(msg, s) {
-			msg = strings.ReplaceAll(msg, s, "REDACTED")
-		}
-	}
-	if msg == err.Error() {
-		return err
-	}
-	return errors.New(msg)
 }
 
 // run creates the client and keeps the link subscribed to the purge channel until
@@ -387,7 +356,7 @@ func (l *fleetLink) run(ctx context.Context) {
 			l.client = client
 			break
 		}
-		l.logger.Error("shared cache: cannot create its client", zap.Error(l.scrub(err)))
+		l.logger.Error("shared cache: cannot create its client", zap.Error(l.secrets.scrub(err)))
 		if !retry.wait(ctx) {
 			return
 		}
@@ -411,7 +380,7 @@ func (l *fleetLink) run(ctx context.Context) {
 			log = l.logger.Warn
 		}
 		log("shared cache: purge channel down; verdicts are not read from the shared cache until it is back",
-			zap.Error(l.scrub(err)))
+			zap.Error(l.secrets.scrub(err)))
 		if !retry.wait(ctx) {
 			return
 		}
@@ -498,7 +467,7 @@ func (l *fleetLink) onMessage(m rueidis.PubSubMessage) {
 	ctx, cancel := context.WithTimeout(context.Background(), purgeTimeout)
 	defer cancel()
 	if err := l.client.Do(ctx, l.client.B().Publish().Channel(n.Reply).Message(n.ID).Build()).Error(); err != nil {
-		l.logger.Warn("shared cache: cannot acknowledge a purge", zap.Error(l.scrub(err)))
+		l.logger.Warn("shared cache: cannot acknowledge a purge", zap.Error(l.secrets.scrub(err)))
 	}
 }
 
@@ -561,12 +530,12 @@ func (l *fleetLink) announce(ctx context.Context, n purgeNotice, verdictKeys []s
 	results := c.DoMulti(ctx, cmds...)
 	for _, r := range results {
 		if err := r.Error(); err != nil {
-			return 0, l.scrub(err)
+			return 0, l.secrets.scrub(err)
 		}
 	}
 	receivers, err := results[len(results)-1].AsInt64()
 	if err != nil {
-		return 0, l.scrub(err)
+		return 0, l.secrets.scrub(err)
 	}
 	for acks.count.Load() < receivers {
 		select {
