@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -71,10 +70,6 @@ type purgeResult struct {
 }
 
 func (a *PurgeAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: %s; use POST", r.Method)}
-	}
 	req, err := decodePurgeRequest(w, r)
 	if err != nil {
 		return err
@@ -92,27 +87,15 @@ func (a *PurgeAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 // maxPurgeRequestSize bounds the body of a purge: a bot id and a token or a contact.
 const maxPurgeRequestSize = 64 << 10
 
-// decodePurgeRequest reads the body of a purge. Unknown fields are refused, so that a
-// misspelt "tokn" does not purge the whole bot.
+// decodePurgeRequest reads the body of a purge. An unknown field is refused, so that
+// a misspelt "tokn" does not purge the whole bot.
 func decodePurgeRequest(w http.ResponseWriter, r *http.Request) (purgeRequest, error) {
 	var req purgeRequest
-	bad := func(err error) error { return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err} }
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPurgeRequestSize))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
-			return req, caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("request body is over %d bytes", maxPurgeRequestSize)}
-		}
-		if err == io.EOF {
-			return req, bad(errors.New(`request body is empty; want a JSON object such as {"bot": "…", "token": "…"}`))
-		}
-		return req, bad(fmt.Errorf("request body: %w", err))
-	}
-	if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
-		return req, bad(errors.New("request body: must be one JSON object"))
+	if err := decodeAdminPost(w, r, maxPurgeRequestSize, &req); err != nil {
+		return req, err
 	}
 	if err := req.check(); err != nil {
-		return req, bad(err)
+		return req, badAdminRequest(err)
 	}
 	return req, nil
 }
