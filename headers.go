@@ -101,12 +101,20 @@ func (h *Handler) injectContact(r *http.Request, out *outcome) error {
 	return nil
 }
 
+// checkHeaderName refuses a configured header name that is not a valid field name.
+func checkHeaderName(name string) error {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return fmt.Errorf("invalid header name %q", name)
+	}
+	return nil
+}
+
 // headerValues checks configured request headers and expands their values.
 func headerValues(in map[string]string, expand func(string) string) (http.Header, error) {
 	out := make(http.Header, len(in))
 	for name, raw := range in {
-		if !httpguts.ValidHeaderFieldName(name) {
-			return nil, fmt.Errorf("invalid header name %q", name)
+		if err := checkHeaderName(name); err != nil {
+			return nil, err
 		}
 		value, err := expandConfigured(name, raw, expand)
 		if err != nil {
