@@ -79,9 +79,6 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Every subdirective but `field`, `sign_key_file`, `whitelist`, `forward`, `auth_header`,
 // `header` and `bot` may be given once. A value that expands to nothing here, such as an
 // unset {env.X}, is warned about with its line; Provision refuses it.
-//
-// To add a subdirective: add its name to its block's list (the block variable above
-// the block's parser), and a case that calls the reader of its argument.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if err := noArgs(d); err != nil {
@@ -100,7 +97,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "field":
 			return h.unmarshalField(d)
 		case "header_prefix":
-			later.add(d, (*Handler).checkHeaderPrefix)
+			later.add(d, (*Handler).checkPrefixOfReadHeaders)
 			return stringArg(d, &h.HeaderPrefix)
 		case "sign_key":
 			return expandableArg(d, &h.SignKey, "sign_key", checkHMACKey)
@@ -133,7 +130,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return later.run(h)
 }
 
-// The subdirectives of each block, for "did you mean" and "given twice".
+// The subdirectives of each block: a block accepts these and no others, suggests the
+// closest of them for a misspelt one, and refuses one given twice unless it is
+// repeatable. To add a subdirective, add its name here, and to its block's parser a
+// case that calls the reader of its argument.
 var (
 	handlerBlock = block{
 		once: []string{"bot_id", "token", "origin", "header_prefix", "sign_key", "jwks_path",
@@ -152,9 +152,9 @@ var (
 	botsURLBlock        = block{name: "bots_url", once: []string{"ttl", "timeout", "max_timeout", "allow_private"}, repeatable: []string{"header"}}
 )
 
-// checkHeaderPrefix checks the header prefix against the headers read, whose sources
-// may be declared after it.
-func (h *Handler) checkHeaderPrefix(*caddyfile.Dispenser) error {
+// checkPrefixOfReadHeaders checks the header prefix against the headers read, whose
+// sources may be declared after it.
+func (h *Handler) checkPrefixOfReadHeaders(*caddyfile.Dispenser) error {
 	if h.HeaderPrefix == "" {
 		return nil
 	}
@@ -171,28 +171,6 @@ func (h *Handler) warnUnremovableToken(at *caddyfile.Dispenser) error {
 				zap.String("token", src.template))
 		}
 	}
-	return nil
-}
-
-func (h *Handler) unmarshalField(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	name := d.Val()
-	if err := checkFieldName(name); err != nil {
-		return d.WrapErr(err)
-	}
-	if _, dup := h.Fields[name]; dup {
-		return d.Errf("field %s: given twice", name)
-	}
-	var srcs Sources
-	if err := sourcesArgs(d, &srcs); err != nil {
-		return err
-	}
-	if h.Fields == nil {
-		h.Fields = map[string]Sources{}
-	}
-	h.Fields[name] = srcs
 	return nil
 }
 
@@ -280,20 +258,6 @@ func (b *Bot) unmarshalForward(d *caddyfile.Dispenser, id string, later *laterCh
 		return nil
 	})
 	b.Forward = append(b.Forward, fields...)
-	return nil
-}
-
-// unmarshalWhitelist reads whitelist entries; those without placeholders are checked
-// now, the others once Provision has expanded them.
-func (b *Bot) unmarshalWhitelist(d *caddyfile.Dispenser) error {
-	entries := d.RemainingArgs()
-	if len(entries) == 0 {
-		return d.ArgErr()
-	}
-	if _, err := compileWhitelist(withoutPlaceholders(entries)); err != nil {
-		return d.Errf("whitelist: %v", err)
-	}
-	b.Whitelist = append(b.Whitelist, entries...)
 	return nil
 }
 

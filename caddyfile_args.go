@@ -264,6 +264,43 @@ func sourcesArgs(d *caddyfile.Dispenser, srcs *Sources) error {
 	return nil
 }
 
+// unmarshalField reads `field <name> <placeholder>...`.
+func (h *Handler) unmarshalField(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	if err := checkFieldName(name); err != nil {
+		return d.WrapErr(err)
+	}
+	if _, dup := h.Fields[name]; dup {
+		return d.Errf("field %s: given twice", name)
+	}
+	var srcs Sources
+	if err := sourcesArgs(d, &srcs); err != nil {
+		return err
+	}
+	if h.Fields == nil {
+		h.Fields = map[string]Sources{}
+	}
+	h.Fields[name] = srcs
+	return nil
+}
+
+// unmarshalWhitelist reads whitelist entries; those without placeholders are checked
+// now, the others once Provision has expanded them.
+func (b *Bot) unmarshalWhitelist(d *caddyfile.Dispenser) error {
+	entries := d.RemainingArgs()
+	if len(entries) == 0 {
+		return d.ArgErr()
+	}
+	if _, err := compileWhitelist(withoutPlaceholders(entries)); err != nil {
+		return d.Errf("whitelist: %v", err)
+	}
+	b.Whitelist = append(b.Whitelist, entries...)
+	return nil
+}
+
 func withoutPlaceholders(entries []string) []string {
 	var out []string
 	for _, e := range entries {
