@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
@@ -27,6 +28,8 @@ type nginxStack struct {
 	client *http.Client
 }
 
+var nginxStackLoads atomic.Int64
+
 // startNginxStack starts the identity and bots APIs, the backend, Caddy with the
 // recipe's Caddyfile and nginx with the recipe.
 func startNginxStack(t *testing.T) *nginxStack {
@@ -36,7 +39,9 @@ func startNginxStack(t *testing.T) *nginxStack {
 	t.Setenv("CA_BOTS_URL", s.bots.URL+"/bots/")
 	t.Setenv("CA_SIGN_KEY", testSignKey)
 	s.caddy = caddytest.NewTester(t)
-	s.caddy.InitServer(testGlobalOptions(1, "")+"\n"+recipeFile(t, "Caddyfile"), "caddyfile")
+	// The recipe's config is the same text in every test, with {env.*} values that
+	// differ: a grace period of its own makes Caddy load it again.
+	s.caddy.InitServer(testGlobalOptions(int(nginxStackLoads.Add(1)), "")+"\n"+recipeFile(t, "Caddyfile"), "caddyfile")
 	startNginx(t, s.be.URL)
 	s.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return s
