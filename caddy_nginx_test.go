@@ -159,6 +159,23 @@ func TestIntegrationNginxOutcomes(t *testing.T) {
 	}
 }
 
+// TestIntegrationNginxPreflight: the recipe passes the original method on, so a CORS
+// preflight is recognised, and passes on even where visitors must be verified.
+func TestIntegrationNginxPreflight(t *testing.T) {
+	s := startNginxStack(t)
+	req := widget(nginxAddr, "/strict/send", "", "", "https://shop.example.com")
+	req.Method = http.MethodOptions
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	if resp, body := s.send(t, req); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
+	}
+	got, _ := s.be.received(t)
+	if got.Method != http.MethodOptions {
+		t.Errorf("backend got %s", got.Method)
+	}
+	checkReceived(t, got, "", "fallback", "preflight")
+}
+
 // TestIntegrationNginxSpoofing: no contact header a client sends reaches the backend
 // through the recipe, under any alias (case, `_`, `.`, mixed, a name custom_auth does
 // not set) or as a trailer, both with nginx's defaults for header names and with
