@@ -188,3 +188,22 @@ func recipeVariant(t testing.TB, recipe string) string {
 	}
 	return strings.Replace(server, listen, "listen "+nginxVariantAddr+";\n\tunderscores_in_headers on;\n\tignore_invalid_headers off;", 1)
 }
+
+// TestBehindNginxDocShowsTheRecipe: docs/behind-nginx.md shows each file of the tested
+// recipe whole, as it is.
+func TestBehindNginxDocShowsTheRecipe(t *testing.T) {
+	doc, err := os.ReadFile("docs/behind-nginx.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, fence := range map[string]string{
+		"Caddyfile":                "caddyfile",
+		"custom_auth.conf":         "nginx",
+		"custom_auth_request.conf": "nginx",
+		"custom_auth_headers.conf": "nginx",
+	} {
+		if block := "```" + fence + "\n" + recipeFile(t, name) + "```\n"; !strings.Contains(string(doc), block) {
+			t.Errorf("docs/behind-nginx.md does not show %s as it is", name)
+		}
+	}
+}
