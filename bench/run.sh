@@ -6,7 +6,7 @@
 #   SCENARIO=sites DURATION=3s ROUNDS=1 bench/run.sh
 #
 # Settings, as environment variables (bench/harness checks them):
-#   SCENARIO=all         sites, latency, memory, fleet, or a list of them (sites,memory)
+#   SCENARIO=all         sites, latency, memory, fleet, nginx, or a list of them (sites,memory)
 #   DURATION=10s         each measured wrk run of the sites and latency scenarios
 #   ROUNDS=3             interleaved rounds of the sites scenario
 #   CONNS=64 THREADS=2   wrk connections and threads

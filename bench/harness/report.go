@@ -19,6 +19,7 @@ type report struct {
 	latency []latencyRun
 	memory  []memoryRun
 	fleet   *fleetResult
+	nginx   *nginxResult
 }
 
 // environment is where and with what the benchmark ran.
@@ -115,6 +116,9 @@ func (r *report) writeResults(b *bytes.Buffer, full bool) {
 	}
 	if r.fleet != nil {
 		r.writeFleet(b)
+	}
+	if r.nginx != nil {
+		r.writeNginx(b)
 	}
 }
 
