@@ -16,7 +16,7 @@
 #   MEMORY_DURATION=60s  the memory scenario's wrk run
 #   MEMORY_GOMEMLIMIT=128MiB  GOMEMLIMIT of the memory scenario's second run (off: none)
 #   FLEET_VISITORS=100   distinct visitors of the fleet scenario (needs redis-server)
-#   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..4 and +10..15
+#   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..4, +10..15 and +20..24
 #   OUT=bench/RESULTS.md where the report goes
 #
 # This script only checks the tools and builds; bench/harness starts the processes,

@@ -212,7 +212,11 @@ func (s *stack) checkNginxSite(ctx context.Context, st site) error {
 
 // runNginx checks every site, warms them up, then measures them round by round.
 func runNginx(ctx context.Context, cfg *config) (*nginxResult, error) {
-	measured, auth := nginxSites(cfg.ports)
+	p := cfg.ports
+	if err := checkPortsFree(p.nginxSite(0), p.nginxSite(1), p.nginxSite(2), p.answerSite(), p.staticAuthSite()); err != nil {
+		return nil, err
+	}
+	measured, auth := nginxSites(p)
 	res := &nginxResult{sites: measured}
 	caddySites := append(slices.Clone(auth), measured[3])
 	s, err := startStack(ctx, cfg, "nginx", stackOptions{}, caddySites...)
