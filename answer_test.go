@@ -3,6 +3,7 @@ package customauth
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/custom-auth/custom_auth/contact"
@@ -139,5 +140,98 @@ func TestAnswerReadsTheOriginalQuery(t *testing.T) {
 			}
 			checkAnswerHeaders(t, got.answer.Header(), tc.want == "verified/")
 		})
+	}
+}
+
+// answerOf is the status/reason a handler in answer mode answers for a widget
+// request of bot shop, read from the answer's headers.
+func answerOf(t *testing.T, h *Handler, token string) string {
+	t.Helper()
+	got := serve(t, h, widgetRequest("shop", token, ""))
+	if got.called {
+		t.Fatal("an answer passed the request on")
+	}
+	return got.answer.Header().Get("X-Contact-Status") + "/" + got.answer.Header().Get("X-Contact-Reason")
+}
+
+// TestAnswerKeepsTheMachinery: answers go through the same caches, coalescing, circuit
+// breakers and shared cache as the gateway's requests. (Provision reads nothing of
+// Answer, so the tests' handler builders are reused and switched to answer mode.)
+func TestAnswerKeepsTheMachinery(t *testing.T) {
+	t.Run("concurrent answers make one call", func(t *testing.T) {
+		api := newIdentityAPI(t)
+		h := cachingHandler(t, api, newClock(), &Bot{})
+		h.Answer = true
+		var wg sync.WaitGroup
+		results := make(chan string, 50)
+		for range 50 {
+			wg.Go(func() { results <- answerOf(t, h, "alice-token") })
+		}
+		wg.Wait()
+		close(results)
+		for r := range results {
+			if r != "verified/" {
+				t.Fatalf("answer %s", r)
+			}
+		}
+		if n := api.calls.Load(); n != 1 {
+			t.Errorf("50 concurrent answers made %d API calls, want 1", n)
+		}
+	})
+	t.Run("the breaker skips an API that is down", func(t *testing.T) {
+		api := newIdentityAPI(t)
+		api.setAnswer(func(w http.ResponseWriter, _ map[string]string) bool {
+			w.WriteHeader(http.StatusBadGateway)
+			return true
+		})
+		h := cachingHandler(t, api, newClock(), &Bot{CacheTTL: dur(0)})
+		h.Answer = true
+		for i := range 20 {
+			if o := answerOf(t, h, "alice-token"); o != "fallback/error" {
+				t.Fatalf("answer %d: %s", i, o)
+			}
+		}
+		if n := api.calls.Load(); n != defaultBreakerFailures {
+			t.Errorf("API called %d times for 20 answers, want %d before the breaker opened", n, defaultBreakerFailures)
+		}
+	})
+	t.Run("the shared cache serves another gateway", func(t *testing.T) {
+		r := startRedis(t)
+		api := newIdentityAPI(t)
+		first := fleetHandler(t, api, r.url(""), &Bot{})
+		second := fleetHandler(t, api, r.url("/0"), &Bot{})
+		first.Answer, second.Answer = true, true
+		for _, h := range []*Handler{first, second} {
+			if o := answerOf(t, h, "alice-token"); o != "verified/" {
+				t.Fatalf("answer %s", o)
+			}
+		}
+		if n := api.calls.Load(); n != 1 {
+			t.Errorf("%d API calls for one visitor on two gateways, want 1", n)
+		}
+	})
+}
+
+// TestCLIWithTheNginxRecipe: `caddy custom-auth test` runs the steps of the recipe's
+// answer-mode config (testdata/nginx/Caddyfile) as of any other.
+func TestCLIWithTheNginxRecipe(t *testing.T) {
+	api := newIdentityAPI(t)
+	bots := newBotsAPI(t)
+	t.Setenv("CA_AUTH_URL", api.URL+"/ca")
+	t.Setenv("CA_BOTS_URL", bots.URL+"/bots/")
+	t.Setenv("CA_SIGN_KEY", testSignKey)
+	for _, tc := range []struct {
+		token, origin string
+		code          int
+		want          string
+	}{
+		{"alice-token", "https://shop.example.com", 0, "X-Contact-Id: 2"},
+		{"alice-token", "https://evil.example.com", 1, "domain_not_allowed"},
+	} {
+		code, out, errOut := runCLI(t, "--config", "testdata/nginx/Caddyfile", "--adapter", "caddyfile", "--bot", "shop",
+			"--token", tc.token, "--origin", tc.origin)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("exit %d, want %d with %q:\n%s\n%s", code, tc.code, tc.want, out, errOut)
+		}
 	}
 }
