@@ -305,15 +305,7 @@ func (r *report) writeNginx(b *bytes.Buffer) {
 	t = newTable("ratio", "throughput (medians)>", "throughput per round", "target", "what it tells")
 	for _, rt := range nginxRatios {
 		tp := newRatio(res.runs, rt.x, rt.y, throughputFigure)
-		verdict := "-"
-		if rt.target > 0 {
-			verdict = "NOT met"
-			if tp.ofMedian >= rt.target {
-				verdict = "met"
-			}
-			verdict += fmt.Sprintf(" (throughput >= %g)", rt.target)
-		}
-		t.add(rt.x+"/"+rt.y, f3(tp.ofMedian), joinFloats(tp.perRound, f3), verdict, rt.means)
+		t.add(rt.x+"/"+rt.y, f3(tp.ofMedian), joinFloats(tp.perRound, f3), rt.verdict(tp.ofMedian), rt.means)
 	}
 	b.WriteString("\n" + t.String())
 }

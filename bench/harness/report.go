@@ -130,6 +130,18 @@ type ratioTarget struct {
 	means  string
 }
 
+// verdict says whether a throughput ratio meets the target, "-" when there is none.
+func (rt ratioTarget) verdict(throughput float64) string {
+	if rt.target <= 0 {
+		return "-"
+	}
+	verdict := "NOT met"
+	if throughput >= rt.target {
+		verdict = "met"
+	}
+	return verdict + fmt.Sprintf(" (throughput >= %g)", rt.target)
+}
+
 var ratios = []ratioTarget{
 	{"C", "A", 0.97, "custom_auth on the everyday path (cached identity) over a bare proxy"},
 	{"C", "H", 0, "custom_auth over a proxy that adds the same contact headers for free"},
@@ -186,15 +198,7 @@ func (r *report) writeRatios(b *bytes.Buffer) {
 	for _, rt := range ratios {
 		tp := newRatio(res.runs, rt.x, rt.y, throughputFigure)
 		cpu := newRatio(res.runs, rt.x, rt.y, caddyCPUFigure)
-		verdict := "-"
-		if rt.target > 0 {
-			verdict = "NOT met"
-			if tp.ofMedian >= rt.target {
-				verdict = "met"
-			}
-			verdict += fmt.Sprintf(" (throughput >= %g)", rt.target)
-		}
-		t.add(rt.x+"/"+rt.y, f3(tp.ofMedian), joinFloats(tp.perRound, f3), f2(cpu.ofMedian), joinFloats(cpu.perRound, f2), verdict, rt.means)
+		t.add(rt.x+"/"+rt.y, f3(tp.ofMedian), joinFloats(tp.perRound, f3), f2(cpu.ofMedian), joinFloats(cpu.perRound, f2), rt.verdict(tp.ofMedian), rt.means)
 	}
 	b.WriteString(t.String())
 	fmt.Fprintf(b, "\nThroughput ratios above 1 mean the first site is faster; CPU ratios above 1 mean it\ncosts Caddy more CPU per request.\n")
