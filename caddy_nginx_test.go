@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,6 +28,8 @@ type nginxStack struct {
 	be     *backend
 	caddy  *caddytest.Tester
 	client *http.Client
+	// accessLog is the file of Caddy's access log.
+	accessLog string
 }
 
 var nginxStackLoads atomic.Int64
@@ -38,6 +42,8 @@ func startNginxStack(t *testing.T) *nginxStack {
 	t.Setenv("CA_AUTH_URL", s.api.URL+"/ca")
 	t.Setenv("CA_BOTS_URL", s.bots.URL+"/bots/")
 	t.Setenv("CA_SIGN_KEY", testSignKey)
+	s.accessLog = filepath.Join(t.TempDir(), "access.log")
+	t.Setenv("CA_ACCESS_LOG", s.accessLog)
 	s.caddy = caddytest.NewTester(t)
 	// The recipe's config is the same text in every test, with {env.*} values that
 	// differ: a grace period of its own makes Caddy load it again.
@@ -238,6 +244,7 @@ func TestIntegrationNginxSpoofing(t *testing.T) {
 // or cookie from which it could not be removed for sure is refused.
 func TestIntegrationNginxTokenRemoval(t *testing.T) {
 	s := startNginxStack(t)
+	t.Cleanup(func() { checkAccessLog(t, s.accessLog) })
 	for _, tc := range []struct {
 		name, path, header, cookie string
 		code                       int
@@ -284,6 +291,20 @@ func TestIntegrationNginxTokenRemoval(t *testing.T) {
 				t.Error("backend got X-Access-Token")
 			}
 		})
+	}
+}
+
+// checkAccessLog asserts that Caddy's access log has the answers' lines, with no token
+// and no contact value.
+func checkAccessLog(t *testing.T, path string) {
+	raw, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(raw), `"uri":"/_custom_auth"`) {
+		t.Fatalf("no answer in the access log: %v\n%s", err, raw)
+	}
+	for _, secret := range []string{"-token", "Nguy", "0912345678", "xample.com\",\"phone", "ORD-5578XZ", "VIP", "eyJ"} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("the access log has %q:\n%s", secret, raw)
+		}
 	}
 }
 
