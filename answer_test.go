@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -220,6 +221,7 @@ func TestCLIWithTheNginxRecipe(t *testing.T) {
 	t.Setenv("CA_AUTH_URL", api.URL+"/ca")
 	t.Setenv("CA_BOTS_URL", bots.URL+"/bots/")
 	t.Setenv("CA_SIGN_KEY", testSignKey)
+	t.Setenv("CA_ACCESS_LOG", filepath.Join(t.TempDir(), "access.log"))
 	for _, tc := range []struct {
 		token, origin string
 		code          int
