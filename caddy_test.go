@@ -164,10 +164,11 @@ func TestIntegrationOnFailReject(t *testing.T) {
 	for _, tc := range []struct {
 		token, origin string
 		code          int
+		reason        string // of the 401's problem body
 	}{
-		{"alice-token", "https://shop.example.com", http.StatusOK},
-		{"wrong-token", "https://shop.example.com", http.StatusUnauthorized},
-		{"alice-token", "https://evil.example.com", http.StatusUnauthorized},
+		{"alice-token", "https://shop.example.com", http.StatusOK, ""},
+		{"wrong-token", "https://shop.example.com", http.StatusUnauthorized, "rejected"},
+		{"alice-token", "https://evil.example.com", http.StatusUnauthorized, "domain_not_allowed"},
 	} {
 		be.mu.Lock()
 		before := be.calls
@@ -175,7 +176,11 @@ func TestIntegrationOnFailReject(t *testing.T) {
 		req := gatewayRequest("/strict/chat", tc.token, tc.origin)
 		spoof(req)
 		resp := tester.AssertResponseCode(req, tc.code)
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if tc.code == http.StatusUnauthorized {
+			checkProblem(t, resp.Header, body, tc.reason)
+		}
 		be.mu.Lock()
 		reached := be.calls > before
 		be.mu.Unlock()

@@ -38,6 +38,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		cache_size    <size>
 //		on_fail       fallback|reject
 //		pass_token
+//		answer
 //		shared_cache <redis-url> {
 //			timeout <duration>
 //		}
@@ -113,6 +114,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return checkedArg(d, &h.OnFail, checkOnFail)
 		case "pass_token":
 			return flagArg(d, &h.PassToken)
+		case "answer":
+			return flagArg(d, &h.Answer)
 		case "shared_cache":
 			h.SharedCache = new(SharedCache)
 			return h.SharedCache.unmarshalCaddyfile(d)

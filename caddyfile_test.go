@@ -127,6 +127,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"empty bot id", "bot \"\" {\noff\n}", `bot: the id must not be empty`},
 		{"field access_token", "field access_token {http.request.header.X-T}", `field: access_token is the token's name`},
 		{"pass_token with argument", "pass_token yes", `wrong argument count`},
+		{"answer with argument", "answer nginx", `wrong argument count`},
+		{"answer twice", "answer\nanswer", `answer: given twice`},
 		{"token without source", "token", `wrong argument count`},
 		{"bots_url ttl twice", "bots_url https://a.example {\nttl 1m\nttl 2m\n}", `ttl: given twice`},
 	} {

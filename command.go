@@ -243,7 +243,7 @@ func runTestReport(ctx context.Context, h *Handler, v visit) *testReport {
 	}
 	if out.status == statusVerified {
 		backendRequest := &http.Request{Header: http.Header{}}
-		if err := h.injectContact(backendRequest, &out); err != nil {
+		if err := h.injectContact(backendRequest.Header, &out); err != nil {
 			report.Error = err.Error()
 		}
 		report.Headers = make(map[string]string, len(backendRequest.Header))

@@ -92,6 +92,14 @@ type Handler struct {
 	// `disabled` or `preflight`). Default: `fallback`.
 	OnFail string `json:"on_fail,omitempty"`
 
+	// Makes the handler the auth service of another proxy (nginx's `auth_request`,
+	// ingress-nginx's `auth-url`): instead of passing the request on, it answers with
+	// the verdict, `200` with the headers the backend is to receive plus
+	// `<prefix>Status` and `<prefix>Reason` (with `on_fail reject`, a `401` problem
+	// for a rejectable fallback). Query-parameter sources are read from the original
+	// URI in the `X-Original-URI` header. Default: false, the request is passed on.
+	Answer bool `json:"answer,omitempty"`
+
 	// A Redis or Valkey server through which the gateways of a fleet share verdicts
 	// and purges. Default: none, each gateway caches on its own.
 	SharedCache *SharedCache `json:"shared_cache,omitempty"`
@@ -346,7 +354,7 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP follows the four steps of Custom Authentication. Whatever happens, the
 // contact headers a client sent are removed first and the access token last; the
 // outcome is published as placeholders, and the request goes on unless the operator
-// asked for a 401.
+// asked for a 401, or for the verdict as the answer to another proxy.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	stripSpoofing(r, h.prefix)
@@ -369,12 +377,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.env.metrics.observeRequest(&out)
 	h.logDecision(&out)
 
+	if h.Answer {
+		return h.answer(w, &out) // the proxy that asked passes the request on itself
+	}
 	if out.status == statusVerified {
-		if err := h.injectContact(r, &out); err != nil {
+		if err := h.injectContact(r.Header, &out); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
-	} else if h.reject && out.reason.rejectable() {
-		return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("custom authentication failed: %s", out.reason))
+	} else if h.rejects(&out) {
+		return writeProblem(w, out.reason)
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -386,6 +397,9 @@ type visit struct {
 }
 
 func (h *Handler) visitOf(r *http.Request, repl *caddy.Replacer) visit {
+	if h.Answer {
+		r = originalRequest(r)
+	}
 	return visit{
 		botID:  h.botID.value(r, repl),
 		origin: h.requestOrigin(r, repl),

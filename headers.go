@@ -58,13 +58,15 @@ type contactHeaderNames struct {
 	fields     []string // by index of contact.Fields
 	identifyBy string
 	assertion  string
+	status     string // in answer mode
+	reason     string // in answer mode
 }
 
 func newContactHeaderNames(prefix string) contactHeaderNames {
 	name := func(field string) string {
 		return textproto.CanonicalMIMEHeaderKey(contact.HeaderName(prefix, field))
 	}
-	names := contactHeaderNames{identifyBy: name("identify_by"), assertion: name("assertion")}
+	names := contactHeaderNames{identifyBy: name("identify_by"), assertion: name("assertion"), status: name("status"), reason: name("reason")}
 	for _, field := range contact.Fields {
 		names.fields = append(names.fields, name(field))
 	}
@@ -72,12 +74,12 @@ func newContactHeaderNames(prefix string) contactHeaderNames {
 }
 
 // injectContact sets the contact headers of a verified visitor, and the signed
-// assertion when a key is configured. The values were encoded when the identity was
-// verified, and all of a request's header values share one allocation.
-func (h *Handler) injectContact(r *http.Request, out *outcome) error {
+// assertion when a key is configured, in the request passed on or in the answer to
+// another proxy. The values were encoded when the identity was verified, and all of
+// them share one allocation.
+func (h *Handler) injectContact(header http.Header, out *outcome) error {
 	id := out.identity
 	n := id.headerCount()
-	header := r.Header
 	values := make([]string, n+2)
 	i := 0
 	for field := range contactFieldCount {

@@ -457,6 +457,7 @@ type served struct {
 	repl   *caddy.Replacer
 	err    error
 	code   int
+	answer *httptest.ResponseRecorder // what the handler itself wrote
 }
 
 // serve sends a request through the handler the way Caddy would, with a replacer in
@@ -478,7 +479,7 @@ func serve(t testing.TB, h *Handler, r *http.Request) served {
 	})
 	rec := httptest.NewRecorder()
 	got.err = h.ServeHTTP(rec, r, next)
-	got.code = rec.Code
+	got.code, got.answer = rec.Code, rec
 	if herr, ok := got.err.(caddyhttp.HandlerError); ok {
 		got.code = herr.StatusCode
 	}

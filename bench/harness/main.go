@@ -47,7 +47,7 @@ type config struct {
 	cores                              int
 }
 
-var allScenarios = []string{"sites", "latency", "memory", "fleet"}
+var allScenarios = []string{"sites", "latency", "memory", "fleet", "nginx"}
 
 // setting is one environment variable of bench/run.sh.
 type setting struct {
@@ -229,6 +229,8 @@ func run(ctx context.Context, cfg *config) error {
 			r.memory, err = runMemory(ctx, cfg)
 		case "fleet":
 			r.fleet, err = runFleet(ctx, cfg)
+		case "nginx":
+			r.nginx, err = runNginx(ctx, cfg)
 		}
 		if err != nil {
 			return fmt.Errorf("%s scenario: %w", scenario, err)

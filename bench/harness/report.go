@@ -19,6 +19,7 @@ type report struct {
 	latency []latencyRun
 	memory  []memoryRun
 	fleet   *fleetResult
+	nginx   *nginxResult
 }
 
 // environment is where and with what the benchmark ran.
@@ -116,6 +117,9 @@ func (r *report) writeResults(b *bytes.Buffer, full bool) {
 	if r.fleet != nil {
 		r.writeFleet(b)
 	}
+	if r.nginx != nil {
+		r.writeNginx(b)
+	}
 }
 
 // ratioTarget is a ratio the report shows, with the product's target for its
@@ -124,6 +128,18 @@ type ratioTarget struct {
 	x, y   string
 	target float64
 	means  string
+}
+
+// verdict says whether a throughput ratio meets the target, "-" when there is none.
+func (rt ratioTarget) verdict(throughput float64) string {
+	if rt.target <= 0 {
+		return "-"
+	}
+	verdict := "NOT met"
+	if throughput >= rt.target {
+		verdict = "met"
+	}
+	return verdict + fmt.Sprintf(" (throughput >= %g)", rt.target)
 }
 
 var ratios = []ratioTarget{
@@ -182,15 +198,7 @@ func (r *report) writeRatios(b *bytes.Buffer) {
 	for _, rt := range ratios {
 		tp := newRatio(res.runs, rt.x, rt.y, throughputFigure)
 		cpu := newRatio(res.runs, rt.x, rt.y, caddyCPUFigure)
-		verdict := "-"
-		if rt.target > 0 {
-			verdict = "NOT met"
-			if tp.ofMedian >= rt.target {
-				verdict = "met"
-			}
-			verdict += fmt.Sprintf(" (throughput >= %g)", rt.target)
-		}
-		t.add(rt.x+"/"+rt.y, f3(tp.ofMedian), joinFloats(tp.perRound, f3), f2(cpu.ofMedian), joinFloats(cpu.perRound, f2), verdict, rt.means)
+		t.add(rt.x+"/"+rt.y, f3(tp.ofMedian), joinFloats(tp.perRound, f3), f2(cpu.ofMedian), joinFloats(cpu.perRound, f2), rt.verdict(tp.ofMedian), rt.means)
 	}
 	b.WriteString(t.String())
 	fmt.Fprintf(b, "\nThroughput ratios above 1 mean the first site is faster; CPU ratios above 1 mean it\ncosts Caddy more CPU per request.\n")
