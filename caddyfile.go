@@ -140,7 +140,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var (
 	handlerBlock = block{
 		once: []string{"bot_id", "token", "origin", "header_prefix", "sign_key", "jwks_path",
-			"assertion_ttl", "cache_size", "on_fail", "pass_token", "shared_cache", "bots_url"},
+			"assertion_ttl", "cache_size", "on_fail", "pass_token", "answer", "shared_cache", "bots_url"},
 		repeatable: []string{"field", "sign_key_file", "bot"},
 	}
 	botBlock = block{name: "bot",
