@@ -1,0 +1,60 @@
+// Command demo starts the custom_auth demo: from the repository's root,
+//
+//	go run ./demo
+//
+// It is small, so that it compiles in seconds and can say what happens next: it builds
+// the demo itself (./demo/server: Caddy with custom_auth and the chat backend, which
+// takes minutes the first time), then runs it with Caddy's logs in a file, so that the
+// terminal shows one line with the pages to open. Arguments are passed on to the demo
+// (-config, -db, -backend).
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "custom_auth-demo")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, "custom_auth demo:", err)
+		return 1
+	}
+	exe := filepath.Join(dir, "demo-server")
+	fmt.Println("building the demo (the first time takes a few minutes)…")
+	build := exec.Command("go", "build", "-o", exe, "github.com/custom-auth/custom_auth/demo/server")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "custom_auth demo: building it failed:", err)
+		return 1
+	}
+
+	logFile := filepath.Join(dir, "caddy.log")
+	logs, err := os.Create(logFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "custom_auth demo:", err)
+		return 1
+	}
+	defer logs.Close()
+	args := append([]string{"-db", filepath.Join(dir, "contacts.db"), "-logs", logFile}, os.Args[1:]...)
+	demo := exec.Command(exe, args...)
+	demo.Stdin, demo.Stdout, demo.Stderr = os.Stdin, os.Stdout, logs
+	// Ctrl-C reaches the demo too, which stops; this waits for it.
+	signal.Ignore(os.Interrupt)
+	if err := demo.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "custom_auth demo stopped (%v); Caddy's logs: %s\n", err, logFile)
+		return 1
+	}
+	return 0
+}
