@@ -83,22 +83,22 @@ func (b *chatBackend) routes() http.Handler {
 }
 
 // identify reads who the request is from: the gateway's verified contact, or the
-// anonymous visitor the widget names in X-Visitor-Id.
-func (b *chatBackend) identify(r *http.Request) (visit, error) {
+// anonymous visitor the widget names in X-Visitor-Id (without it, an anonymous request
+// has no conversation).
+func (b *chatBackend) identify(r *http.Request) visit {
 	v := visit{bot: r.Header.Get("X-Bot-Id"), visitor: r.Header.Get("X-Visitor-Id")}
 	seen, err := b.reader.Read(r)
 	switch {
 	case err == nil:
 		v.seen, v.verified = seen, true
-		return v, nil
+		return v
 	case !errors.Is(err, contact.ErrNoContact):
 		b.log.Info("assertion refused: the visitor is anonymous", "bot", v.bot, "error", err)
 	}
-	if v.bot == "" || v.visitor == "" || len(v.visitor) > contactstore.MaxVisitorLength {
-		return v, errors.New("an anonymous visitor needs X-Bot-Id and X-Visitor-Id")
+	if v.bot != "" && v.visitor != "" && len(v.visitor) <= contactstore.MaxVisitorLength {
+		v.conversation = contactstore.VisitorConversation(v.bot, v.visitor)
 	}
-	v.conversation = contactstore.VisitorConversation(v.bot, v.visitor)
-	return v, nil
+	return v
 }
 
 // open answers the opening of the chat: it saves a verified contact and reports what
@@ -109,10 +109,13 @@ func (b *chatBackend) open(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	history, err := b.store.Messages(r.Context(), v.conversation, historyLength)
-	if err != nil {
-		b.fail(w, err)
-		return
+	var history []contactstore.Message
+	if v.conversation != (contactstore.Conversation{}) {
+		var err error
+		if history, err = b.store.Messages(r.Context(), v.conversation, historyLength); err != nil {
+			b.fail(w, err)
+			return
+		}
 	}
 	for _, m := range history {
 		answer.History = append(answer.History, historyMessage{m.From, m.Text})
@@ -131,7 +134,7 @@ func (b *chatBackend) message(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, answer, ok := b.start(w, r)
-	if !ok {
+	if !ok || !hasConversation(w, v) {
 		return
 	}
 	answer.Outcome = "" // the visit's outcome is the opening's
@@ -161,6 +164,9 @@ func (b *chatBackend) lead(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "a verified visitor needs no contact form", http.StatusConflict)
 		return
 	}
+	if !hasConversation(w, v) {
+		return
+	}
 	lead, err := b.store.SaveLead(r.Context(), v.bot, v.visitor, body.Name, body.Email)
 	if errors.Is(err, contactstore.ErrInvalidLead) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -180,11 +186,7 @@ func (b *chatBackend) lead(w http.ResponseWriter, r *http.Request) {
 // answered the request when ok is false.
 func (b *chatBackend) start(w http.ResponseWriter, r *http.Request) (visit, chatAnswer, bool) {
 	answer := chatAnswer{Status: "fallback", Reason: r.Header.Get("X-Custom-Auth-Reason")}
-	v, err := b.identify(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return v, answer, false
-	}
+	v := b.identify(r)
 	if v.verified {
 		res, err := b.store.Save(r.Context(), v.seen)
 		if err != nil {
@@ -196,6 +198,9 @@ func (b *chatBackend) start(w http.ResponseWriter, r *http.Request) (visit, chat
 		answer.Contact = show(res.Contact)
 		return v, answer, true
 	}
+	if v.conversation == (contactstore.Conversation{}) {
+		return v, answer, true
+	}
 	lead, found, err := b.store.FindLead(r.Context(), v.bot, v.visitor)
 	if err != nil {
 		b.fail(w, err)
@@ -205,6 +210,15 @@ func (b *chatBackend) start(w http.ResponseWriter, r *http.Request) (visit, chat
 		answer.Lead = &shownLead{lead.Name, lead.Email}
 	}
 	return v, answer, true
+}
+
+// hasConversation answers 400 for an anonymous request without a visitor id.
+func hasConversation(w http.ResponseWriter, v visit) bool {
+	if v.conversation == (contactstore.Conversation{}) {
+		http.Error(w, "an anonymous visitor needs X-Bot-Id and X-Visitor-Id", http.StatusBadRequest)
+		return false
+	}
+	return true
 }
 
 func show(c contactstore.Record) *shownContact {
