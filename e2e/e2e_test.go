@@ -10,8 +10,8 @@
 // backend of the test's own. They check that the access token is in none of Caddy's
 // logs, as TestErrorLogWithoutToken does for an error. TestCORS checks the CORS snippet
 // without a browser, TestDemoCommand what the demo prints and that a second copy
-// refuses to start, and TestReadmeRecipes that the README shows the recipes these tests
-// run.
+// refuses to start, and TestReadmeRecipes that docs/transports.md shows the recipes
+// these tests run.
 package e2e
 
 import (
