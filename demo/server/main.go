@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -212,7 +211,6 @@ func readyLine(config []byte, logs string) string {
 			}
 		}
 	}
-	slices.Sort(pages)
 	line := "custom_auth demo running: open " + strings.Join(pages, " and ") +
 		" (shop is on the bot's whitelist, evil is not); Ctrl-C stops it."
 	if logs != "" {
