@@ -347,7 +347,7 @@ func TestCacheStaysWithinCacheSize(t *testing.T) {
 		}
 	}
 	grown := liveHeap() - before
-	held := size - h.caches.items.RemainingCost()
+	held := h.caches.used()
 	t.Logf("%d visitors through a %.1f MB cache: live heap grew by %.1f MB (%.2f× cache_size); the cache accounts %.1f MB",
 		visitors, float64(size)/1e6, float64(grown)/1e6, float64(grown)/float64(size), float64(held)/1e6)
 	if grown > size {
