@@ -97,13 +97,13 @@ func planBlocks(size int64) blockLayout {
 	for chunk > 4<<10 && size/chunk < 16 {
 		chunk /= 2
 	}
-	data := size - size/(indexBytesPer+1) // what the index leaves
+	data := size * indexBytesPer / (indexBytesPer + 8) // what the index (8 bytes a slot) leaves
 	count := min(max(data/chunk, 1), maxChunks)
 	shards := int64(1)
 	for shards < 16 && count/(2*shards) >= 16 {
 		shards *= 2
 	}
-	buckets := max(count*chunk/indexBytesPer/8/bucketSlots/int64(shards), 1)
+	buckets := max(count*chunk/indexBytesPer/bucketSlots/shards, 1)
 	return blockLayout{chunkSize: int(chunk), chunkCount: int(count), shardCount: int(shards), bucketsPerShard: int(buckets)}
 }
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-		"go.uber.org/zap"
+	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
 

@@ -15,7 +15,8 @@ func blockEntrySize(keyLen, valueLen int) int {
 }
 
 // indexBytesPer is the chunk bytes per index slot (8 bytes): the index is 1/17 of
-// the budget, a slot for every entry of 128 bytes or more.
+// the budget, a slot for every 128 bytes of chunk, so that an entry of a few hundred
+// bytes seldom finds its bucket full.
 const indexBytesPer = 128
 
 // remoteBotOverhead is the heap a cached bot settings answer holds besides the answer
