@@ -382,10 +382,13 @@ func (s *blockStore) close() error {
 	for i := range s.shards {
 		s.shards[i].mu.Lock()
 	}
+	var err error
+	if !s.shards[0].closed {
+		err = unmapMemory(s.mem)
+	}
 	for i := range s.shards {
 		s.shards[i].closed = true
 	}
-	err := unmapMemory(s.mem)
 	for i := range s.shards {
 		s.shards[i].mu.Unlock()
 	}

@@ -142,4 +142,3 @@ func replacedVerdictCost(v verdict) int64 {
 	}
 	return int64((n+step-1)/step*step) + 224
 }
-
