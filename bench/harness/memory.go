@@ -155,6 +155,15 @@ func orNone(limit string) string {
 	return limit
 }
 
+// gcShare is the run's GC CPU as a percentage of Caddy's CPU during the run.
+func (m memoryRun) gcShare() float64 {
+	caddyMillis := float64(m.run.CaddyTicks) * 1000 / clockTicksPerSecond
+	if caddyMillis <= 0 {
+		return 0
+	}
+	return 100 * m.gc.CPUMillis / caddyMillis
+}
+
 // zipfResult is the verdict store's hit ratio next to the replaced store's, and the
 // test's own line that says on what sequence.
 type zipfResult struct {
