@@ -288,7 +288,7 @@ func (s *blockStore) room(sh *blockShard, size int) (int, bool) {
 		if len(sh.owned) > 0 {
 			oldest = s.chunks[sh.owned[0]].last
 		}
-		if victim, ok := s.acct.values.evictOlderThan(oldest, len(sh.owned) == 0); ok {
+		if victim, ok := s.acct.values.evictOlderThan(oldest, len(sh.owned) == 0, ""); ok {
 			sh.victims = append(sh.victims, victim)
 			continue
 		}

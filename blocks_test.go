@@ -148,10 +148,33 @@ func TestHeapValuesShareTheBudget(t *testing.T) {
 	if err := c.Destruct(); err != nil {
 		t.Fatal(err)
 	}
+	late := &listener{}
+	c.store("late", late, 100, time.Time{}, time.Time{}, 0)
 	for name, l := range map[string]*listener{"replaced": replaced, "stored again, then closed": again,
-		"removed": removed, "refused": refused, "closed": closed} {
+		"removed": removed, "refused": refused, "closed": closed, "stored after closing": late} {
 		if l.told != 1 {
 			t.Errorf("%s: told %d times, want once", name, l.told)
 		}
+	}
+}
+
+// TestHeapValueStoredAgainStays: a value stored again (as a refresh that found the
+// same settings does) while the budget is spent stays cached and is not told it
+// left; another value that needs its room evicts it, and it is told once.
+func TestHeapValueStoredAgainStays(t *testing.T) {
+	const size = 1 << 20
+	c := newTestCaches(t, size)
+	kept, other := &listener{}, &listener{}
+	c.store("kept", kept, size*3/4, time.Time{}, time.Time{}, 0)
+	c.store("kept", kept, size*95/100, time.Time{}, time.Time{}, 0) // beyond the budget
+	if _, ok := c.entry("kept"); !ok || kept.told != 0 {
+		t.Fatalf("stored again: cached %v, told %d times", ok, kept.told)
+	}
+	c.store("other", other, size*3/4, time.Time{}, time.Time{}, 0)
+	if _, ok := c.entry("kept"); ok || kept.told != 1 || other.told != 0 {
+		t.Errorf("evicted: still cached %v, told %d times; the new one told %d", ok, kept.told, other.told)
+	}
+	if used := c.used(); used > size {
+		t.Errorf("%d bytes used of %d", used, size)
 	}
 }

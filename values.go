@@ -80,6 +80,14 @@ func (a *accountant) reserve(cost int64) bool {
 	return true
 }
 
+// forceReserve takes cost bytes (gives them back when negative) whatever the budget
+// has: for differences that are already in the cache.
+func (a *accountant) forceReserve(cost int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.available -= cost
+}
+
 func (a *accountant) release(cost int64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -97,10 +105,11 @@ func (a *accountant) used() int64 {
 // and each charged to the budget at the heap it holds. They leave in the order they
 // came, except that one used since it came (or came back) goes round once more.
 type heapValues struct {
-	acct  *accountant
-	mu    sync.RWMutex
-	items map[string]*heapValue
-	queue list.List // of *heapValue, oldest first
+	acct   *accountant
+	mu     sync.RWMutex
+	items  map[string]*heapValue
+	queue  list.List // of *heapValue, oldest first
+	closed bool
 }
 
 type heapValue struct {
@@ -122,40 +131,62 @@ func (v *heapValues) get(key string) (*cacheEntry, bool) {
 	return hv.entry, true
 }
 
-// set stores an entry, making room in the budget first; an entry that no room can be
-// made for is refused, and told so if it listens.
+// set stores an entry, making room in the budget for what it costs beyond the entry
+// it replaces, which stays meanwhile. An entry that no room can be made for, or that
+// comes after the cache closed, is refused, and told so if it listens.
 func (v *heapValues) set(key string, e *cacheEntry) {
-	if !v.makeRoom(e.cost) {
+	v.mu.RLock()
+	old := v.items[key]
+	v.mu.RUnlock()
+	var oldCost int64
+	if old != nil {
+		oldCost = old.entry.cost
+	}
+	if e.cost > oldCost && !v.makeRoom(e.cost-oldCost, key) {
+		if old == nil || !sameValue(old.entry.value, e.value) {
+			tellEvicted(e.value) // else it stays, as the entry it was
+		}
+		return
+	}
+	v.acct.forceReserve(min(e.cost-oldCost, 0)) // a smaller entry gives the difference back
+	hv := &heapValue{key: key, entry: e, queued: v.acct.tick()}
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		v.acct.release(e.cost - oldCost)
 		tellEvicted(e.value)
 		return
 	}
-	hv := &heapValue{key: key, entry: e, queued: v.acct.tick()}
-	v.mu.Lock()
-	old := v.items[key]
-	if old != nil {
-		v.queue.Remove(old.elem)
+	replaced := v.items[key]
+	if replaced != nil {
+		v.queue.Remove(replaced.elem)
 	}
 	v.items[key] = hv
 	hv.elem = v.queue.PushBack(hv)
 	v.mu.Unlock()
-	if old != nil {
-		v.acct.release(old.entry.cost)
-		if !sameValue(old.entry.value, e.value) {
-			tellEvicted(old.entry.value)
-		}
+	// What was reserved counted the entry seen first as replaced; another may have
+	// replaced or evicted it meanwhile.
+	var replacedCost int64
+	if replaced != nil {
+		replacedCost = replaced.entry.cost
+	}
+	v.acct.forceReserve(oldCost - replacedCost)
+	if replaced != nil && !sameValue(replaced.entry.value, e.value) {
+		tellEvicted(replaced.entry.value)
 	}
 }
 
-// makeRoom reserves cost bytes, evicting the older of the oldest heap value and the
-// verdict store's oldest chunk until the budget has them.
-func (v *heapValues) makeRoom(cost int64) bool {
+// makeRoom reserves cost bytes, evicting the older of the oldest heap value (other
+// than the one under key, being replaced) and the verdict store's oldest chunk until
+// the budget has them.
+func (v *heapValues) makeRoom(cost int64, key string) bool {
 	a := v.acct
 	for range maxEvictionsPerStore {
 		if a.reserve(cost) {
 			return true
 		}
 		chunk, haveChunks := a.blocks.oldestChunk()
-		if victim, ok := v.evictOlderThan(chunk, !haveChunks); ok {
+		if victim, ok := v.evictOlderThan(chunk, !haveChunks, key); ok {
 			tellEvicted(victim)
 			continue
 		}
@@ -167,8 +198,8 @@ func (v *heapValues) makeRoom(cost int64) bool {
 }
 
 // evictOlderThan evicts the oldest value if it is older than tick, or whatever its
-// age if force, and returns it.
-func (v *heapValues) evictOlderThan(tick uint64, force bool) (any, bool) {
+// age if force, and returns it; the value under key keep (if any) goes round again.
+func (v *heapValues) evictOlderThan(tick uint64, force bool, keep string) (any, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for range v.queue.Len() + 1 {
@@ -177,7 +208,7 @@ func (v *heapValues) evictOlderThan(tick uint64, force bool) (any, bool) {
 			return nil, false
 		}
 		hv := front.Value.(*heapValue)
-		if hv.used.Load() > hv.queued {
+		if hv.used.Load() > hv.queued || (keep != "" && hv.key == keep) {
 			hv.queued = v.acct.tick() // used since it came: once more round
 			v.queue.MoveToBack(front)
 			continue
@@ -208,12 +239,13 @@ func (v *heapValues) remove(key string) bool {
 	return ok
 }
 
-// clear evicts every value, when the cache closes.
+// clear evicts every value when the cache closes, and refuses those that come later.
 func (v *heapValues) clear() {
 	v.mu.Lock()
 	items := v.items
 	v.items = map[string]*heapValue{}
 	v.queue.Init()
+	v.closed = true
 	v.mu.Unlock()
 	for _, hv := range items {
 		v.acct.release(hv.entry.cost)
