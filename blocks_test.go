@@ -178,3 +178,38 @@ func TestHeapValueStoredAgainStays(t *testing.T) {
 		t.Errorf("%d bytes used of %d", used, size)
 	}
 }
+
+// TestSharedVerdictRoundTripThroughTheStore: a verdict one gateway put in the shared
+// cache reaches another gateway's store as the very same bytes (the encoding both
+// keep), serves from there, and a purge of its token deletes it from the store.
+func TestSharedVerdictRoundTripThroughTheStore(t *testing.T) {
+	r := startRedis(t)
+	api := newIdentityAPI(t)
+	first := fleetHandler(t, api, r.url(""), &Bot{})
+	second := fleetHandler(t, api, r.url("/0"), &Bot{})
+	for _, h := range []*Handler{first, second} {
+		if got := verify(t, h, "alice-token"); got != "verified/" {
+			t.Fatalf("outcome %s", got)
+		}
+	}
+	key := identityKey(second.bots["shop"], identityRequest{token: "alice-token"})
+	c := redisClient(t, r)
+	shared, err := c.Do(t.Context(), c.B().Get().Key(sharedVerdictKey(key)).Build()).AsBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, ok := second.caches.verdict([]byte(key))
+	if !ok || !bytes.Equal(local, shared) {
+		t.Fatalf("the second gateway's store holds %q (%v), the shared cache %q", local, ok, shared)
+	}
+	if got := verify(t, second, "alice-token"); got != "verified/" || api.calls.Load() != 1 {
+		t.Errorf("from the store: %s after %d API calls, want verified after 1", got, api.calls.Load())
+	}
+	res, err := purge(t.Context(), []*Handler{second}, purgeRequest{Bot: "shop", Token: ptr("alice-token")}, time.Now())
+	if err != nil || res.Purged != 1 {
+		t.Fatalf("purge: %+v, %v", res, err)
+	}
+	if _, ok := second.caches.verdict([]byte(key)); ok {
+		t.Error("the purged verdict is still in the store")
+	}
+}
