@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,5 +212,45 @@ func TestSharedVerdictRoundTripThroughTheStore(t *testing.T) {
 	}
 	if _, ok := second.caches.verdict([]byte(key)); ok {
 		t.Error("the purged verdict is still in the store")
+	}
+}
+
+// TestStoreConcurrently stores, reads and removes verdicts and heap values from many
+// goroutines in a small cache that evicts all the time: every verdict read is the one
+// stored under its key, whole, and the budget holds.
+func TestStoreConcurrently(t *testing.T) {
+	const size = 1 << 20
+	c := newTestCaches(t, size)
+	valueOf := func(key string, n int) verdict { return verdict(strings.Repeat(key, n)) }
+	done := make(chan error)
+	for g := range 8 {
+		go func() {
+			var err error
+			for i := range 4000 {
+				key := testKey((g*7 + i) % 3000)
+				switch i % 7 {
+				case 0:
+					c.store(key, &listener{}, 3000, time.Time{}, time.Time{}, 0)
+				case 1:
+					c.remove(key)
+				case 2, 3:
+					c.storeVerdict(key, valueOf(key, 1+i%40), time.Time{}, time.Time{}, 0)
+				default:
+					if v, ok := c.verdict([]byte(key)); ok && (len(v)%len(key) != 0 || string(v) != strings.Repeat(key, len(v)/len(key))) {
+						err = fmt.Errorf("%s read %d bytes of another value", key, len(v))
+					}
+					c.entry(key)
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	if used := c.used(); used > size {
+		t.Errorf("%d bytes used of %d", used, size)
 	}
 }
