@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // blockStore keeps pointer-free blocks (the cached verdicts) in memory mapped outside
@@ -31,11 +32,12 @@ type blockStore struct {
 	acct      *accountant
 }
 
-// chunkState is one chunk: which shard writes it (shard id + 1; 0 when free), and,
-// read and written only under that shard's lock, its generation, how far it is
-// written and the accountant's tick of its last write.
+// chunkState is one chunk: which shard writes it (shard id + 1; 0 when free), which
+// any shard may read while one changes it, and, read and written only under that
+// shard's lock, its generation, how far it is written and the accountant's tick of
+// its last write.
 type chunkState struct {
-	owner int32
+	owner atomic.Int32
 	gen   uint32
 	fill  uint32
 	last  uint64
@@ -200,7 +202,7 @@ func findEntry[K blockKey](s *blockStore, sh *blockShard, h uint64, key K) (int,
 func (s *blockStore) entryAt(sh *blockShard, slot uint64) (int, bool) {
 	id := int(slot >> slotOffsetBits & (maxChunks - 1))
 	c := &s.chunks[id]
-	if c.owner != sh.id+1 || uint64(c.gen)&(1<<slotGenBits-1) != slot>>(slotOffsetBits+slotChunkBits)&(1<<slotGenBits-1) {
+	if c.owner.Load() != sh.id+1 || uint64(c.gen)&(1<<slotGenBits-1) != slot>>(slotOffsetBits+slotChunkBits)&(1<<slotGenBits-1) {
 		return 0, false
 	}
 	off := int(slot&(1<<slotOffsetBits-1)) * entryAlign
@@ -279,7 +281,7 @@ func (s *blockStore) room(sh *blockShard, size int) (int, bool) {
 	}
 	for range maxEvictionsPerStore {
 		if id, ok := s.acct.takeChunk(); ok {
-			s.chunks[id].owner = sh.id + 1
+			s.chunks[id].owner.Store(sh.id + 1)
 			sh.owned = append(sh.owned, uint32(id))
 			s.restart(id)
 			return id, true
@@ -343,7 +345,7 @@ func (s *blockStore) releaseOldest() bool {
 	id := int(from.owned[0])
 	from.owned = append(from.owned[:0], from.owned[1:]...)
 	s.restart(id)
-	s.chunks[id].owner = 0
+	s.chunks[id].owner.Store(0)
 	dropPages(s.mem[id*s.chunkSize : (id+1)*s.chunkSize])
 	s.acct.giveChunk(id)
 	return true
