@@ -10,30 +10,27 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/dgraph-io/ristretto/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
 
-// caches holds everything the handler remembers between requests: verified identities,
-// rejections, bot settings from bots_url and fetched whitelists, in one ristretto cache
-// bounded by cache_size. Each entry's cost is the heap it holds, so eviction bounds
-// them all; what was evicted is asked again on next need. It lives in a UsagePool, so
-// a config reload keeps it; it is closed when the last config that uses it goes away.
+// caches holds everything the handler remembers between requests, within the one
+// cache_size: verified identities and rejections as blocks outside the Go heap
+// (blocks.go), and bot settings from bots_url and fetched whitelists, which hold
+// pointers, on the heap (values.go), each charged at the memory it really occupies.
+// What was evicted is asked again on next need. It lives in a UsagePool, so a config
+// reload keeps it; it is closed when the last config that uses it goes away.
 type caches struct {
-	items   *ristretto.Cache[string, *cacheEntry]
+	acct    *accountant
+	blocks  *blockStore
 	flights singleflight.Group
 	poolKey string
 }
 
-// cacheEntry is a cached value, when it was stored and when it stops being served.
-// Both are checked here, against the handler's clock; ristretto's own TTL frees the
-// memory.
+// cacheEntry is a cached heap value, with when it was stored and when it stops being
+// served; both are checked by its reader, against the handler's clock.
 type cacheEntry struct {
-	// value is what the entry holds, unless it is a verdict: those are kept in their
-	// own field, so that no interface boxes them.
 	value   any
-	verdict verdict
 	cost    int64
 	stored  time.Time
 	expires time.Time
@@ -73,26 +70,23 @@ func cachePoolKey(h *Handler, size int64) string {
 	return "custom_auth/" + string(shape)
 }
 
-// averageEntryCost guesses an entry's size to size ristretto's admission counters.
-const averageEntryCost = 1 << 10
-
 func newCaches(poolKey string, size int64) (*caches, error) {
-	counters := 10 * size / averageEntryCost
-	items, err := ristretto.NewCache(&ristretto.Config[string, *cacheEntry]{
-		NumCounters: max(counters, 1000),
-		MaxCost:     size,
-		BufferItems: 64,
-	})
+	acct := &accountant{size: size}
+	acct.values = heapValues{acct: acct, items: map[string]*heapValue{}}
+	blocks, err := newBlockStore(acct)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mapping %d bytes: %w", size, err)
 	}
-	return &caches{items: items, poolKey: poolKey}, nil
+	acct.blocks = blocks
+	return &caches{acct: acct, blocks: blocks, poolKey: poolKey}, nil
 }
 
-// Destruct closes the cache once no config uses it.
+// Destruct closes the cache once no config uses it: its verdicts' memory goes back
+// to the kernel, and every heap value is told it was evicted.
 func (c *caches) Destruct() error {
-	c.items.Close()
-	return nil
+	err := c.blocks.close()
+	c.acct.values.clear()
+	return err
 }
 
 func (c *caches) release() error {
@@ -100,34 +94,45 @@ func (c *caches) release() error {
 	return err
 }
 
-// entry returns a cached entry, expired or not: an expired one may still serve while
-// its source cannot be reached.
+// entry returns a cached heap value, expired or not: an expired one may still serve
+// while its source cannot be reached.
 func (c *caches) entry(key string) (*cacheEntry, bool) {
-	return c.items.Get(key)
+	return c.acct.values.get(key)
 }
 
-// store caches a value until expires, with its cost in bytes; ristretto frees it after
-// keepFor (0: only when evicted). It waits until the value is visible, so that a
-// request right after this one finds it.
+// store caches a heap value with its cost in bytes until expires; it is visible to
+// the next request at once. keepFor is not used: memory is taken back by eviction.
 func (c *caches) store(key string, value any, cost int64, stored, expires time.Time, keepFor time.Duration) {
-	if c.items.SetWithTTL(key, &cacheEntry{value: value, cost: cost, stored: stored, expires: expires}, cost, keepFor) {
-		c.items.Wait()
-	}
+	c.acct.values.set(key, &cacheEntry{value: value, cost: cost, stored: stored, expires: expires})
 }
 
-// storeVerdict caches a verdict until expires; ristretto frees it after keepFor.
+// verdict returns a copy of the verdict cached under key, young or old: its reader
+// checks its age, which the block carries (verdict.stored).
+func (c *caches) verdict(key []byte) (verdict, bool) {
+	v, ok := c.blocks.get(key)
+	return verdict(v), ok
+}
+
+// storeVerdict caches a verdict. It stays until the store's first-in, first-out
+// eviction reaches it, so stored, expires and keepFor are not kept apart: the block
+// carries when it was stored, and its reader checks its age against the bot's TTL.
 func (c *caches) storeVerdict(key string, v verdict, stored, expires time.Time, keepFor time.Duration) {
-	cost := verdictCost(v)
-	if c.items.SetWithTTL(key, &cacheEntry{verdict: v, cost: cost, stored: stored, expires: expires}, cost, keepFor) {
-		c.items.Wait()
-	}
+	c.blocks.set(key, v)
 }
 
-// fits reports whether a value of this cost can be cached at all: ristretto refuses
-// one larger than the whole cache.
-func (c *caches) fits(cost int64) bool {
-	return cost <= c.items.MaxCost()
+// remove deletes an entry, verdict or heap value, and reports whether there was one.
+func (c *caches) remove(key string) bool {
+	return c.blocks.remove(key) || c.acct.values.remove(key)
 }
+
+// fits reports whether a heap value of this cost can be cached at all: at most the
+// budget that the verdicts' index leaves.
+func (c *caches) fits(cost int64) bool {
+	return cost <= c.acct.size-int64(planBlocks(c.acct.size).indexBytes())
+}
+
+// used is how much of cache_size the caches hold.
+func (c *caches) used() int64 { return c.acct.used() }
 
 // cachedIdentifier answers from the cache, and makes one API call for all concurrent
 // requests with the same token and settings.
@@ -145,15 +150,16 @@ func (h *Handler) cachedIdentities(next identifier) identifier {
 }
 
 func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
-	key := identityKey(b, req)
+	digest := identityDigest(b, req)
 	caching := b.cacheTTL > 0 || b.negativeTTL > 0
 	if caching {
-		if res, ok := ci.cached(key, b, req); ok {
+		if res, ok := ci.cached(digest[:], b, req); ok {
 			ci.metrics.observeCache("identity", true)
 			return res
 		}
 		ci.metrics.observeCache("identity", false)
 	}
+	key := string(digest[:])
 	// Concurrent requests for one key make one call, whatever the TTLs.
 	res, ok := awaitFlight(ctx, &ci.caches.flights, key, func(ctx context.Context) lookupResult {
 		if caching {
@@ -197,14 +203,14 @@ func awaitFlight[T any](ctx context.Context, flights *singleflight.Group, key st
 // cached returns a verdict that is still young enough for the bot's settings now
 // running, and that no purge covers: a reload that shortens a TTL applies to verdicts
 // cached before it.
-func (ci *cachedIdentifier) cached(key string, b *botSettings, req identityRequest) (lookupResult, bool) {
-	e, ok := ci.caches.entry(key)
+func (ci *cachedIdentifier) cached(key []byte, b *botSettings, req identityRequest) (lookupResult, bool) {
+	v, ok := ci.caches.verdict(key)
 	if !ok {
 		return lookupResult{}, false
 	}
-	res := e.verdict.lookupResult()
+	res, stored := v.lookupResult(), v.stored()
 	ttl := cacheTTL(b, res)
-	if ci.now().Sub(e.stored) >= ttl || ci.marks.hides(req.markedBot(b), req.token, res, e.stored, ttl) {
+	if ci.now().Sub(stored) >= ttl || ci.marks.hides(req.markedBot(b), req.token, res, stored, ttl) {
 		return lookupResult{}, false
 	}
 	res.cacheHit = true
@@ -236,6 +242,13 @@ func cacheTTL(b *botSettings, res lookupResult) time.Duration {
 // identityKey hashes everything that decides a verdict: the bot, its settings, the
 // token and the forwarded fields. The token itself is never kept.
 func identityKey(b *botSettings, req identityRequest) string {
+	digest := identityDigest(b, req)
+	return string(digest[:])
+}
+
+// identityDigest is identityKey as an array, which a cache lookup takes without
+// allocating.
+func identityDigest(b *botSettings, req identityRequest) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write([]byte("identity\x00"))
 	h.Write([]byte(b.id))
@@ -251,30 +264,6 @@ func identityKey(b *botSettings, req identityRequest) string {
 		}
 	}
 	var sum [sha256.Size]byte
-	return string(h.Sum(sum[:0]))
-}
-
-// verdictCost is the heap a cached verdict holds: its block, rounded up as the
-// allocator rounds it, and per entry the cacheEntry and ristretto's bookkeeping beyond
-// the storeItem it charges itself (a slot of its store's map, its policy's cost map and
-// its expiry bucket). TestCacheStaysWithinCacheSize measures it with the real handler.
-func verdictCost(v verdict) int64 {
-	const perEntry = 96 + 128 // the cacheEntry; ristretto's maps at their load factor
-	return allocSize(cap(v)) + perEntry
-}
-
-// allocSize is at least what the Go allocator gives for n bytes: its size classes are
-// 16 bytes apart up to 256, at most 64 up to 1 KiB, at most 256 up to 8 KiB; beyond,
-// whole pages.
-func allocSize(n int) int64 {
-	step := 8192
-	switch {
-	case n <= 256:
-		step = 16
-	case n <= 1024:
-		step = 64
-	case n <= 8192:
-		step = 256
-	}
-	return int64((n + step - 1) / step * step)
+	h.Sum(sum[:0])
+	return sum
 }

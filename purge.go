@@ -238,15 +238,6 @@ func purge(ctx context.Context, handlers []*Handler, req purgeRequest, now time.
 	return result, nil
 }
 
-// remove deletes an entry, and reports whether there was one.
-func (c *caches) remove(key string) bool {
-	if _, ok := c.items.Get(key); !ok {
-		return false
-	}
-	c.items.Del(key)
-	return true
-}
-
 // markedBot is the bot id that purges of this request's verdicts name: the one the
 // visitor named, which `bot *` settings do not know.
 func (req identityRequest) markedBot(b *botSettings) string {
