@@ -45,7 +45,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		on_fail       fallback|reject
 //		pass_token
 //		shared_cache <redis-url> {
-//			timeout <duration>
+//			timeout    <duration>
+//			tls_ca     <pem-file>
+//			tls_client <cert-file> <key-file>
 //		}
 //		bots_url <url> {
 //			header      <name> <value>
@@ -357,6 +359,13 @@ func (sc *SharedCache) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch name {
 		case "timeout":
 			return durationArg(d, &sc.Timeout)
+		case "tls_ca":
+			return stringArg(d, &sc.TLSCA)
+		case "tls_client":
+			if !d.AllArgs(&sc.TLSClientCert, &sc.TLSClientKey) {
+				return d.ArgErr()
+			}
+			return nil
 		}
 		return d.Errf("unrecognized shared_cache subdirective '%s'", name)
 	})

@@ -193,7 +193,7 @@ func fleetHandler(t testing.TB, api *identityAPI, url string, bot *Bot) *Handler
 	bot.AuthURL = api.URL
 	return provision(t, &Handler{
 		CacheSize:   gatewayCacheSize(),
-		marks:       newPurgeMarks(time.Now),
+		marks:       newPurgeMarks(),
 		SharedCache: &SharedCache{URL: url, Timeout: caddy.Duration(2 * time.Second)},
 		Bots:        map[string]*Bot{"shop": bot},
 	})
@@ -268,7 +268,7 @@ func TestSharedCacheSlowOrDown(t *testing.T) {
 	api := newIdentityAPI(t)
 	h := provision(t, &Handler{
 		CacheSize:   gatewayCacheSize(),
-		marks:       newPurgeMarks(time.Now),
+		marks:       newPurgeMarks(),
 		SharedCache: &SharedCache{URL: r.url(""), Timeout: caddy.Duration(100 * time.Millisecond)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL, CacheTTL: dur(0), NegativeTTL: dur(time.Minute)}},
 	})
@@ -311,12 +311,22 @@ func TestSharedCacheURLs(t *testing.T) {
 		{"redis://:" + password + "@127.0.0.1:6379/2", ""},
 		{"redis://user:" + password + "@cache.internal", ""},
 		{"rediss://user:" + password + "@cache.example.com:6380/0", ""},
-		{"http://user:" + password + "@cache.internal", `must start with redis:// or rediss://, not "http:"`},
+		{"http://user:" + password + "@cache.internal", `must start with redis://, rediss://, valkey:// or valkeys://, not "http:"`},
 		{"redis://user:" + password + "@", "has no host"},
 		{"redis://user:" + password + "@cache:port", "invalid URL"},
 		{"redis://user:" + password + "@cache:70000", `invalid port "70000"`},
 		{"redis://user:" + password + "@cache:6379/zero", "must be a database number"},
-		{"redis://user:" + password + "@cache:6379/0?dial_timeout=1s", "no query"},
+		{"redis://user:" + password + "@cache:6379/0?dial_timeout=1s", `unknown query parameter "dial_timeout"`},
+		{"redis://user:" + password + "@cache:6379/0#x", "no fragment"},
+		{"valkey://user:" + password + "@cache.internal:6379", ""},
+		{"valkeys://user:" + password + "@cache.internal:6379", ""},
+		{"redis://user:" + password + "@h1:7000?addr=h2:7001&addr=h3:7002", ""},
+		{"redis://user:" + password + "@s1:26379?addr=s2:26379&master_set=cache", ""},
+		{"redis://user:" + password + "@h1:7000?addr=h2", `addr: "h2" is not host:port`},
+		{"redis://user:" + password + "@h1:7000?addr=h2:99999", `addr: invalid port "99999"`},
+		{"redis://user:" + password + "@s1:26379?master_set=", "master_set: give one name"},
+		{"redis://user:" + password + "@s1:26379?master_set=a&master_set=b", "master_set: give one name"},
+		{"redis://user:" + password + "@s1:26379?%zz", "query is malformed"},
 		{"redis://user:" + password + "@cache:6379/0/1", "must be a database number"},
 		{"cache:6379", "must start with redis://"},
 	} {
@@ -344,7 +354,7 @@ func TestSharedCacheNeverShowsThePassword(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	h := provision(t, &Handler{
 		CacheSize:   gatewayCacheSize(),
-		marks:       newPurgeMarks(time.Now),
+		marks:       newPurgeMarks(),
 		logger:      zap.New(core),
 		SharedCache: &SharedCache{URL: "redis://default:" + password + "@" + r.addr(), Timeout: caddy.Duration(200 * time.Millisecond)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}},
@@ -358,7 +368,7 @@ func TestSharedCacheNeverShowsThePassword(t *testing.T) {
 	verify(t, h, "one-more-token")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	_, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"}, time.Now())
+	_, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"})
 	if err == nil {
 		t.Error("a purge whose fleet could not be told succeeded")
 	}
@@ -369,7 +379,7 @@ func TestSharedCacheNeverShowsThePassword(t *testing.T) {
 		errs = append(errs, err.Error())
 	}
 	for _, cfg := range []*SharedCache{{URL: "redis://u:" + password + "@host:port"}, {URL: "ftp://u:" + password + "@host"}} {
-		_, err := loadSharedCache(cfg, caddy.NewReplacer(), newPurgeMarks(time.Now), zap.NewNop())
+		_, err := loadSharedCache(cfg, caddy.NewReplacer(), newPurgeMarks(), &environment{logger: zap.NewNop(), metrics: newProcessMetrics(), now: time.Now})
 		if err == nil {
 			t.Fatalf("%s: no error", cfg.URL)
 		}
@@ -398,7 +408,7 @@ func TestNoGoroutineLeftAfterSharedCacheCleanup(t *testing.T) {
 	api := newIdentityAPI(t)
 	h := &Handler{
 		CacheSize:   gatewayCacheSize(),
-		marks:       newPurgeMarks(time.Now),
+		marks:       newPurgeMarks(),
 		SharedCache: &SharedCache{URL: r.url("/3"), Timeout: caddy.Duration(time.Second)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}},
 		logger:      zap.NewNop(),
@@ -408,7 +418,7 @@ func TestNoGoroutineLeftAfterSharedCacheCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	verify(t, h, "alice-token")
-	if _, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"}, time.Now()); err != nil {
+	if _, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"}); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
@@ -445,7 +455,7 @@ func TestSharedCacheCaddyfile(t *testing.T) {
 	}{
 		{"no URL", "shared_cache", "wrong argument count or unexpected line ending after 'shared_cache', at Testfile:2"},
 		{"two URLs", "shared_cache redis://a:6379 redis://b:6379", "wrong argument count or unexpected line ending after 'redis://a:6379', at Testfile:2"},
-		{"bad scheme", "shared_cache https://:" + password + "@cache.internal", `shared_cache: the URL must start with redis:// or rediss://, not "https:", at Testfile:2`},
+		{"bad scheme", "shared_cache https://:" + password + "@cache.internal", `shared_cache: the URL must start with redis://, rediss://, valkey:// or valkeys://, not "https:", at Testfile:2`},
 		{"bad port", "shared_cache redis://:" + password + "@cache.internal:port", "shared_cache: invalid URL: invalid port \":port\" after host, at Testfile:2"},
 		{"bad database", "shared_cache redis://:" + password + "@cache.internal:6379/x", "must be a database number, not \"/x\", at Testfile:2"},
 		{"bad timeout", "shared_cache redis://cache.internal {\ntimeout soon\n}", `timeout: invalid duration "soon": time: invalid duration "soon", at Testfile:3`},
@@ -480,14 +490,14 @@ func TestSharedCacheJSON(t *testing.T) {
 	for _, tc := range []struct{ config, wantErr string }{
 		{`{"url": "{env.CA_TEST_EMPTY_REDIS_URL}"}`, `shared_cache: "{env.CA_TEST_EMPTY_REDIS_URL}" expands to an empty value`},
 		{`{"timeout": "1s"}`, "shared_cache: the URL is required"},
-		{`{"url": "memcached://cache:11211"}`, "shared_cache: the URL must start with redis:// or rediss://"},
+		{`{"url": "memcached://cache:11211"}`, "shared_cache: the URL must start with redis://, rediss://, valkey:// or valkeys://"},
 		{`{"url": "redis://cache:6379", "timeout": "-1s"}`, "shared_cache: timeout: must not be negative"},
 	} {
 		var cfg SharedCache
 		if err := json.Unmarshal([]byte(tc.config), &cfg); err != nil {
 			t.Fatal(err)
 		}
-		h := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(time.Now), SharedCache: &cfg, logger: zap.NewNop()}
+		h := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), SharedCache: &cfg, logger: zap.NewNop()}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		err := h.Provision(ctx)
 		h.Cleanup()
@@ -517,7 +527,7 @@ func TestBinaryValidateSharedCache(t *testing.T) {
 func TestSharedCacheConnectionOutlivesReloads(t *testing.T) {
 	r := startRedis(t)
 	api := newIdentityAPI(t)
-	old := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(time.Now), SharedCache: &SharedCache{URL: r.url("/7")},
+	old := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), SharedCache: &SharedCache{URL: r.url("/7")},
 		Bots: map[string]*Bot{"shop": {AuthURL: api.URL}}, logger: zap.NewNop()}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
