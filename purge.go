@@ -83,9 +83,6 @@ func (a *PurgeAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), purgeTimeout)
 	defer cancel()
 	result, err := purge(ctx, runningHandlers(), req)
-	if result.Gateways != nil {
-		processMetrics.observePurge(err == nil)
-	}
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 	}
@@ -229,6 +226,7 @@ func purge(ctx context.Context, handlers []*Handler, req purgeRequest) (purgeRes
 			}
 		}
 	}
+	handlers[0].env.metrics.observePurge(len(errs) == 0)
 	if len(errs) > 0 {
 		return result, fmt.Errorf("purged on this gateway, but the fleet could not be told through its shared cache (it will be once the shared cache is back): %w", errors.Join(errs...))
 	}

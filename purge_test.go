@@ -131,6 +131,16 @@ func ptr(s string) *string { return &s }
 // learns of it only through the shared cache, asks the API again on its next request.
 func TestPurgeAcrossGateways(t *testing.T) {
 	r := startRedis(t)
+	// Each case has its own database, and each gateway its own link: the URLs name
+	// the database differently.
+	purgeAcrossGateways(t, func(i int) (string, string) {
+		return r.url(fmt.Sprintf("/%d", i+1)), r.url(fmt.Sprintf("/0%d", i+1))
+	})
+}
+
+// purgeAcrossGateways runs the cases of TestPurgeAcrossGateways on two gateways whose
+// shared caches the i-th case's urls name.
+func purgeAcrossGateways(t *testing.T, urls func(i int) (first, second string)) {
 	for i, tc := range []struct {
 		name   string
 		req    purgeRequest
@@ -145,10 +155,9 @@ func TestPurgeAcrossGateways(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := sameContactAPI(t)
-			// Each case has its own database, and each gateway its own link: the URLs
-			// name the database differently.
-			first := fleetHandler(t, api, r.url(fmt.Sprintf("/%d", i+1)), &Bot{})
-			second := fleetHandler(t, api, r.url(fmt.Sprintf("/0%d", i+1)), &Bot{})
+			firstURL, secondURL := urls(i)
+			first := fleetHandler(t, api, firstURL, &Bot{})
+			second := fleetHandler(t, api, secondURL, &Bot{})
 			tokens := []string{"alice-token", "alice-phone-token", "wrong-token"}
 			for _, token := range tokens {
 				verify(t, first, token)
@@ -160,7 +169,7 @@ func TestPurgeAcrossGateways(t *testing.T) {
 
 			result := purgeNow(t, []*Handler{first}, tc.req)
 			if result.Purged != tc.local || result.Gateways == nil || *result.Gateways != 2 {
-				t.Errorf("result = %d purged, %v gateways; want %d and 2", result.Purged, result.Gateways, tc.local)
+				t.Errorf("result = %d purged, %d gateways; want %d and 2", result.Purged, *result.Gateways, tc.local)
 			}
 			for _, token := range tc.kept {
 				verify(t, second, token)

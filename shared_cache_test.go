@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,6 +30,10 @@ import (
 type redisServer struct {
 	port int
 	args []string
+	// conf is a config file, for a Sentinel; ready is the line that says the server
+	// is up (default: "Ready to accept connections"); tls: it listens with TLS only.
+	conf, ready string
+	tls         bool
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -39,13 +44,24 @@ type redisServer struct {
 // which installs it: there the test fails.
 func startRedis(t testing.TB, args ...string) *redisServer {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
+	return runRedis(t, &redisServer{args: args})
+}
+
+// requireTool skips a test without a tool, except under CI, which installs it.
+func requireTool(t testing.TB, tool, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server is not installed (apt-get install redis-server): %v", err)
+			t.Fatalf("%s is not installed (apt-get install %s): %v", tool, pkg, err)
 		}
-		t.Skipf("redis-server is not installed (apt-get install redis-server); skipping: %v", err)
+		t.Skipf("%s is not installed (apt-get install %s); skipping: %v", tool, pkg, err)
 	}
-	r := &redisServer{args: args}
+}
+
+// runRedis starts r on a free port; see startRedis.
+func runRedis(t testing.TB, r *redisServer) *redisServer {
+	t.Helper()
+	requireTool(t, "redis-server", "redis-server")
 	var err error
 	for range 3 { // another process may take the free port before redis-server does
 		r.port = freePort(t)
@@ -73,9 +89,15 @@ func freePort(t testing.TB) int {
 // start runs the server on r.port and waits until it says it is ready and PING
 // answers.
 func (r *redisServer) start() error {
-	cmd := exec.Command("redis-server", append([]string{
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-	}, r.args...)...)
+	var args []string
+	if r.conf != "" {
+		args = append(args, r.conf)
+	}
+	args = append(args, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if r.tls {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(r.port))
+	}
+	cmd := exec.Command("redis-server", append(args, r.args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -91,7 +113,7 @@ func (r *redisServer) start() error {
 		for scanner.Scan() {
 			line := scanner.Text()
 			log.WriteString(line + "\n")
-			if strings.Contains(line, "Ready to accept connections") {
+			if strings.Contains(line, cmp.Or(r.ready, "Ready to accept connections")) {
 				ready <- nil
 				for scanner.Scan() { // keep the pipe drained
 				}
@@ -105,7 +127,7 @@ func (r *redisServer) start() error {
 	case <-time.After(10 * time.Second):
 		err = fmt.Errorf("redis-server on port %d: not ready within 10s", r.port)
 	}
-	if err == nil {
+	if err == nil && !r.tls {
 		err = r.ping()
 	}
 	if err != nil {
