@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -355,7 +356,16 @@ func openVerdict(key string, raw []byte) (verdict, error) {
 	if !hmac.Equal(seal[:sealLen], raw[:sealLen]) {
 		return nil, errors.New("the value was stored under another key, or changed")
 	}
-	return decodeVerdict(v)
+	v, err := decodeVerdict(v)
+	if err != nil {
+		return nil, err
+	}
+	// The contact's fields are passed on as JSON (the assertion): a value whose JSON
+	// is broken would fail the request.
+	if res := v.lookupResult(); res.result == resultVerified && !json.Valid(res.identity.raw()) {
+		return nil, errBadVerdict
+	}
+	return v, nil
 }
 
 func verdictSeal(key string, v verdict) [sha256.Size]byte {

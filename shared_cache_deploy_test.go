@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -582,4 +583,36 @@ func TestSharedCacheMetrics(t *testing.T) {
 		verify(t, second, fmt.Sprintf("alice-back-%d-token", probes))
 		return testutil.ToFloat64(m.sharedUp) == 1
 	})
+}
+
+// TestSharedCacheMalformedValueIsAMiss: values that pass the key check but are not
+// sound verdicts (as a writer who knows the scheme could store) are misses, never an
+// error answer, also with an assertion to sign.
+func TestSharedCacheMalformedValueIsAMiss(t *testing.T) {
+	r := startRedis(t)
+	api := newIdentityAPI(t)
+	first := fleetHandler(t, api, r.url("/9"), &Bot{})
+	serve(t, first, widgetRequest("shop", "alice-token", ""))
+	c := redisDB(t, r, 9)
+	keyOf := func(token string) string { return identityKey(first.bots["shop"], identityRequest{token: token}) }
+	raw, err := c.Do(t.Context(), c.B().Get().Key(sharedVerdictKey(keyOf("alice-token"))).Build()).AsBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := verdict(raw[sealLen:])
+	second := provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), SignKey: strings.Repeat("k", 32),
+		SharedCache: &SharedCache{URL: r.url("/09"), Timeout: caddy.Duration(2 * time.Second)},
+		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}}})
+	rng := mathrand.New(mathrand.NewPCG(21, 5))
+	for i := range 300 {
+		changed := bytes.Clone(alice)
+		for range 1 + rng.IntN(3) {
+			changed[rng.IntN(len(changed))] ^= byte(1 + rng.IntN(255))
+		}
+		token := fmt.Sprintf("visitor-%d-token", i)
+		c.Do(t.Context(), c.B().Set().Key(sharedVerdictKey(keyOf(token))).Value(string(sealVerdict(keyOf(token), changed))).Build())
+		if got := serve(t, second, widgetRequest("shop", token, "")); got.code >= 500 || got.err != nil {
+			t.Fatalf("change %d (%x): HTTP %d, %v", i, changed[:verdictHeaderLen], got.code, got.err)
+		}
+	}
 }
