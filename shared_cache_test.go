@@ -464,6 +464,13 @@ func TestSharedCacheCaddyfile(t *testing.T) {
 		t.Errorf("shared_cache = %+v, want %+v", h.SharedCache, want)
 	}
 	h = Handler{}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\nshared_cache rediss://cache.internal:6380 {\ntls_ca ca.pem\ntls_client gw.pem gw.key\n}\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if want := (SharedCache{URL: "rediss://cache.internal:6380", TLSCA: "ca.pem", TLSClientCert: "gw.pem", TLSClientKey: "gw.key"}); *h.SharedCache != want {
+		t.Errorf("shared_cache with TLS = %+v, want %+v", h.SharedCache, want)
+	}
+	h = Handler{}
 	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\nshared_cache rediss://cache.internal:6380/1\n}")); err != nil {
 		t.Fatal(err)
 	}
@@ -484,6 +491,11 @@ func TestSharedCacheCaddyfile(t *testing.T) {
 		{"timeout twice", "shared_cache redis://cache.internal {\ntimeout 1s\ntimeout 2s\n}", "timeout: given twice, at Testfile:4"},
 		{"unknown subdirective", "shared_cache redis://cache.internal {\nttl 1m\n}", "unrecognized shared_cache subdirective 'ttl', at Testfile:3"},
 		{"given twice", "shared_cache redis://a\nshared_cache redis://b", "shared_cache: given twice, at Testfile:3"},
+		{"tls_ca without a file", "shared_cache rediss://cache.internal {\ntls_ca\n}", "wrong argument count or unexpected line ending after 'tls_ca', at Testfile:3"},
+		{"tls_ca twice", "shared_cache rediss://cache.internal {\ntls_ca a.pem\ntls_ca b.pem\n}", "tls_ca: given twice, at Testfile:4"},
+		{"tls_client without a key", "shared_cache rediss://cache.internal {\ntls_client cert.pem\n}", "wrong argument count or unexpected line ending after 'cert.pem', at Testfile:3"},
+		{"tls_client with three files", "shared_cache rediss://cache.internal {\ntls_client a b c\n}", "wrong argument count or unexpected line ending after 'b', at Testfile:3"},
+		{"cluster URL with an unknown parameter", "shared_cache redis://:" + password + "@h1:7000?addr=h2:7001&timeout=1s", `shared_cache: unknown query parameter "timeout": only addr and master_set are accepted, at Testfile:2`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h Handler
@@ -514,6 +526,8 @@ func TestSharedCacheJSON(t *testing.T) {
 		{`{"timeout": "1s"}`, "shared_cache: the URL is required"},
 		{`{"url": "memcached://cache:11211"}`, "shared_cache: the URL must start with redis://, rediss://, valkey:// or valkeys://"},
 		{`{"url": "redis://cache:6379", "timeout": "-1s"}`, "shared_cache: timeout: must not be negative"},
+		{`{"url": "rediss://cache:6379", "tls_ca": "/nonexistent/ca.pem"}`, "shared_cache: tls_ca: open /nonexistent/ca.pem"},
+		{`{"url": "rediss://cache:6379", "tls_client_key": "/nonexistent/gw.key"}`, "shared_cache: tls_client: give a certificate and its key"},
 	} {
 		var cfg SharedCache
 		if err := json.Unmarshal([]byte(tc.config), &cfg); err != nil {
