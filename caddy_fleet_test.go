@@ -59,9 +59,18 @@ http://%s {
 	respond "{http.custom_auth.status}/{http.custom_auth.reason}/{http.custom_auth.contact.id}"
 }
 `, g.adminAddr, g.httpAddr, handlerBody)), 0o600)
+	runGateway(t, g, bin, config, nil)
+	return g
+}
 
+// runGateway runs the Caddy binary with a config and more environment, and returns
+// once Caddy serves the config.
+func runGateway(t *testing.T, g *gateway, bin, config string, env []string) {
+	t.Helper()
+	dir := t.TempDir()
+	name := g.name
 	cmd := exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
+	cmd.Env = append(append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +116,6 @@ http://%s {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("gateway %s: not serving within 30s:\n%s", name, g.logs())
 	}
-	return g
 }
 
 func (g *gateway) logs() string {
@@ -416,5 +424,56 @@ func TestFleetPurgeWhileRedisDown(t *testing.T) {
 		if !strings.Contains(g.logs(), "the server lost its data") {
 			t.Errorf("gateway %s did not log that the server lost its data:\n%s", g.name, g.logs())
 		}
+	}
+}
+
+// TestFleetRecipe runs the one-machine fleet of deploy/fleet (its Caddyfile, as
+// run.sh starts it, on free ports): two gateways share a verdict, and a purge on one
+// reaches the other. docs/fleet.md shows that Caddyfile as it is.
+func TestFleetRecipe(t *testing.T) {
+	r := startRedis(t)
+	bin, err := caddyBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gateways []*gateway
+	for _, name := range []string{"1", "2"} {
+		g := &gateway{name: name, httpAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)), adminAddr: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+		runGateway(t, g, bin, "deploy/fleet/Caddyfile", []string{
+			"GATEWAY_PORT=" + strings.Split(g.httpAddr, ":")[1], "ADMIN_PORT=" + strings.Split(g.adminAddr, ":")[1],
+			"API_PORT=" + strconv.Itoa(freePort(t)), "REDIS_URL=" + r.url(""),
+		})
+		gateways = append(gateways, g)
+	}
+	visit := func(g *gateway) string {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+g.httpAddr+"/", nil)
+		req.Header.Set("X-Bot-Id", "demo-bot")
+		req.Header.Set("X-Access-Token", "alice-token")
+		resp, err := fleetClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	for _, g := range gateways {
+		if got := visit(g); got != "verified  contact=2" {
+			t.Fatalf("gateway %s: %q", g.name, got)
+		}
+	}
+	if code, answer := gateways[1].purge(t, `{"bot":"demo-bot","token":"alice-token"}`); code != http.StatusOK || answer != `{"purged":1,"gateways":2}`+"\n" {
+		t.Errorf("purge: %d %s", code, answer)
+	}
+	config, err := os.ReadFile("deploy/fleet/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := os.ReadFile("docs/fleet.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(docs), string(config)) {
+		t.Error("docs/fleet.md does not show deploy/fleet/Caddyfile as it is")
 	}
 }
