@@ -616,3 +616,38 @@ func TestSharedCacheMalformedValueIsAMiss(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkServeHTTPSharedCacheDown: what a shared cache whose servers are all gone
+// (a dead cluster: every seed refuses connections) costs a request, next to no shared
+// cache at all: a local hit, and a local miss (a new visitor whose verdict the API
+// gives at once), once the breaker has opened.
+func BenchmarkServeHTTPSharedCacheDown(b *testing.B) {
+	for _, shared := range []string{"none", "dead cluster"} {
+		for _, path := range []string{"local hit", "local miss"} {
+			b.Run(shared+"/"+path, func(b *testing.B) {
+				api := newIdentityAPI(b)
+				h := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), Bots: map[string]*Bot{"shop": {AuthURL: api.URL}}}
+				if shared != "none" {
+					h.SharedCache = &SharedCache{URL: "redis://127.0.0.1:1?addr=127.0.0.1:2&addr=127.0.0.1:3"}
+				}
+				provision(b, h)
+				for i := range sharedBreakerFailures + 1 { // the breaker opens
+					serve(b, h, widgetRequest("shop", fmt.Sprintf("warm-%d-token", i), ""))
+				}
+				serve(b, h, widgetRequest("shop", "alice-token", ""))
+				i := 0
+				b.ReportAllocs()
+				for b.Loop() {
+					token := "alice-token"
+					if path == "local miss" {
+						i++
+						token = "visitor-" + strconv.Itoa(i)
+					}
+					if got := serve(b, h, widgetRequest("shop", token, "")); got.code >= 500 {
+						b.Fatal(got.err)
+					}
+				}
+			})
+		}
+	}
+}
