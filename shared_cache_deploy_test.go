@@ -466,6 +466,14 @@ func TestSharedCacheValueBoundToItsKey(t *testing.T) {
 	}
 }
 
+// meteredGateway is a gateway of the fleet with metrics of its own, to read them.
+func meteredGateway(t *testing.T, api *identityAPI, url string, timeout time.Duration) (*Handler, *metrics) {
+	m := newProcessMetrics()
+	return provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), metrics: m,
+		SharedCache: &SharedCache{URL: url, Timeout: caddy.Duration(timeout)},
+		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}}}), m
+}
+
 // TestSharedCacheNotReadWhileItsPurgeChannelIsDown: a gateway whose subscription to
 // the purge channel is down, while the server still answers, reads no verdict from
 // the shared cache (it could have missed a purge), and reads them again once it is
@@ -474,10 +482,7 @@ func TestSharedCacheNotReadWhileItsPurgeChannelIsDown(t *testing.T) {
 	r := startRedis(t)
 	api := sameContactAPI(t)
 	first := fleetHandler(t, api, r.url("/6"), &Bot{})
-	m := newProcessMetrics()
-	second := provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), metrics: m,
-		SharedCache: &SharedCache{URL: r.url("/06"), Timeout: caddy.Duration(2 * time.Second)},
-		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}}})
+	second, m := meteredGateway(t, api, r.url("/06"), 2*time.Second)
 	link := second.shared.link
 	eventuallyWithin(t, 5*time.Second, "the link synced", link.synced.Load)
 	if up := testutil.ToFloat64(m.sharedUp); up != 1 {
@@ -531,10 +536,7 @@ func TestSharedCacheMetrics(t *testing.T) {
 	r := startRedis(t)
 	api := sameContactAPI(t)
 	first := fleetHandler(t, api, r.url("/8"), &Bot{})
-	m := newProcessMetrics()
-	second := provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), metrics: m,
-		SharedCache: &SharedCache{URL: r.url("/08"), Timeout: caddy.Duration(200 * time.Millisecond)},
-		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}}})
+	second, m := meteredGateway(t, api, r.url("/08"), 200*time.Millisecond)
 	eventuallyWithin(t, 5*time.Second, "shared_cache_up is 1", func() bool { return testutil.ToFloat64(m.sharedUp) == 1 })
 	verify(t, first, "alice-token")
 	verify(t, second, "alice-token")
