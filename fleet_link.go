@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"strings"
 	"sync"
@@ -216,10 +217,15 @@ func (l *fleetLink) run(ctx context.Context) {
 }
 
 // logDown logs a failure to connect: one warning when it starts, not one per retry.
+// A failed TLS handshake names the options that decide it.
 func (l *fleetLink) logDown(failures int, msg string, err error) {
 	log := l.logger.Debug
 	if failures == 0 {
 		log = l.logger.Warn
+	}
+	var unverified *tls.CertificateVerificationError
+	if l.opt.TLSConfig != nil && err != nil && (errors.As(err, &unverified) || strings.Contains(err.Error(), "tls: ")) {
+		msg += "; the TLS handshake failed: check tls_ca (the servers' CA) and tls_client (this gateway's certificate)"
 	}
 	log(msg, zap.Error(l.scrub(err)))
 }

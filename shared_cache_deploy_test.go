@@ -257,7 +257,9 @@ func TestSharedCacheTLS(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
 			h := tlsHandler(cfg, zap.New(core))
 			verify(t, h, "alice-token")
-			eventuallyWithin(t, 10*time.Second, "a failure logged", func() bool { return logs.Len() > 0 })
+			eventuallyWithin(t, 10*time.Second, "a failed handshake logged", func() bool {
+				return logs.FilterMessageSnippet("the TLS handshake failed: check tls_ca").Len() > 0
+			})
 			if h.shared.link.synced.Load() {
 				t.Error("the link synced with a server it must refuse")
 			}
