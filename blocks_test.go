@@ -200,13 +200,13 @@ func TestSharedVerdictRoundTripThroughTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	local, ok := second.caches.verdict([]byte(key))
-	if !ok || !bytes.Equal(local, shared) {
+	if !ok || !bytes.Equal(sealVerdict(key, local), shared) {
 		t.Fatalf("the second gateway's store holds %q (%v), the shared cache %q", local, ok, shared)
 	}
 	if got := verify(t, second, "alice-token"); got != "verified/" || api.calls.Load() != 1 {
 		t.Errorf("from the store: %s after %d API calls, want verified after 1", got, api.calls.Load())
 	}
-	res, err := purge(t.Context(), []*Handler{second}, purgeRequest{Bot: "shop", Token: ptr("alice-token")}, time.Now())
+	res, err := purge(t.Context(), []*Handler{second}, purgeRequest{Bot: "shop", Token: ptr("alice-token")})
 	if err != nil || res.Purged != 1 {
 		t.Fatalf("purge: %+v, %v", res, err)
 	}

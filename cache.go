@@ -157,14 +157,13 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 			ci.metrics.observeCache("identity", true)
 			return res
 		}
-		ci.metrics.observeCache("identity", false)
 	}
 	key := string(digest[:])
 	// Concurrent requests for one key make one call, whatever the TTLs.
-	res, ok := awaitFlight(ctx, &ci.caches.flights, key, func(ctx context.Context) lookupResult {
+	found, ok := awaitFlight(ctx, &ci.caches.flights, key, func(ctx context.Context) foundVerdict {
 		if caching {
-			if res, ok := ci.sharedVerdict(ctx, key, b, req); ok {
-				return res
+			if res, ok := ci.sharedCached(ctx, key, b, req); ok {
+				return foundVerdict{res: res, shared: true}
 			}
 		}
 		// A verdict is as old as its question: one asked before a purge and
@@ -174,14 +173,30 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 		if ttl := cacheTTL(b, res); ttl > 0 {
 			v := encodeVerdict(res, asked)
 			ci.caches.storeVerdict(key, v, asked, asked.Add(ttl), ttl)
-			ci.shareVerdict(ctx, key, v, ttl)
+			if ci.shared != nil {
+				ci.shared.set(ctx, key, v, ttl)
+			}
 		}
-		return res
+		return foundVerdict{res: res}
 	})
+	if caching {
+		// A verdict the shared cache gave is counted there, not as a miss here.
+		if found.shared {
+			ci.metrics.observeCache("shared", true)
+		} else {
+			ci.metrics.observeCache("identity", false)
+		}
+	}
 	if !ok {
 		return failure(fmt.Errorf("visitor left: %w", context.Cause(ctx)), false)
 	}
-	return res
+	return found.res
+}
+
+// foundVerdict is a verdict a request waited for, and whether the shared cache gave it.
+type foundVerdict struct {
+	res    lookupResult
+	shared bool
 }
 
 // awaitFlight makes one call of fn for all concurrent requests with the same key and
@@ -200,22 +215,56 @@ func awaitFlight[T any](ctx context.Context, flights *singleflight.Group, key st
 	}
 }
 
-// cached returns a verdict that is still young enough for the bot's settings now
-// running, and that no purge covers: a reload that shortens a TTL applies to verdicts
-// cached before it.
+// cached returns a verdict of the local cache that may be served (servable).
 func (ci *cachedIdentifier) cached(key []byte, b *botSettings, req identityRequest) (lookupResult, bool) {
 	v, ok := ci.caches.verdict(key)
 	if !ok {
 		return lookupResult{}, false
 	}
-	res, stored := v.lookupResult(), v.stored()
-	ttl := cacheTTL(b, res)
-	if ci.now().Sub(stored) >= ttl || ci.marks.hides(req.markedBot(b), req.token, res, stored, ttl) {
+	res := v.lookupResult()
+	if _, ok := ci.servable(b, req, res, v.stored()); !ok {
 		return lookupResult{}, false
 	}
 	res.cacheHit = true
 	res.apiTime = 0
 	return res, true
+}
+
+// sharedCached looks a verdict up in the shared cache after a local miss. One found
+// is served as a local one would be (servable); it is then kept locally for the rest
+// of its life.
+func (ci *cachedIdentifier) sharedCached(ctx context.Context, key string, b *botSettings, req identityRequest) (lookupResult, bool) {
+	if ci.shared == nil {
+		return lookupResult{}, false
+	}
+	v, read := ci.shared.get(ctx, key)
+	if read != sharedHit {
+		ci.metrics.observeShared(read)
+		return lookupResult{}, false
+	}
+	res, stored := v.lookupResult(), v.stored()
+	ttl, ok := ci.servable(b, req, res, stored)
+	if !ok {
+		ci.metrics.observeShared(sharedMiss)
+		return lookupResult{}, false
+	}
+	ci.metrics.observeShared(sharedHit)
+	ci.caches.storeVerdict(key, v, stored, stored.Add(ttl), ttl-ci.now().Sub(stored))
+	res.cacheHit = true
+	return res, true
+}
+
+// servable is the one rule for serving a cached verdict, local or shared: it is
+// younger than the TTL of the bot's settings now running (a reload that shortens a
+// TTL applies to verdicts cached before it), and no purge covers it. Purges name the
+// bot whose settings served the verdict: `*` for every id that `bot *` serves, as
+// their verdicts share its keys. It returns the verdict's TTL.
+func (ci *cachedIdentifier) servable(b *botSettings, req identityRequest, res lookupResult, stored time.Time) (time.Duration, bool) {
+	ttl := cacheTTL(b, res)
+	if ci.now().Sub(stored) >= ttl || ci.marks.hides(b.id, req.token, res, stored, ttl) {
+		return 0, false
+	}
+	return ttl, true
 }
 
 // cacheTTL is how long a verdict may be served: verified identities for cache_ttl,

@@ -40,7 +40,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		pass_token
 //		answer
 //		shared_cache <redis-url> {
-//			timeout <duration>
+//			timeout    <duration>
+//			tls_ca     <pem-file>
+//			tls_client <cert-file> <key-file>
 //		}
 //		bots_url <url> {
 //			header      <name> <value>
@@ -151,7 +153,7 @@ var (
 	whitelistURLBlock   = block{name: "whitelist_url", once: []string{"refresh"}, repeatable: []string{"header"}}
 	verifyJWTBlock      = block{name: "verify_jwt", once: []string{"secret", "jwks_url", "issuer", "audience"}}
 	circuitBreakerBlock = block{name: "circuit_breaker", once: []string{"failures", "open_for"}}
-	sharedCacheBlock    = block{name: "shared_cache", once: []string{"timeout"}}
+	sharedCacheBlock    = block{name: "shared_cache", once: []string{"timeout", "tls_ca", "tls_client"}}
 	botsURLBlock        = block{name: "bots_url", once: []string{"ttl", "timeout", "max_timeout", "allow_private"}, repeatable: []string{"header"}}
 )
 
@@ -322,6 +324,13 @@ func (sc *SharedCache) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch name {
 		case "timeout":
 			return durationArg(d, &sc.Timeout)
+		case "tls_ca":
+			return stringArg(d, &sc.TLSCA)
+		case "tls_client":
+			if !d.AllArgs(&sc.TLSClientCert, &sc.TLSClientKey) {
+				return d.ArgErr()
+			}
+			return nil
 		}
 		return errNoCase
 	})

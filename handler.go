@@ -183,7 +183,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.marks == nil {
 		h.marks = processMarks
 	}
-	if h.shared, err = loadSharedCache(h.SharedCache, repl, h.marks, h.env.logger); err != nil {
+	if h.shared, err = loadSharedCache(h.SharedCache, repl, h.marks, h.env); err != nil {
 		return err
 	}
 	if err := h.provisionBots(repl); err != nil {

@@ -237,6 +237,19 @@ func (api *identityAPI) setAnswer(answerFn func(w http.ResponseWriter, body map[
 	api.mu.Unlock()
 }
 
+// callsFor counts the calls that carried a token.
+func (api *identityAPI) callsFor(token string) int {
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	n := 0
+	for _, body := range api.bodies {
+		if body["access_token"] == token {
+			n++
+		}
+	}
+	return n
+}
+
 func (api *identityAPI) lastBody(t testing.TB) map[string]string {
 	t.Helper()
 	var body map[string]string

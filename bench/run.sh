@@ -15,7 +15,7 @@
 #   LATENCY_CONNS="64 256"  wrk connections of the latency scenario, one run each
 #   MEMORY_DURATION=60s  the memory scenario's wrk run
 #   MEMORY_GOMEMLIMIT=off  GOMEMLIMIT of an extra run of custom_auth in the memory scenario
-#   FLEET_VISITORS=100   distinct visitors of the fleet scenario (needs redis-server)
+#   FLEET_VISITORS=100   distinct visitors of the fleet scenario (needs redis-server, redis-cli)
 #   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..4, +10..15 and +20..24
 #   OUT=bench/RESULTS.md where the report goes
 #
