@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -148,4 +149,55 @@ func readDoc(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// pagesToCome are pages the README links to that are written alongside; a link to one
+// is checked once it exists.
+var pagesToCome = map[string]bool{"docs/behind-nginx.md": true, "docs/backend.md": true}
+
+var (
+	markdownLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	heading      = regexp.MustCompile(`(?m)^#+ (.+)$`)
+	notInSlug    = regexp.MustCompile(`[^\p{L}\p{N} _-]`)
+)
+
+// TestDocsLinks keeps the links between the pages working: every relative link of
+// README.md, docs/*.md, CHANGELOG.md and SECURITY.md names a file or folder of the
+// repository, and its #anchor a heading of that page, as GitHub makes anchors.
+func TestDocsLinks(t *testing.T) {
+	pages, _ := filepath.Glob("docs/*.md")
+	pages = append(pages, "README.md", "CHANGELOG.md", "SECURITY.md")
+	for _, page := range pages {
+		for _, m := range markdownLink.FindAllStringSubmatch(readDoc(t, page), -1) {
+			link := m[1]
+			if strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:") {
+				continue
+			}
+			target, anchor, _ := strings.Cut(link, "#")
+			file := page
+			if target != "" {
+				file = filepath.Join(filepath.Dir(page), target)
+			}
+			if _, err := os.Stat(file); err != nil {
+				if !pagesToCome[filepath.ToSlash(file)] {
+					t.Errorf("%s links to %s, which does not exist", page, link)
+				}
+				continue
+			}
+			if anchor != "" && !slices.Contains(anchors(readDoc(t, file)), anchor) {
+				t.Errorf("%s links to %s: %s has no heading with that anchor", page, link, file)
+			}
+		}
+	}
+}
+
+// anchors returns the anchors GitHub gives a page's headings: lower case, punctuation
+// dropped, spaces as hyphens.
+func anchors(page string) []string {
+	var out []string
+	for _, m := range heading.FindAllStringSubmatch(page, -1) {
+		slug := notInSlug.ReplaceAllString(strings.ToLower(m[1]), "")
+		out = append(out, strings.ReplaceAll(slug, " ", "-"))
+	}
+	return out
 }
