@@ -25,6 +25,7 @@ var docsEnv = map[string]string{
 	"BACKEND_KEY":     "backend-key",
 	"SHOP_JWT_SECRET": "shop-jwt-secret-0123456789abcdef",
 	"REDIS_URL":       "redis://127.0.0.1:1", // refused at once; the gateway goes on without it
+	"REDIS_TLS_URL":   "rediss://127.0.0.1:1",
 }
 
 // caddyfileBlock is a fenced Caddyfile in the docs.
@@ -34,9 +35,13 @@ var caddyfileBlock = regexp.MustCompile("(?s)```caddyfile\n(.*?)```")
 // of testdata/docs is formatted as `caddy fmt` formats it, adapts without a warning and
 // validates (every module provisioned, as `caddy validate` does). Every caddyfile block
 // of README.md and docs/*.md is one of these files or Caddyfile.example, or a part of
-// one, as it is there.
+// one, as it is there; so are the recipes whose own tests run them (the nginx recipe's
+// Caddy, the fleet's).
 func TestDocsCaddyfiles(t *testing.T) {
-	tested := map[string]string{"Caddyfile.example": readDoc(t, "Caddyfile.example")}
+	tested := map[string]string{}
+	for _, file := range []string{"Caddyfile.example", "testdata/nginx/Caddyfile", "deploy/fleet/Caddyfile"} {
+		tested[file] = readDoc(t, file)
+	}
 	files, _ := filepath.Glob("testdata/docs/*.caddyfile")
 	for _, file := range files {
 		tested[file] = readDoc(t, file)
@@ -48,7 +53,7 @@ func TestDocsCaddyfiles(t *testing.T) {
 		for _, m := range caddyfileBlock.FindAllStringSubmatch(readDoc(t, page), -1) {
 			file := testedSource(tested, m[1])
 			if file == "" {
-				t.Errorf("%s shows a Caddyfile that is in no tested config (testdata/docs, Caddyfile.example):\n%s", page, m[1])
+				t.Errorf("%s shows a Caddyfile that is in no tested config (testdata/docs, Caddyfile.example, the nginx and fleet recipes):\n%s", page, m[1])
 			}
 			shown[file] = true
 		}
@@ -59,6 +64,7 @@ func TestDocsCaddyfiles(t *testing.T) {
 	}
 	t.Chdir(t.TempDir()) // relative paths in the configs (key files, logs) land here
 	writeSigningKeys(t, "ca-2026.pem", "ca-2025.pem")
+	writeRedisTLSFiles(t)
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			if !shown[file] {
@@ -142,6 +148,22 @@ func writeSigningKeys(t *testing.T, names ...string) {
 	}
 }
 
+// writeRedisTLSFiles writes the files fleet_tls.caddyfile names: a private CA and a
+// client certificate it signed, with its key.
+func writeRedisTLSFiles(t *testing.T) {
+	t.Helper()
+	p := newTestPKI(t)
+	for from, to := range map[string]string{p.ca: "redis-ca.pem", p.clientCert: "gateway.pem", p.clientKey: "gateway.key"} {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func readDoc(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -150,10 +172,6 @@ func readDoc(t *testing.T, path string) string {
 	}
 	return string(data)
 }
-
-// pagesToCome are pages the README links to that are written alongside; a link to one
-// is checked once it exists.
-var pagesToCome = map[string]bool{"docs/behind-nginx.md": true, "docs/backend.md": true}
 
 var (
 	markdownLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
@@ -179,9 +197,7 @@ func TestDocsLinks(t *testing.T) {
 				file = filepath.Join(filepath.Dir(page), target)
 			}
 			if _, err := os.Stat(file); err != nil {
-				if !pagesToCome[filepath.ToSlash(file)] {
-					t.Errorf("%s links to %s, which does not exist", page, link)
-				}
+				t.Errorf("%s links to %s, which does not exist", page, link)
 				continue
 			}
 			if anchor != "" && !slices.Contains(anchors(readDoc(t, file)), anchor) {
