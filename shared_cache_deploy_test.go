@@ -310,6 +310,9 @@ func startSentinel(t testing.TB) (master, replica, sentinel *redisServer) {
 	return master, replica, sentinel
 }
 
+// maxFailoverRequests bounds each request stream of the failover test.
+const maxFailoverRequests = 1_000_000
+
 // TestSharedCacheSentinelFailover: two gateways find the master through a Sentinel; a
 // forced failover under a stream of requests fails none of them, and afterwards the
 // gateways share verdicts and purges through the new master.
@@ -337,9 +340,11 @@ func TestSharedCacheSentinelFailover(t *testing.T) {
 	var sent, failed atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	stopStreams := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopStreams() // also when the test fails half-way: no request outlives it
 	for _, h := range []*Handler{first, second} {
 		wg.Go(func() {
-			for i := 0; ; i++ {
+			for i := range maxFailoverRequests {
 				select {
 				case <-stop:
 					return
@@ -354,7 +359,11 @@ func TestSharedCacheSentinelFailover(t *testing.T) {
 			}
 		})
 	}
-	redisCLI(t, "-p", strconv.Itoa(sentinel.port), "sentinel", "failover", "fleet")
+	// A Sentinel refuses a failover (NOGOODSLAVE) until it has read the replica's own
+	// INFO, which it does every few seconds: ask until it starts one.
+	eventuallyWithin(t, 30*time.Second, "the Sentinel starts a failover", func() bool {
+		return strings.HasPrefix(redisCLI(t, "-p", strconv.Itoa(sentinel.port), "sentinel", "failover", "fleet"), "OK")
+	})
 	// A purge during the failover: answered at once or with 503, it reaches the
 	// other gateway either way.
 	ctx, cancel := context.WithTimeout(t.Context(), purgeTimeout)
@@ -367,8 +376,7 @@ func TestSharedCacheSentinelFailover(t *testing.T) {
 		return sent.Load() > 100 && first.shared.link.synced.Load() && second.shared.link.synced.Load() &&
 			len(replica.clients(t, "pubsub")) >= 2
 	})
-	close(stop)
-	wg.Wait()
+	stopStreams()
 	if failed.Load() > 0 {
 		t.Fatalf("%d of %d requests failed during the failover", failed.Load(), sent.Load())
 	}
