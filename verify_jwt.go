@@ -232,15 +232,15 @@ type tokenClaims struct {
 }
 
 // contactData is the contact's data object, as an identity API would answer it: `id`
-// from `external_id`, else `sub`; `email` unless `email_verified` is false; the other
-// fields from the claims of their names. raw is its JSON.
+// from `external_id`, else `sub`; `email` when emailVerified; the other fields from
+// the claims of their names. raw is its JSON.
 func (c *tokenClaims) contactData() (data contact.Data, raw []byte, err error) {
 	id := c.ExternalID
 	if absent(id) && c.Subject != "" {
 		id, _ = json.Marshal(c.Subject) // a string always marshals
 	}
 	email := c.Email
-	if string(bytes.TrimSpace(c.EmailVerified)) == "false" {
+	if !emailVerified(c.EmailVerified) {
 		email = nil
 	}
 	data = make(contact.Data, len(contact.Fields))
@@ -254,6 +254,14 @@ func (c *tokenClaims) contactData() (data contact.Data, raw []byte, err error) {
 	}
 	raw, err = json.Marshal(data)
 	return data, raw, err
+}
+
+// emailVerified reports whether an `email_verified` claim lets the email through:
+// absent, null or the JSON value true. A string ("true" included), a number or any
+// other value drops the email, so that an identify_by email bot never matches on an
+// address the customer did not vouch for.
+func emailVerified(claim json.RawMessage) bool {
+	return absent(claim) || string(bytes.TrimSpace(claim)) == "true"
 }
 
 // absent reports whether a claim is missing or null.
