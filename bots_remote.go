@@ -2,8 +2,10 @@ package customauth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -45,6 +47,13 @@ type BotsSource struct {
 	// Time limit of one settings request. Only the visitors of a bot with no settings
 	// cached wait for it; refreshes happen in the background. Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Bound on the calls in flight of all remote bots together: identity calls and
+	// whitelist, JWKS and settings fetches. A visitor whose call finds it full falls
+	// back with `error` at once, without waiting, so that however many bots a tenant
+	// has, APIs that accept connections and never answer hold at most this many
+	// connections. Default: 256.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 }
 
 const (
@@ -70,8 +79,12 @@ const (
 
 // remoteBots fetches and caches bot settings from bots_url.
 type remoteBots struct {
-	base        string
-	headers     http.Header
+	base    string
+	headers http.Header
+	// client asks bots_url: the operator's client, its calls counted in slots.
+	client *http.Client
+	// slots bounds the calls in flight of all remote bots together (max_in_flight).
+	slots       callSlots
 	ttl         time.Duration
 	timeout     time.Duration
 	knownFields map[string]bool
@@ -115,7 +128,12 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 	if rb.ttl, err = durationOrDefault("ttl", cfg.TTL, defaultBotsTTL); err != nil {
 		return nil, err
 	}
-	if rb.tenant, err = newTenantPolicy(cfg); err != nil {
+	if cfg.MaxInFlight < 0 {
+		return nil, errors.New("max_in_flight: must not be negative")
+	}
+	rb.slots = newCallSlots(cmp.Or(cfg.MaxInFlight, defaultMaxInFlight))
+	rb.client = newHTTPClient(boundedTransport{slots: rb.slots, next: newAPITransport(http.ProxyFromEnvironment, nil)})
+	if rb.tenant, err = newTenantPolicy(cfg, rb.slots); err != nil {
 		return nil, err
 	}
 	if rb.timeout, err = durationOrDefault("timeout", cfg.Timeout, defaultBotsTimeout); err != nil {
@@ -246,6 +264,13 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 			}
 			return &remoteBot{invalid: err, unreachable: true}
 		}
+		if errors.Is(err, errAllSlotsBusy) {
+			// The backend was not asked: nothing to hold back.
+			if last != nil {
+				return last.value.(*remoteBot)
+			}
+			return &remoteBot{invalid: err, unreachable: true}
+		}
 		rb.env.warn("bots_url:"+id, "fetching bot settings failed", zap.String("bot", id), zap.Error(err))
 		if last != nil {
 			rb.caches.store(key, last.value, last.cost, last.stored, now.Add(botsRetryDelay), 0)
@@ -279,7 +304,7 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, rb.timeout)
 	defer cancel()
-	answer, err := callAPI(ctx, rb.env.client, http.MethodGet, rb.base+"/"+url.PathEscape(id), rb.headers, nil, maxBotSettingsSize)
+	answer, err := callAPI(ctx, rb.client, http.MethodGet, rb.base+"/"+url.PathEscape(id), rb.headers, nil, maxBotSettingsSize)
 	if err != nil {
 		return nil, 0, fmt.Errorf("calling bots_url: %w", err)
 	}

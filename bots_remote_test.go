@@ -467,7 +467,7 @@ func TestRemoteBotCostMatchesHeap(t *testing.T) {
 			t.Fatal(err)
 		}
 		env := &environment{ctx: t.Context(), metrics: newProcessMetrics(), caches: c, now: time.Now, warned: map[string]time.Time{}}
-		tenant, err := newTenantPolicy(&BotsSource{})
+		tenant, err := newTenantPolicy(&BotsSource{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

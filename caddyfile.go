@@ -53,6 +53,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			timeout     <duration>
 //			max_timeout <duration>
 //			allow_private
+//			max_in_flight <n>
 //		}
 //		bot <bot-id>|* {
 //			off
@@ -378,6 +379,8 @@ func (s *BotsSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return durationArg(d, &s.MaxTimeout)
 		case "allow_private":
 			return flagArg(d, &s.AllowPrivate)
+		case "max_in_flight":
+			return countArg(d, &s.MaxInFlight)
 		}
 		return d.Errf("unrecognized bots_url subdirective '%s'", name)
 	})

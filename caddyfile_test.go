@@ -121,6 +121,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"field access_token", "field access_token {http.request.header.X-T}", `field: access_token is the token's name`},
 		{"pass_token with argument", "pass_token yes", `wrong argument count`},
 		{"token without source", "token", `wrong argument count`},
+		{"bots_url max_in_flight zero", "bots_url https://a.example {\nmax_in_flight 0\n}", `max_in_flight: must be a whole number of at least 1, not "0", at Testfile:3`},
+		{"bots_url max_in_flight not a number", "bots_url https://a.example {\nmax_in_flight many\n}", `max_in_flight: must be a whole number of at least 1, not "many"`},
+		{"bots_url max_in_flight without a number", "bots_url https://a.example {\nmax_in_flight\n}", `wrong argument count`},
 		{"bots_url ttl twice", "bots_url https://a.example {\nttl 1m\nttl 2m\n}", `ttl: given twice`},
 	} {
 		tc.input = "custom_auth {\n" + tc.input + "\n}"

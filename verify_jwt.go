@@ -440,6 +440,9 @@ func (ks *remoteKeySet) update(ctx context.Context) error {
 	defer cancel()
 	defer context.AfterFunc(ks.env.ctx, cancel)()
 	keys, err := ks.fetch(ctx)
+	if errors.Is(err, errAllSlotsBusy) {
+		return fmt.Errorf("%w: %v", errNoKeys, err) // the server was not asked: nothing to hold back
+	}
 	if err != nil {
 		ks.lastErr = err
 		ks.retryAt.Store(ks.env.now().Add(jwksRetryDelay).UnixNano())

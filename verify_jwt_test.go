@@ -640,7 +640,7 @@ func TestVerifyJWTConfig(t *testing.T) {
 	if got := string(listed.bots["shop"].jwt.secret); got != testJWTSecret {
 		t.Errorf("listed bot's secret = %q", got)
 	}
-	tenant, err := newTenantPolicy(&BotsSource{})
+	tenant, err := newTenantPolicy(&BotsSource{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package customauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -145,8 +146,8 @@ func (rw *remoteWhitelist) holdBack() {
 func (rw *remoteWhitelist) update(ctx context.Context) *whitelist {
 	entries, err := rw.fetch(ctx)
 	if err != nil {
-		if rw.env.ctx.Err() != nil {
-			return nil // the config was unloaded; nobody needs this list
+		if rw.env.ctx.Err() != nil || errors.Is(err, errAllSlotsBusy) {
+			return nil // the config was unloaded, or the API was not asked
 		}
 		rw.holdBack()
 		rw.env.metrics.observeWhitelistRefreshError(rw.bot)
