@@ -8,17 +8,16 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
@@ -61,6 +60,9 @@ const (
 	unknownKeyRefetch = time.Minute
 	// jwksRetryDelay is how long a failed fetch holds back the next one.
 	jwksRetryDelay = 5 * time.Second
+	// maxTokenSize bounds a token that is read: a customer's token is a few hundred
+	// bytes, and parsing a long one costs its base64 and JSON decoding.
+	maxTokenSize = 16 << 10
 	// maxJWKSSize bounds a JWKS answer; a provider's has a few keys of a few hundred
 	// bytes each.
 	maxJWKSSize = 64 << 10
@@ -166,6 +168,9 @@ var errNoKeys = errors.New("the customer's keys cannot be had")
 // identify verifies the token and reads the contact from its claims. A token that
 // fails any check is rejected, with the check in the verdict's error.
 func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+	if len(req.token) > maxTokenSize {
+		return lookupResult{result: resultRejected, err: fmt.Errorf("token refused unread: over %d bytes", maxTokenSize), maxAge: -1}
+	}
 	var claims tokenClaims
 	token, err := v.parser.ParseWithClaims(req.token, &claims, v.keyfunc(ctx))
 	if err == nil {
@@ -294,9 +299,10 @@ type remoteKeySet struct {
 	unknownKeyAt time.Time
 }
 
-// keySet is a fetched JWKS: the keys this module can use.
+// keySet is a fetched JWKS: the keys this module can use, and those it ignores.
 type keySet struct {
 	keys      []publicKey
+	ignored   []ignoredKey
 	fetchedAt time.Time
 }
 
@@ -324,6 +330,9 @@ func (ks *remoteKeySet) keyFor(ctx context.Context, token *jwt.Token) (any, erro
 		return nil, errors.New("the token's kid is not a string")
 	}
 	key, found := set.find(kid)
+	if why := set.ignoredWhy(kid); !found && why != nil {
+		return nil, fmt.Errorf("%w: key %q is ignored: %v", errNoKeys, kid, why)
+	}
 	if !found {
 		if set, err = ks.fetchForUnknownKey(ctx, set); err != nil {
 			return nil, err
@@ -345,6 +354,16 @@ func (s *keySet) find(kid string) (publicKey, bool) {
 		}
 	}
 	return publicKey{}, false
+}
+
+// ignoredWhy says why the key of a kid is ignored; nil when it is not.
+func (s *keySet) ignoredWhy(kid string) error {
+	for _, k := range s.ignored {
+		if k.kid == kid {
+			return k.why
+		}
+	}
+	return nil
 }
 
 // keysFor are the keys of one algorithm, for a token without a kid.
@@ -439,7 +458,7 @@ func (ks *remoteKeySet) update(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ks.timeout)
 	defer cancel()
 	defer context.AfterFunc(ks.env.ctx, cancel)()
-	keys, err := ks.fetch(ctx)
+	set, err := ks.fetch(ctx)
 	if errors.Is(err, errAllSlotsBusy) {
 		return fmt.Errorf("%w: %v", errNoKeys, err) // the server was not asked: nothing to hold back
 	}
@@ -451,11 +470,12 @@ func (ks *remoteKeySet) update(ctx context.Context) error {
 		return fmt.Errorf("%w: %v", errNoKeys, err)
 	}
 	ks.lastErr = nil
-	ks.keys.Store(&keySet{keys: keys, fetchedAt: ks.env.now()})
+	set.fetchedAt = ks.env.now()
+	ks.keys.Store(set)
 	return nil
 }
 
-func (ks *remoteKeySet) fetch(ctx context.Context) ([]publicKey, error) {
+func (ks *remoteKeySet) fetch(ctx context.Context) (*keySet, error) {
 	answer, err := callAPI(ctx, ks.client, http.MethodGet, ks.url, nil, nil, maxJWKSSize)
 	if err != nil {
 		return nil, fmt.Errorf("fetching jwks_url: %w", err)
@@ -463,150 +483,124 @@ func (ks *remoteKeySet) fetch(ctx context.Context) ([]publicKey, error) {
 	if answer.status < 200 || answer.status > 299 {
 		return nil, fmt.Errorf("jwks_url answered %d", answer.status)
 	}
-	return parseJWKS(answer.body)
+	keys, ignored, err := parseJWKS(answer.body)
+	if err != nil {
+		return nil, err
+	}
+	if len(ignored) > 0 {
+		ks.env.warn("jwks_url-ignored:"+ks.bot, "the JWKS has keys that are ignored; a token naming one is an error",
+			zap.String("bot", ks.bot), zap.Strings("ignored", reasons(ignored)))
+	}
+	return &keySet{keys: keys, ignored: ignored}, nil
 }
 
-// jwk is a key of a JWKS, the members read here (RFC 7517, 7518, 8037).
-type jwk struct {
-	KeyType   string `json:"kty"`
-	KeyID     string `json:"kid"`
-	Use       string `json:"use"`
-	Algorithm string `json:"alg"`
-	Curve     string `json:"crv"`
-	N         string `json:"n"`
-	E         string `json:"e"`
-	X         string `json:"x"`
-	Y         string `json:"y"`
-}
+// Bounds on what a JWKS may cost. Verifying with an RSA key costs time that grows with
+// the square of its size, and a JWKS is written by whoever the bot's jwks_url belongs
+// to (a tenant's, for a remote bot): a 118-kbit modulus cost half a CPU-second per
+// bogus token. So only keys of bounded cost are used, and only so many of them.
+const (
+	minRSABits = 2048 // RFC 7518 §3.3
+	// maxRSABits is the largest RSA key used. go-jose itself refuses a modulus over
+	// jose.MaxRSAModulusBits (4096) as it reads the key; that variable is the whole
+	// process's (Caddy's ACME server reads JWKs too), so it is left as it is.
+	maxRSABits  = 8192
+	maxJWKSKeys = 100
+)
 
-// parseJWKS reads the keys a JWKS has for signatures with RS256, ES256 or EdDSA. Other
-// keys (for encryption, of other types or curves, or malformed) are left out: a
-// provider may list them for others. A JWKS with none of ours is an error.
-func parseJWKS(body []byte) ([]publicKey, error) {
+// parseJWKS reads the keys a JWKS has for signatures with RS256 (RSA of minRSABits to
+// maxRSABits), ES256 (P-256) or EdDSA (Ed25519), through go-jose, from its first
+// maxJWKSKeys entries. Any other key (for encryption, of another type, size or curve,
+// private, malformed, or beyond maxJWKSKeys) is ignored: a provider may list keys for
+// others. A JWKS with none of ours is an error.
+func parseJWKS(body []byte) (keys []publicKey, ignored []ignoredKey, err error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("jwks_url answer is not a JWKS: %w", err)
+		return nil, nil, fmt.Errorf("jwks_url answer is not a JWKS: %w", err)
 	}
-	var keys []publicKey
-	var skipped []string
 	for i, raw := range set.Keys {
-		var k jwk
-		err := json.Unmarshal(raw, &k)
-		var key publicKey
-		if err == nil {
-			key, err = k.publicKey()
+		if i >= maxJWKSKeys {
+			ignored = append(ignored, ignoredKey{kidOf(raw), fmt.Errorf("key %d: over %d keys a set", i+1, maxJWKSKeys)})
+			continue
 		}
+		key, err := parseJWK(raw)
 		if err != nil {
-			skipped = append(skipped, fmt.Sprintf("key %d: %v", i+1, err))
+			ignored = append(ignored, ignoredKey{kidOf(raw), fmt.Errorf("key %d: %w", i+1, err)})
 			continue
 		}
 		keys = append(keys, key)
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("the JWKS has no RS256, ES256 or EdDSA signing key (%s)", strings.Join(skipped, "; "))
+		return nil, ignored, fmt.Errorf("the JWKS has no RS256, ES256 or EdDSA signing key (%s)", strings.Join(reasons(ignored), "; "))
 	}
-	return keys, nil
+	return keys, ignored, nil
 }
 
-// publicKey reads a signing key and its algorithm, which follows from its type. A key
-// that declares another algorithm is refused rather than trusted for what its type
-// allows.
-func (k *jwk) publicKey() (publicKey, error) {
+// ignoredKey is a key of a JWKS that is not used, and why: a token naming its kid is
+// an error, not a rejection, since the key may well be the customer's.
+type ignoredKey struct {
+	kid string
+	why error
+}
+
+func reasons(ignored []ignoredKey) []string {
+	whys := make([]string, len(ignored))
+	for i, k := range ignored {
+		whys[i] = k.why.Error()
+	}
+	return whys
+}
+
+func kidOf(raw json.RawMessage) string {
+	var k struct {
+		KID string `json:"kid"`
+	}
+	_ = json.Unmarshal(raw, &k) // a key that is not an object has no kid
+	return k.KID
+}
+
+// parseJWK reads a public signing key and the one algorithm it verifies, which
+// follows from its type. A key that declares another algorithm is refused rather than
+// trusted for what its type allows.
+func parseJWK(raw json.RawMessage) (publicKey, error) {
+	var private struct {
+		D json.RawMessage `json:"d"`
+	}
+	if json.Unmarshal(raw, &private) == nil && private.D != nil {
+		return publicKey{}, errors.New("a private key") // go-jose would check it at length
+	}
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON(raw); err != nil {
+		return publicKey{}, err
+	}
 	if k.Use != "" && k.Use != "sig" {
 		return publicKey{}, fmt.Errorf("use %q: not a signing key", k.Use)
 	}
-	key := publicKey{kid: k.KeyID}
-	var err error
-	switch {
-	case k.KeyType == "RSA":
+	key := publicKey{kid: k.KeyID, key: k.Key}
+	switch pub := k.Key.(type) {
+	case *rsa.PublicKey:
+		if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits {
+			return publicKey{}, fmt.Errorf("RSA key of %d bits, not %d to %d", bits, minRSABits, maxRSABits)
+		}
+		if pub.E < 3 || pub.E%2 == 0 {
+			return publicKey{}, fmt.Errorf("RSA key: e must be an odd number of at least 3, not %d", pub.E)
+		}
 		key.alg = jwt.SigningMethodRS256.Alg()
-		key.key, err = rsaPublicKey(k.N, k.E)
-	case k.KeyType == "EC" && k.Curve == "P-256":
+	case *ecdsa.PublicKey:
+		if pub.Curve != elliptic.P256() {
+			return publicKey{}, fmt.Errorf("EC key on %s, not P-256", pub.Curve.Params().Name)
+		}
 		key.alg = jwt.SigningMethodES256.Alg()
-		key.key, err = p256PublicKey(k.X, k.Y)
-	case k.KeyType == "OKP" && k.Curve == "Ed25519":
+	case ed25519.PublicKey:
 		key.alg = jwt.SigningMethodEdDSA.Alg()
-		key.key, err = ed25519PublicKey(k.X)
 	default:
-		return publicKey{}, fmt.Errorf("unsupported key type %s %s", k.KeyType, k.Curve)
-	}
-	if err != nil {
-		return publicKey{}, fmt.Errorf("%s key: %w", k.KeyType, err)
+		return publicKey{}, fmt.Errorf("unsupported key %T", k.Key)
 	}
 	if k.Algorithm != "" && k.Algorithm != key.alg {
 		return publicKey{}, fmt.Errorf("alg %q on a key for %s", k.Algorithm, key.alg)
 	}
 	return key, nil
-}
-
-// minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
-const minRSABits = 2048
-
-func rsaPublicKey(n, e string) (*rsa.PublicKey, error) {
-	modulus, exponent, err := keyParameters("n", n, "e", e)
-	if err != nil {
-		return nil, err
-	}
-	key := &rsa.PublicKey{N: new(big.Int).SetBytes(modulus)}
-	if bits := key.N.BitLen(); bits < minRSABits {
-		return nil, fmt.Errorf("%d bits, fewer than %d", bits, minRSABits)
-	}
-	exp := new(big.Int).SetBytes(exponent)
-	if !exp.IsInt64() || exp.Int64() < 3 || exp.Int64() > 1<<31-1 || exp.Bit(0) == 0 {
-		return nil, errors.New("e must be an odd number from 3 to 2^31-1")
-	}
-	key.E = int(exp.Int64())
-	return key, nil
-}
-
-func p256PublicKey(x, y string) (*ecdsa.PublicKey, error) {
-	xBytes, yBytes, err := keyParameters("x", x, "y", y)
-	if err != nil {
-		return nil, err
-	}
-	if len(xBytes) != 32 || len(yBytes) != 32 {
-		return nil, errors.New("not a P-256 point")
-	}
-	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, xBytes...), yBytes...))
-}
-
-func ed25519PublicKey(x string) (ed25519.PublicKey, error) {
-	xBytes, err := keyParameter("x", x)
-	if err != nil {
-		return nil, err
-	}
-	if len(xBytes) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("x is %d bytes, not %d", len(xBytes), ed25519.PublicKeySize)
-	}
-	return ed25519.PublicKey(xBytes), nil
-}
-
-// keyParameter decodes a key parameter: base64url, without padding as RFC 7518 asks,
-// though some providers pad.
-func keyParameter(name, value string) ([]byte, error) {
-	if value == "" {
-		return nil, fmt.Errorf("no %s", name)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(value, "="))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return b, nil
-}
-
-// keyParameters decodes the two parameters of a key, such as RSA's n and e.
-func keyParameters(name1, value1, name2, value2 string) ([]byte, []byte, error) {
-	b1, err := keyParameter(name1, value1)
-	if err != nil {
-		return nil, nil, err
-	}
-	b2, err := keyParameter(name2, value2)
-	if err != nil {
-		return nil, nil, err
-	}
-	return b1, b2, nil
 }
 
 // Interface guard
