@@ -82,11 +82,29 @@ func newCaches(poolKey string, size int64) (*caches, error) {
 		NumCounters: max(counters, 1000),
 		MaxCost:     size,
 		BufferItems: 64,
+		OnExit:      leftCache,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &caches{items: items, poolKey: poolKey}, nil
+}
+
+// evictable is a cached value that must know when it leaves the cache: evicted is
+// called once, whatever the reason (evicted for room or age, replaced, deleted,
+// refused on admission, or the cache closed), so that it can end what it holds, such
+// as a remote bot's background work and its share of a gauge.
+type evictable interface{ evicted() }
+
+// leftCache is ristretto's OnExit, called once for each value that leaves the cache;
+// nil for a key that was not there.
+func leftCache(e *cacheEntry) {
+	if e == nil {
+		return
+	}
+	if v, ok := e.value.(evictable); ok {
+		v.evicted()
+	}
 }
 
 // Destruct closes the cache once no config uses it.
@@ -110,9 +128,12 @@ func (c *caches) entry(key string) (*cacheEntry, bool) {
 // keepFor (0: only when evicted). It waits until the value is visible, so that a
 // request right after this one finds it.
 func (c *caches) store(key string, value any, cost int64, stored, expires time.Time, keepFor time.Duration) {
-	if c.items.SetWithTTL(key, &cacheEntry{value: value, cost: cost, stored: stored, expires: expires}, cost, keepFor) {
-		c.items.Wait()
+	e := &cacheEntry{value: value, cost: cost, stored: stored, expires: expires}
+	if !c.items.SetWithTTL(key, e, cost, keepFor) {
+		leftCache(e) // dropped unseen: it leaves as it came
+		return
 	}
+	c.items.Wait()
 }
 
 // storeVerdict caches a verdict until expires; ristretto frees it after keepFor.

@@ -134,6 +134,8 @@ type environment struct {
 	caches  *caches // the handler's cache; fetched whitelists live there too
 	logger  *zap.Logger
 	now     func() time.Time
+	// refreshSlots bounds the background refreshes of remote values (remoteValue).
+	refreshSlots callSlots
 
 	warnedMu sync.Mutex
 	warned   map[string]time.Time // when each key was last warned about
@@ -220,7 +222,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.logger == nil {
 		h.logger = ctx.Logger()
 	}
-	h.env = &environment{ctx: ctx, logger: h.logger, now: h.now, client: newAPIClient(), warned: map[string]time.Time{}}
+	h.env = &environment{ctx: ctx, logger: h.logger, now: h.now, client: newAPIClient(), warned: map[string]time.Time{},
+		refreshSlots: newCallSlots(maxBackgroundRefreshes)}
 	repl := caddy.NewReplacer()
 	if err := h.compileRequestHandling(repl); err != nil {
 		return err

@@ -47,6 +47,7 @@ func newTenantPolicy(cfg *BotsSource, slots callSlots) (*botPolicy, error) {
 		maxTimeout:    maxTimeout,
 		callsInFlight: tenantCallsInFlight,
 		tenant:        true,
+		allowPrivate:  cfg.AllowPrivate,
 	}, nil
 }
 

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -109,8 +108,9 @@ var (
 )
 
 // newJWTVerifier prepares a bot's verify_jwt, checked by check before; the JWKS is
-// fetched with client, the bot's: the operator's or a tenant's.
-func newJWTVerifier(botID string, cfg *JWTSettings, timeout time.Duration, expand func(string) string, client *http.Client, env *environment) (*jwtVerifier, error) {
+// fetched as policy allows: with the operator's client or a tenant's.
+func newJWTVerifier(botID string, cfg *JWTSettings, timeout time.Duration, policy *botPolicy, env *environment) (*jwtVerifier, error) {
+	expand := policy.expand
 	v := &jwtVerifier{env: env}
 	s := &v.settings
 	for _, opt := range []struct {
@@ -140,7 +140,7 @@ func newJWTVerifier(botID string, cfg *JWTSettings, timeout time.Duration, expan
 		if err := checkURL(s.JWKSURL); err != nil {
 			return nil, fmt.Errorf("jwks_url: %w", err)
 		}
-		v.jwks = &remoteKeySet{bot: botID, url: s.JWKSURL, timeout: timeout, client: client, env: env}
+		v.jwks = newRemoteKeySet(botID, s.JWKSURL, timeout, policy, env)
 		methods = jwksMethods
 	}
 
@@ -275,35 +275,60 @@ func absent(claim json.RawMessage) bool {
 	return len(claim) == 0 || string(claim) == "null"
 }
 
-// remoteKeySet is the customer's public keys, fetched from a bot's jwks_url on first
-// need. Once older than jwksRefresh, the next token starts a refresh in the background
-// and is checked with the keys at hand, which keep serving while refreshes fail. A
-// token whose kid is not among them makes one fetch at once, at most once per
-// unknownKeyRefetch. Background work ends with the config's context.
+// remoteKeySet is the customer's public keys from a bot's jwks_url, kept fresh as a
+// remoteValue: fetched on first need, refreshed every jwksRefresh in the background
+// while the keys at hand serve (also while refreshes fail), and not asked again for a
+// few seconds after a failure. Its own policy on top: a token whose kid is not among
+// the keys makes one fetch at once, at most once per unknownKeyRefetch.
+//
+// keyfunc (MicahParks/keyfunc) would fetch and refresh a JWKS too, but its policy
+// does not fit a gateway of many bots and untrusted tenants:
+//   - it runs a ticker goroutine per key set for the set's life, while here a refresh
+//     happens only when a token finds the keys old, so an idle bot costs nothing and
+//     thousands of remote bots are not thousands of tickers;
+//   - it limits refetches for unknown kids with a wall-clock rate limiter that a token
+//     waits for, up to a minute, while here a token never waits for the limit (within
+//     it, an unknown kid is simply not found), and the limit follows the handler's
+//     clock;
+//   - it swallows refresh errors, so a token whose key cannot be had because the JWKS
+//     is down is told "key not found", a rejection, while here it is an error
+//     (errNoKeys): the token may well be good, and its visitor is asked instead.
 type remoteKeySet struct {
-	bot     string
-	url     string
-	timeout time.Duration
-	client  *http.Client
-	env     *environment
+	bot      string
+	url      string
+	timeout  time.Duration
+	client   *http.Client
+	env      *environment
+	cacheKey string
+	keys     remoteValue[*keySet]
 
-	keys       atomic.Pointer[keySet]
-	refreshing atomic.Bool // a background refresh is under way
-	// retryAt holds back fetches after a failure, so that a server that is down is
-	// not asked again by every token.
-	retryAt atomic.Int64
-
-	fetching sync.Mutex // one fetch at a time; guards the fields below
-	lastErr  error      // why the last fetch failed; nil when it succeeded
+	mu sync.Mutex
 	// unknownKeyAt is when a token with an unknown kid last made a fetch.
 	unknownKeyAt time.Time
 }
 
+// newRemoteKeySet prepares the fetching of a bot's JWKS with the bot's client, its
+// refreshes under the bot's background context.
+func newRemoteKeySet(botID, url string, timeout time.Duration, policy *botPolicy, env *environment) *remoteKeySet {
+	ks := &remoteKeySet{bot: botID, url: url, timeout: timeout, client: policy.client, env: env}
+	// As for whitelists (newRemoteWhitelist): the bot and whether a tenant wrote it
+	// are part of the key.
+	source, _ := json.Marshal(struct {
+		Bot, URL, Scope string
+	}{botID, url, policy.fetchScope()})
+	ks.cacheKey = "jwks\x00" + string(source)
+	ks.keys = remoteValue[*keySet]{env: env, background: policy.backgroundOf(env), ttl: jwksRefresh, fetch: ks.fetch,
+		failed: func(_ string, err error) {
+			env.warn("jwks_url:"+botID, "fetching the JWKS failed; keeping the keys at hand",
+				zap.String("bot", botID), zap.Error(err))
+		}}
+	return ks
+}
+
 // keySet is a fetched JWKS: the keys this module can use, and those it ignores.
 type keySet struct {
-	keys      []publicKey
-	ignored   []ignoredKey
-	fetchedAt time.Time
+	keys    []publicKey
+	ignored []ignoredKey
 }
 
 // publicKey is a JWKS key and the one algorithm it verifies.
@@ -380,119 +405,67 @@ func (s *keySet) keysFor(alg string) (jwt.VerificationKeySet, error) {
 	return set, nil
 }
 
-// current returns the keys at hand, fetching them on first need, and starts a
-// background refresh once they are old.
+// current returns the keys at hand, fetching them on first need.
 func (ks *remoteKeySet) current(ctx context.Context) (*keySet, error) {
-	set := ks.keys.Load()
-	if set == nil {
-		return ks.fetchFirst(ctx)
-	}
-	if ks.env.now().Sub(set.fetchedAt) >= jwksRefresh {
-		ks.refreshInBackground()
+	set, err := ks.keys.get(ctx, ks.cacheKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoKeys, err)
 	}
 	return set, nil
 }
 
-// fetchFirst fetches the keys for the first time; concurrent tokens wait for the same
-// fetch.
-func (ks *remoteKeySet) fetchFirst(ctx context.Context) (*keySet, error) {
-	ks.fetching.Lock()
-	defer ks.fetching.Unlock()
-	if set := ks.keys.Load(); set != nil {
-		return set, nil
-	}
-	if ks.env.now().UnixNano() < ks.retryAt.Load() {
-		return nil, fmt.Errorf("%w: %v (not asked again yet)", errNoKeys, ks.lastErr)
-	}
-	if err := ks.update(ctx); err != nil {
-		return nil, err
-	}
-	return ks.keys.Load(), nil
-}
-
 // fetchForUnknownKey fetches the keys again for a token whose kid the set seen lacks,
 // unless a token did so less than unknownKeyRefetch ago; it returns the keys then at
-// hand. While the last fetch failed, a new key cannot be had: an error.
+// hand, after a fetch under way. While the last fetch failed, a new key cannot be
+// had: an error.
 func (ks *remoteKeySet) fetchForUnknownKey(ctx context.Context, seen *keySet) (*keySet, error) {
-	ks.fetching.Lock()
-	defer ks.fetching.Unlock()
-	if set := ks.keys.Load(); set != seen {
-		return set, nil // fetched while this token waited
-	}
+	ks.mu.Lock()
 	now := ks.env.now()
-	if !ks.unknownKeyAt.IsZero() && now.Sub(ks.unknownKeyAt) < unknownKeyRefetch {
-		if ks.lastErr != nil {
-			return nil, fmt.Errorf("%w: %v (not asked again yet)", errNoKeys, ks.lastErr)
-		}
-		return seen, nil
+	mayFetch := ks.unknownKeyAt.IsZero() || now.Sub(ks.unknownKeyAt) >= unknownKeyRefetch
+	if mayFetch {
+		ks.unknownKeyAt = now
 	}
-	ks.unknownKeyAt = now
-	if err := ks.update(ctx); err != nil {
-		return nil, err
-	}
-	return ks.keys.Load(), nil
-}
+	ks.mu.Unlock()
 
-func (ks *remoteKeySet) refreshInBackground() {
-	if !ks.refreshing.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer ks.refreshing.Store(false)
-		ks.fetching.Lock()
-		defer ks.fetching.Unlock()
-		if set := ks.keys.Load(); set != nil && ks.env.now().Sub(set.fetchedAt) < jwksRefresh {
-			return
-		}
-		if ks.env.now().UnixNano() < ks.retryAt.Load() {
-			return
-		}
-		_ = ks.update(ks.env.ctx) // a failure is logged, and the keys at hand keep serving
-	}()
-}
-
-// update fetches the keys and keeps them if they are good; the caller holds fetching.
-// Tokens wait for it, so a visitor leaving does not end it; the bot's timeout and the
-// config's end do.
-func (ks *remoteKeySet) update(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ks.timeout)
-	defer cancel()
-	defer context.AfterFunc(ks.env.ctx, cancel)()
-	set, err := ks.fetch(ctx)
-	if errors.Is(err, errAllSlotsBusy) {
-		return fmt.Errorf("%w: %v", errNoKeys, err) // the server was not asked: nothing to hold back
+	var set *keySet
+	var err error
+	if mayFetch {
+		set, err = ks.keys.refetch(ctx, ks.cacheKey, seen)
+	} else if set, err = ks.keys.latest(ctx, ks.cacheKey); err == nil {
+		err = ks.keys.lastError(ks.cacheKey)
 	}
 	if err != nil {
-		ks.lastErr = err
-		ks.retryAt.Store(ks.env.now().Add(jwksRetryDelay).UnixNano())
-		ks.env.warn("jwks_url:"+ks.bot, "fetching the JWKS failed; keeping the keys at hand",
-			zap.String("bot", ks.bot), zap.Error(err))
-		return fmt.Errorf("%w: %v", errNoKeys, err)
+		return nil, fmt.Errorf("%w: %v", errNoKeys, err)
 	}
-	ks.lastErr = nil
-	set.fetchedAt = ks.env.now()
-	ks.keys.Store(set)
-	return nil
+	return set, nil
 }
 
-func (ks *remoteKeySet) fetch(ctx context.Context) (*keySet, error) {
+// fetch asks jwks_url for the keys (remoteValue.fetch).
+func (ks *remoteKeySet) fetch(ctx context.Context, _ string, _ *keySet) (*keySet, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, ks.timeout)
+	defer cancel()
 	answer, err := callAPI(ctx, ks.client, http.MethodGet, ks.url, nil, nil, maxJWKSSize)
 	if err != nil {
-		return nil, fmt.Errorf("fetching jwks_url: %w", err)
+		return nil, 0, fmt.Errorf("fetching jwks_url: %w", err)
 	}
 	if answer.status < 200 || answer.status > 299 {
-		return nil, fmt.Errorf("jwks_url answered %d", answer.status)
+		return nil, 0, fmt.Errorf("jwks_url answered %d", answer.status)
 	}
 	keys, ignored, err := parseJWKS(answer.body)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(ignored) > 0 {
 		ks.env.warn("jwks_url-ignored:"+ks.bot, "the JWKS has keys that are ignored; a token naming one is an error",
 			zap.String("bot", ks.bot), zap.Strings("ignored", reasons(ignored)))
 	}
-	return &keySet{keys: keys, ignored: ignored}, nil
+	return &keySet{keys: keys, ignored: ignored}, jwksOverhead + 2*int64(len(answer.body)), nil
 }
+
+// jwksOverhead is the heap of a cached key set besides its answer's size twice (the
+// keys decoded from it): the entry, the slices and ristretto's bookkeeping. An
+// estimate, on the high side; a JWKS is at most maxJWKSSize.
+const jwksOverhead = 1024
 
 // Bounds on what a JWKS may cost. Verifying with an RSA key costs time that grows with
 // the square of its size, and a JWKS is written by whoever the bot's jwks_url belongs

@@ -437,7 +437,7 @@ func TestVerifyJWTKeysUnavailable(t *testing.T) {
 	}
 
 	jwks.setDown(false)
-	clk.advance(jwksRetryDelay)
+	clk.advance(holdBackAfterFailure)
 	if out := identifyToken(h, "shop", token()); outcomeText(out) != "verified/" {
 		t.Fatalf("JWKS back: %s (%v)", outcomeText(out), out.err)
 	}
@@ -451,7 +451,7 @@ func TestVerifyJWTKeysUnavailable(t *testing.T) {
 		t.Fatalf("JWKS down after a fetch: %s (%v)", outcomeText(out), out.err)
 	}
 	keys := h.bots["shop"].jwt.jwks
-	eventually(t, "the failed background refresh", func() bool { return jwks.calls.Load() == calls+1 && !keys.refreshing.Load() })
+	eventually(t, "the failed background refresh", func() bool { return jwks.calls.Load() == calls+1 && keys.keys.refreshesUnderWay() == 0 })
 	if out := identifyToken(h, "shop", token()); outcomeText(out) != "verified/" {
 		t.Fatalf("after a failed refresh: %s (%v)", outcomeText(out), out.err)
 	}
@@ -464,10 +464,10 @@ func TestVerifyJWTKeysUnavailable(t *testing.T) {
 	// Back, with a new key: the next refresh takes it.
 	jwks.publish(newKey)
 	jwks.setDown(false)
-	clk.advance(jwksRetryDelay)
+	clk.advance(holdBackAfterFailure)
 	calls = jwks.calls.Load()
 	identifyToken(h, "shop", token()) // starts the refresh
-	eventually(t, "the background refresh", func() bool { return jwks.calls.Load() == calls+1 && !keys.refreshing.Load() })
+	eventually(t, "the background refresh", func() bool { return jwks.calls.Load() == calls+1 && keys.keys.refreshesUnderWay() == 0 })
 	if out := identifyToken(h, "shop", newKey.sign(t, claimsFor("shop", clk.Now(), nil))); outcomeText(out) != "verified/" {
 		t.Errorf("key from the background refresh: %s (%v)", outcomeText(out), out.err)
 	}
@@ -936,4 +936,36 @@ func TestVerifyJWTKeyLimits(t *testing.T) {
 	if n := jwks.calls.Load(); n != 1 {
 		t.Errorf("a token over 16 KiB was read: %d JWKS fetches", n)
 	}
+}
+
+// TestVerifyJWTRefreshHoldsBack: the key set's background refresh follows the
+// remote value's hold-back (TestRemoteValueHoldsBackAfterFailure): once a refresh
+// failed, tokens that find the keys old start no other fetch for a few seconds, and
+// the keys at hand verify meanwhile.
+func TestVerifyJWTRefreshHoldsBack(t *testing.T) {
+	clk := newClock()
+	key := newEdDSAKey("ed-1")
+	jwks := newJWKSServer(t, key)
+	h := jwtHandler(t, clk, map[string]*Bot{"shop": noCache(&Bot{VerifyJWT: &JWTSettings{JWKSURL: jwks.URL}})})
+	keys := &h.bots["shop"].jwt.jwks.keys
+	token := func() string { return key.sign(t, claimsFor("shop", clk.Now(), nil)) }
+	if out := identifyToken(h, "shop", token()); outcomeText(out) != "verified/" {
+		t.Fatalf("first token: %s (%v)", outcomeText(out), out.err)
+	}
+
+	jwks.setDown(true)
+	clk.advance(jwksRefresh)
+	for i := range 5 {
+		if out := identifyToken(h, "shop", token()); outcomeText(out) != "verified/" {
+			t.Fatalf("token %d while refreshes fail: %s (%v)", i, outcomeText(out), out.err)
+		}
+		eventually(t, "the background refresh", func() bool { return keys.refreshesUnderWay() == 0 })
+		clk.advance(holdBackAfterFailure / 10)
+	}
+	if n := jwks.calls.Load(); n != 2 {
+		t.Errorf("JWKS fetches = %d, want 2: one refresh, then held back", n)
+	}
+	clk.advance(holdBackAfterFailure)
+	identifyToken(h, "shop", token())
+	eventually(t, "the refresh after the hold-back", func() bool { return jwks.calls.Load() == 3 && keys.refreshesUnderWay() == 0 })
 }
