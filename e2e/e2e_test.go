@@ -6,7 +6,7 @@
 // that is not. TestTransports opens WebSockets, event streams and cross-origin requests
 // to a chat backend of the test's own. Both check that the access token is in none of
 // Caddy's logs, as TestErrorLogWithoutToken does for an error. TestCORS checks the CORS
-// snippet without a browser, and TestReadmeRecipes that the README shows the recipes
+// snippet without a browser, and TestReadmeRecipes that docs/transports.md shows the recipes
 // these tests run.
 package e2e
 

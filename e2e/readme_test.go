@@ -5,13 +5,14 @@ import (
 	"testing"
 )
 
-// TestReadmeRecipes keeps the README's recipes the ones these tests run: the snippets
-// and token sources of Caddyfile.example that the README shows must be there as they are.
+// TestReadmeRecipes keeps the documented transport recipes the ones these tests run: the
+// snippets and token sources of Caddyfile.example that docs/transports.md shows must be
+// there as they are.
 func TestReadmeRecipes(t *testing.T) {
 	example := readFile("../Caddyfile.example")
-	readme := readFile("../README.md")
-	if example == "" || readme == "" {
-		t.Fatal("cannot read ../Caddyfile.example or ../README.md")
+	page := readFile("../docs/transports.md")
+	if example == "" || page == "" {
+		t.Fatal("cannot read ../Caddyfile.example or ../docs/transports.md")
 	}
 
 	var recipes []string
@@ -22,8 +23,8 @@ func TestReadmeRecipes(t *testing.T) {
 		recipes = append(recipes, lineStarting(t, example, directive))
 	}
 	for _, recipe := range recipes {
-		if !strings.Contains(readme, recipe) {
-			t.Errorf("README.md does not show this part of Caddyfile.example as it is:\n%s", recipe)
+		if !strings.Contains(page, recipe) {
+			t.Errorf("docs/transports.md does not show this part of Caddyfile.example as it is:\n%s", recipe)
 		}
 	}
 }
