@@ -120,7 +120,10 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 		return nil, errors.New("max_in_flight: must not be negative")
 	}
 	rb.slots = newCallSlots(cmp.Or(cfg.MaxInFlight, defaultMaxInFlight))
-	rb.client = newHTTPClient(boundedTransport{slots: rb.slots, next: newAPITransport(http.ProxyFromEnvironment, nil)})
+	// Idle connections to bots_url: at most as many as its calls in flight.
+	settingsTransport := newAPITransport(http.ProxyFromEnvironment, nil)
+	settingsTransport.MaxIdleConnsPerHost = min(settingsTransport.MaxIdleConnsPerHost, cap(rb.slots))
+	rb.client = newHTTPClient(boundedTransport{slots: rb.slots, next: settingsTransport})
 	if rb.tenant, err = newTenantPolicy(cfg, rb.slots); err != nil {
 		return nil, err
 	}
