@@ -150,6 +150,7 @@ type neverAnswers struct {
 func newNeverAnswers(t *testing.T) *neverAnswers {
 	na := new(neverAnswers)
 	na.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then the server sees the client leave
 		n := na.held.Add(1)
 		for most := na.most.Load(); n > most && !na.most.CompareAndSwap(most, n); most = na.most.Load() {
 		}
