@@ -56,17 +56,13 @@ type testRequest struct {
 const maxTestRequestSize = 64 << 10
 
 func (a *AdminAPI) handleTest(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: %s; use POST", r.Method)}
-	}
 	req, err := decodeTestRequest(w, r)
 	if err != nil {
 		return err
 	}
 	h := firstHandlerKnowing(r.Context(), runningHandlers(), req.Bot)
 	if h == nil {
-		return badTestRequest(fmt.Errorf("no custom_auth handler of the running config knows bot %q", req.Bot))
+		return badAdminRequest(fmt.Errorf("no custom_auth handler of the running config knows bot %q", req.Bot))
 	}
 	given := make(fieldValues, 0, len(req.Fields))
 	for name, value := range req.Fields {
@@ -74,7 +70,7 @@ func (a *AdminAPI) handleTest(w http.ResponseWriter, r *http.Request) error {
 	}
 	fields, err := testFields(h, given)
 	if err != nil {
-		return badTestRequest(fmt.Errorf("fields: %w", err))
+		return badAdminRequest(fmt.Errorf("fields: %w", err))
 	}
 
 	report := runTestReport(r.Context(), h, visit{botID: req.Bot, origin: req.Origin, token: req.Token, fields: fields})
@@ -82,31 +78,45 @@ func (a *AdminAPI) handleTest(w http.ResponseWriter, r *http.Request) error {
 	return report.writeJSON(w)
 }
 
-// decodeTestRequest reads the body of a test. Unknown fields are refused, so that a
-// misspelt "tokn" is not a silent missing_token.
+// decodeTestRequest reads the body of a test.
 func decodeTestRequest(w http.ResponseWriter, r *http.Request) (testRequest, error) {
 	var req testRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxTestRequestSize))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
-			return req, caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("request body is over %d bytes", maxTestRequestSize)}
-		}
-		if err == io.EOF {
-			return req, badTestRequest(errors.New(`request body is empty; want a JSON object such as {"bot": "…", "token": "…"}`))
-		}
-		return req, badTestRequest(fmt.Errorf("request body: %w", err))
-	}
-	if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
-		return req, badTestRequest(errors.New("request body: must be one JSON object"))
+	if err := decodeAdminPost(w, r, maxTestRequestSize, &req); err != nil {
+		return req, err
 	}
 	if req.Bot == "" {
-		return req, badTestRequest(errors.New(`request body: "bot" is required`))
+		return req, badAdminRequest(errors.New(`request body: "bot" is required`))
 	}
 	return req, nil
 }
 
-func badTestRequest(err error) error {
+// decodeAdminPost reads the body of a POST to an admin endpoint into req: one JSON
+// object of at most limit bytes (413 above), with no unknown field, so that a misspelt
+// "tokn" is refused instead of read as missing, and nothing after it. Any other
+// method is 405. Its errors are the endpoint's answer.
+func decodeAdminPost(w http.ResponseWriter, r *http.Request, limit int64, req any) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: %s; use POST", r.Method)}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(req); err != nil {
+		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+			return caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("request body is over %d bytes", limit)}
+		}
+		if err == io.EOF {
+			return badAdminRequest(errors.New(`request body is empty; want a JSON object such as {"bot": "…", "token": "…"}`))
+		}
+		return badAdminRequest(fmt.Errorf("request body: %w", err))
+	}
+	if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
+		return badAdminRequest(errors.New("request body: must be one JSON object"))
+	}
+	return nil
+}
+
+func badAdminRequest(err error) error {
 	return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 }
 

@@ -3,11 +3,15 @@ package customauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/custom-auth/custom_auth/contact"
@@ -138,5 +142,44 @@ func TestTestReportHidesTheToken(t *testing.T) {
 	}
 	if r.Steps[0].Detail != "the visitor claimed "+`"`+maskToken(token)+`"` || r.Reason != "identity_mismatch" || r.Bot != "shop" {
 		t.Errorf("report = %+v", r)
+	}
+}
+
+// TestAdminBodyDecoder: both admin endpoints read their body the same way: POST only,
+// one JSON object, no unknown field, nothing after it, and a size limit.
+func TestAdminBodyDecoder(t *testing.T) {
+	endpoints := map[string]func(http.ResponseWriter, *http.Request) error{
+		"test":  new(AdminAPI).handleTest,
+		"purge": new(PurgeAPI).handlePurge,
+	}
+	for _, tc := range []struct {
+		name, method, body string
+		code               int
+		message            string
+	}{
+		{"GET", http.MethodGet, "", http.StatusMethodNotAllowed, "method not allowed: GET; use POST"},
+		{"DELETE with a body", http.MethodDelete, `{"bot": "b"}`, http.StatusMethodNotAllowed, "use POST"},
+		{"empty", http.MethodPost, "", http.StatusBadRequest, "request body is empty"},
+		{"malformed", http.MethodPost, `{"bot": "b"`, http.StatusBadRequest, "request body: unexpected EOF"},
+		{"not an object", http.MethodPost, `"b"`, http.StatusBadRequest, "request body: json: cannot unmarshal string"},
+		{"unknown field", http.MethodPost, `{"bot": "b", "tokn": "t"}`, http.StatusBadRequest, `request body: json: unknown field "tokn"`},
+		{"two objects", http.MethodPost, `{"bot": "b"} {"bot": "c"}`, http.StatusBadRequest, "request body: must be one JSON object"},
+		{"trailing data", http.MethodPost, `{"bot": "b"} x`, http.StatusBadRequest, "request body: must be one JSON object"},
+		{"too large", http.MethodPost, `{"bot": "` + strings.Repeat("b", 64<<10) + `"}`, http.StatusRequestEntityTooLarge, "request body is over 65536 bytes"},
+		{"no bot", http.MethodPost, `{"token": "t"}`, http.StatusBadRequest, `"bot" is required`},
+	} {
+		for name, handle := range endpoints {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				rec := httptest.NewRecorder()
+				err := handle(rec, httptest.NewRequest(tc.method, "/custom-auth/"+name, strings.NewReader(tc.body)))
+				apiErr, ok := errors.AsType[caddy.APIError](err)
+				if !ok || apiErr.HTTPStatus != tc.code || !strings.Contains(apiErr.Err.Error(), tc.message) {
+					t.Fatalf("error %v, want %d with %q", err, tc.code, tc.message)
+				}
+				if allow := rec.Header().Get("Allow"); (tc.code == http.StatusMethodNotAllowed) != (allow == http.MethodPost) {
+					t.Errorf("Allow: %q", allow)
+				}
+			})
+		}
 	}
 }

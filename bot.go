@@ -395,17 +395,18 @@ func (b *botSettings) samePrimary(claimed, verified string) bool {
 	return claimed == verified
 }
 
-// checkURL accepts absolute http and https URLs with a host.
+// checkURL accepts absolute http and https URLs with a host. Its errors show the URL
+// redacted: it may carry credentials.
 func checkURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("invalid URL %q: %v", raw, err)
+		return fmt.Errorf("invalid URL: %v", redactURLError(err))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q must be an absolute http or https URL", raw)
+		return fmt.Errorf("%q must be an absolute http or https URL", redactURL(raw))
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%q has no host", raw)
+		return fmt.Errorf("%q has no host", redactURL(raw))
 	}
 	return nil
 }

@@ -275,21 +275,3 @@ func lookableBotID(id string) bool {
 	}
 	return true
 }
-
-// remoteBotOverhead is the heap a cached bot settings answer holds besides the answer
-// and its whitelist entries: the remoteBot, its botSettings with their maps, breaker
-// and metric series, the cache entry and ristretto's bookkeeping. Measured by
-// TestRemoteBotCostMatchesHeap.
-const remoteBotOverhead = 4096
-
-// remoteBotCost is the heap, in bytes, that a cached answer holds: the overhead, the
-// answer (kept to compare with the next one) and about as much again for the strings
-// decoded from it, and each compiled entry of its manual whitelist.
-func remoteBotCost(answer *remoteBot) int64 {
-	cost := int64(remoteBotOverhead + 2*len(answer.settings))
-	if answer.bot != nil && answer.bot.whitelist != nil {
-		w := answer.bot.whitelist
-		cost += int64(whitelistEntryOverhead * (len(w.exact) + len(w.wildcards)))
-	}
-	return cost
-}

@@ -224,7 +224,7 @@ func TestManyRemoteBotsStayWithinCacheSize(t *testing.T) {
 			t.Fatalf("bot-%d: %s", i, o)
 		}
 	}
-	used := size - h.caches.items.RemainingCost()
+	used := h.caches.used()
 	if used > size || used <= 0 {
 		t.Errorf("cache holds %d of %d bytes", used, size)
 	}

@@ -10,30 +10,27 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/dgraph-io/ristretto/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
 
-// caches holds everything the handler remembers between requests: verified identities,
-// rejections, bot settings from bots_url and fetched whitelists, in one ristretto cache
-// bounded by cache_size. Each entry's cost is the heap it holds, so eviction bounds
-// them all; what was evicted is asked again on next need. It lives in a UsagePool, so
-// a config reload keeps it; it is closed when the last config that uses it goes away.
+// caches holds everything the handler remembers between requests, within the one
+// cache_size: verified identities and rejections as blocks outside the Go heap
+// (blocks.go), and bot settings from bots_url and fetched whitelists, which hold
+// pointers, on the heap (values.go), each charged at the memory it really occupies.
+// What was evicted is asked again on next need. It lives in a UsagePool, so a config
+// reload keeps it; it is closed when the last config that uses it goes away.
 type caches struct {
-	items   *ristretto.Cache[string, *cacheEntry]
+	acct    *accountant
+	blocks  *blockStore
 	flights singleflight.Group
 	poolKey string
 }
 
-// cacheEntry is a cached value, when it was stored and when it stops being served.
-// Both are checked here, against the handler's clock; ristretto's own TTL frees the
-// memory.
+// cacheEntry is a cached heap value, with when it was stored and when it stops being
+// served; both are checked by its reader, against the handler's clock.
 type cacheEntry struct {
-	// value is what the entry holds, unless it is a verdict: those are kept in their
-	// own field, so that no interface boxes them.
 	value   any
-	verdict verdict
 	cost    int64
 	stored  time.Time
 	expires time.Time
@@ -73,44 +70,23 @@ func cachePoolKey(h *Handler, size int64) string {
 	return "custom_auth/" + string(shape)
 }
 
-// averageEntryCost guesses an entry's size to size ristretto's admission counters.
-const averageEntryCost = 1 << 10
-
 func newCaches(poolKey string, size int64) (*caches, error) {
-	counters := 10 * size / averageEntryCost
-	items, err := ristretto.NewCache(&ristretto.Config[string, *cacheEntry]{
-		NumCounters: max(counters, 1000),
-		MaxCost:     size,
-		BufferItems: 64,
-		OnExit:      leftCache,
-	})
+	acct := &accountant{size: size}
+	acct.values = heapValues{acct: acct, items: map[string]*heapValue{}}
+	blocks, err := newBlockStore(acct)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mapping %d bytes: %w", size, err)
 	}
-	return &caches{items: items, poolKey: poolKey}, nil
+	acct.blocks = blocks
+	return &caches{acct: acct, blocks: blocks, poolKey: poolKey}, nil
 }
 
-// evictable is a cached value that must know when it leaves the cache: evicted is
-// called once, whatever the reason (evicted for room or age, replaced, deleted,
-// refused on admission, or the cache closed), so that it can end what it holds, such
-// as a remote bot's background work and its share of a gauge.
-type evictable interface{ evicted() }
-
-// leftCache is ristretto's OnExit, called once for each value that leaves the cache;
-// nil for a key that was not there.
-func leftCache(e *cacheEntry) {
-	if e == nil {
-		return
-	}
-	if v, ok := e.value.(evictable); ok {
-		v.evicted()
-	}
-}
-
-// Destruct closes the cache once no config uses it.
+// Destruct closes the cache once no config uses it: its verdicts' memory goes back
+// to the kernel, and every heap value is told it was evicted.
 func (c *caches) Destruct() error {
-	c.items.Close()
-	return nil
+	err := c.blocks.close()
+	c.acct.values.clear()
+	return err
 }
 
 func (c *caches) release() error {
@@ -118,37 +94,45 @@ func (c *caches) release() error {
 	return err
 }
 
-// entry returns a cached entry, expired or not: an expired one may still serve while
-// its source cannot be reached.
+// entry returns a cached heap value, expired or not: an expired one may still serve
+// while its source cannot be reached.
 func (c *caches) entry(key string) (*cacheEntry, bool) {
-	return c.items.Get(key)
+	return c.acct.values.get(key)
 }
 
-// store caches a value until expires, with its cost in bytes; ristretto frees it after
-// keepFor (0: only when evicted). It waits until the value is visible, so that a
-// request right after this one finds it.
+// store caches a heap value with its cost in bytes until expires; it is visible to
+// the next request at once. keepFor is not used: memory is taken back by eviction.
 func (c *caches) store(key string, value any, cost int64, stored, expires time.Time, keepFor time.Duration) {
-	e := &cacheEntry{value: value, cost: cost, stored: stored, expires: expires}
-	if !c.items.SetWithTTL(key, e, cost, keepFor) {
-		leftCache(e) // dropped unseen: it leaves as it came
-		return
-	}
-	c.items.Wait()
+	c.acct.values.set(key, &cacheEntry{value: value, cost: cost, stored: stored, expires: expires})
 }
 
-// storeVerdict caches a verdict until expires; ristretto frees it after keepFor.
+// verdict returns a copy of the verdict cached under key, young or old: its reader
+// checks its age, which the block carries (verdict.stored).
+func (c *caches) verdict(key []byte) (verdict, bool) {
+	v, ok := c.blocks.get(key)
+	return verdict(v), ok
+}
+
+// storeVerdict caches a verdict. It stays until the store's first-in, first-out
+// eviction reaches it, so stored, expires and keepFor are not kept apart: the block
+// carries when it was stored, and its reader checks its age against the bot's TTL.
 func (c *caches) storeVerdict(key string, v verdict, stored, expires time.Time, keepFor time.Duration) {
-	cost := verdictCost(v)
-	if c.items.SetWithTTL(key, &cacheEntry{verdict: v, cost: cost, stored: stored, expires: expires}, cost, keepFor) {
-		c.items.Wait()
-	}
+	c.blocks.set(key, v)
 }
 
-// fits reports whether a value of this cost can be cached at all: ristretto refuses
-// one larger than the whole cache.
-func (c *caches) fits(cost int64) bool {
-	return cost <= c.items.MaxCost()
+// remove deletes an entry, verdict or heap value, and reports whether there was one.
+func (c *caches) remove(key string) bool {
+	return c.blocks.remove(key) || c.acct.values.remove(key)
 }
+
+// fits reports whether a heap value of this cost can be cached at all: at most the
+// budget that the verdicts' index leaves.
+func (c *caches) fits(cost int64) bool {
+	return cost <= c.acct.size-int64(planBlocks(c.acct.size).indexBytes())
+}
+
+// used is how much of cache_size the caches hold.
+func (c *caches) used() int64 { return c.acct.used() }
 
 // cachedIdentifier answers from the cache, and makes one API call for all concurrent
 // requests with the same token and settings.
@@ -166,20 +150,20 @@ func (h *Handler) cachedIdentities(next identifier) identifier {
 }
 
 func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
-	key := identityKey(b, req)
+	digest := identityDigest(b, req)
 	caching := b.cacheTTL > 0 || b.negativeTTL > 0
 	if caching {
-		if res, ok := ci.cached(key, b, req); ok {
+		if res, ok := ci.cached(digest[:], b, req); ok {
 			ci.metrics.observeCache("identity", true)
 			return res
 		}
-		ci.metrics.observeCache("identity", false)
 	}
+	key := string(digest[:])
 	// Concurrent requests for one key make one call, whatever the TTLs.
-	res, ok := awaitFlight(ctx, &ci.caches.flights, key, func(ctx context.Context) lookupResult {
+	found, ok := awaitFlight(ctx, &ci.caches.flights, key, func(ctx context.Context) foundVerdict {
 		if caching {
-			if res, ok := ci.sharedVerdict(ctx, key, b, req); ok {
-				return res
+			if res, ok := ci.sharedCached(ctx, key, b, req); ok {
+				return foundVerdict{res: res, shared: true}
 			}
 		}
 		// A verdict is as old as its question: one asked before a purge and
@@ -189,14 +173,30 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 		if ttl := cacheTTL(b, res); ttl > 0 {
 			v := encodeVerdict(res, asked)
 			ci.caches.storeVerdict(key, v, asked, asked.Add(ttl), ttl)
-			ci.shareVerdict(ctx, key, v, ttl)
+			if ci.shared != nil {
+				ci.shared.set(ctx, key, v, ttl)
+			}
 		}
-		return res
+		return foundVerdict{res: res}
 	})
+	if caching {
+		// A verdict the shared cache gave is counted there, not as a miss here.
+		if found.shared {
+			ci.metrics.observeCache("shared", true)
+		} else {
+			ci.metrics.observeCache("identity", false)
+		}
+	}
 	if !ok {
 		return failure(fmt.Errorf("visitor left: %w", context.Cause(ctx)), false)
 	}
-	return res
+	return found.res
+}
+
+// foundVerdict is a verdict a request waited for, and whether the shared cache gave it.
+type foundVerdict struct {
+	res    lookupResult
+	shared bool
 }
 
 // awaitFlight makes one call of fn for all concurrent requests with the same key and
@@ -215,22 +215,56 @@ func awaitFlight[T any](ctx context.Context, flights *singleflight.Group, key st
 	}
 }
 
-// cached returns a verdict that is still young enough for the bot's settings now
-// running, and that no purge covers: a reload that shortens a TTL applies to verdicts
-// cached before it.
-func (ci *cachedIdentifier) cached(key string, b *botSettings, req identityRequest) (lookupResult, bool) {
-	e, ok := ci.caches.entry(key)
+// cached returns a verdict of the local cache that may be served (servable).
+func (ci *cachedIdentifier) cached(key []byte, b *botSettings, req identityRequest) (lookupResult, bool) {
+	v, ok := ci.caches.verdict(key)
 	if !ok {
 		return lookupResult{}, false
 	}
-	res := e.verdict.lookupResult()
-	ttl := cacheTTL(b, res)
-	if ci.now().Sub(e.stored) >= ttl || ci.marks.hides(req.markedBot(b), req.token, res, e.stored, ttl) {
+	res := v.lookupResult()
+	if _, ok := ci.servable(b, req, res, v.stored()); !ok {
 		return lookupResult{}, false
 	}
 	res.cacheHit = true
 	res.apiTime = 0
 	return res, true
+}
+
+// sharedCached looks a verdict up in the shared cache after a local miss. One found
+// is served as a local one would be (servable); it is then kept locally for the rest
+// of its life.
+func (ci *cachedIdentifier) sharedCached(ctx context.Context, key string, b *botSettings, req identityRequest) (lookupResult, bool) {
+	if ci.shared == nil {
+		return lookupResult{}, false
+	}
+	v, read := ci.shared.get(ctx, key)
+	if read != sharedHit {
+		ci.metrics.observeShared(read)
+		return lookupResult{}, false
+	}
+	res, stored := v.lookupResult(), v.stored()
+	ttl, ok := ci.servable(b, req, res, stored)
+	if !ok {
+		ci.metrics.observeShared(sharedMiss)
+		return lookupResult{}, false
+	}
+	ci.metrics.observeShared(sharedHit)
+	ci.caches.storeVerdict(key, v, stored, stored.Add(ttl), ttl-ci.now().Sub(stored))
+	res.cacheHit = true
+	return res, true
+}
+
+// servable is the one rule for serving a cached verdict, local or shared: it is
+// younger than the TTL of the bot's settings now running (a reload that shortens a
+// TTL applies to verdicts cached before it), and no purge covers it. Purges name the
+// bot whose settings served the verdict: `*` for every id that `bot *` serves, as
+// their verdicts share its keys. It returns the verdict's TTL.
+func (ci *cachedIdentifier) servable(b *botSettings, req identityRequest, res lookupResult, stored time.Time) (time.Duration, bool) {
+	ttl := cacheTTL(b, res)
+	if ci.now().Sub(stored) >= ttl || ci.marks.hides(b.id, req.token, res, stored, ttl) {
+		return 0, false
+	}
+	return ttl, true
 }
 
 // cacheTTL is how long a verdict may be served: verified identities for cache_ttl,
@@ -257,6 +291,13 @@ func cacheTTL(b *botSettings, res lookupResult) time.Duration {
 // identityKey hashes everything that decides a verdict: the bot, its settings, the
 // token and the forwarded fields. The token itself is never kept.
 func identityKey(b *botSettings, req identityRequest) string {
+	digest := identityDigest(b, req)
+	return string(digest[:])
+}
+
+// identityDigest is identityKey as an array, which a cache lookup takes without
+// allocating.
+func identityDigest(b *botSettings, req identityRequest) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write([]byte("identity\x00"))
 	h.Write([]byte(b.id))
@@ -272,30 +313,6 @@ func identityKey(b *botSettings, req identityRequest) string {
 		}
 	}
 	var sum [sha256.Size]byte
-	return string(h.Sum(sum[:0]))
-}
-
-// verdictCost is the heap a cached verdict holds: its block, rounded up as the
-// allocator rounds it, and per entry the cacheEntry and ristretto's bookkeeping beyond
-// the storeItem it charges itself (a slot of its store's map, its policy's cost map and
-// its expiry bucket). TestCacheStaysWithinCacheSize measures it with the real handler.
-func verdictCost(v verdict) int64 {
-	const perEntry = 96 + 128 // the cacheEntry; ristretto's maps at their load factor
-	return allocSize(cap(v)) + perEntry
-}
-
-// allocSize is at least what the Go allocator gives for n bytes: its size classes are
-// 16 bytes apart up to 256, at most 64 up to 1 KiB, at most 256 up to 8 KiB; beyond,
-// whole pages.
-func allocSize(n int) int64 {
-	step := 8192
-	switch {
-	case n <= 256:
-		step = 16
-	case n <= 1024:
-		step = 64
-	case n <= 8192:
-		step = 256
-	}
-	return int64((n + step - 1) / step * step)
+	h.Sum(sum[:0])
+	return sum
 }

@@ -59,9 +59,18 @@ http://%s {
 	respond "{http.custom_auth.status}/{http.custom_auth.reason}/{http.custom_auth.contact.id}"
 }
 `, g.adminAddr, g.httpAddr, handlerBody)), 0o600)
+	runGateway(t, g, bin, config, nil)
+	return g
+}
 
+// runGateway runs the Caddy binary with a config and more environment, and returns
+// once Caddy serves the config.
+func runGateway(t *testing.T, g *gateway, bin, config string, env []string) {
+	t.Helper()
+	dir := t.TempDir()
+	name := g.name
 	cmd := exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
+	cmd.Env = append(append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +116,6 @@ http://%s {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("gateway %s: not serving within 30s:\n%s", name, g.logs())
 	}
-	return g
 }
 
 func (g *gateway) logs() string {
@@ -122,8 +130,14 @@ var fleetClient = &http.Client{Timeout: 10 * time.Second}
 // (status/reason/contact id) and how long the gateway took.
 func (g *gateway) visit(t *testing.T, token string) (string, time.Duration) {
 	t.Helper()
+	return g.visitBot(t, "shop", token)
+}
+
+// visitBot is visit for another bot id.
+func (g *gateway) visitBot(t *testing.T, bot, token string) (string, time.Duration) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+g.httpAddr+"/chat", strings.NewReader("hi"))
-	req.Header.Set("X-Bot-Id", "shop")
+	req.Header.Set("X-Bot-Id", bot)
 	req.Header.Set("X-Access-Token", token)
 	start := time.Now()
 	resp, err := fleetClient.Do(req)
@@ -330,5 +344,136 @@ func TestFleetRedisDown(t *testing.T) {
 		if !strings.Contains(logs, "shared cache") {
 			t.Errorf("gateway %s logged nothing about the shared cache going down:\n%s", g.name, logs)
 		}
+	}
+}
+
+// TestFleetPurgeThroughBotStar: verdicts of the ids that `bot *` serves are one set,
+// shared by the fleet; a purge naming one of those ids, by token, acts on all of them
+// on every gateway, and {"bot": "*"} purges them all.
+func TestFleetPurgeThroughBotStar(t *testing.T) {
+	r := startRedis(t)
+	api := sameContactAPI(t)
+	body := fmt.Sprintf(`shared_cache %s
+		bot * {
+			auth_url %s
+		}`, r.url(""), api.URL)
+	a, b := startGateway(t, "A", body), startGateway(t, "B", body)
+	visit := func(g *gateway, bot, token string, calls int64, why string) {
+		t.Helper()
+		if got, _ := g.visitBot(t, bot, token); got != "verified//2" {
+			t.Fatalf("gateway %s, bot %s: outcome %q", g.name, bot, got)
+		}
+		if n := api.calls.Load(); n != calls {
+			t.Errorf("gateway %s, bot %s: %d API calls, want %d: %s", g.name, bot, n, calls, why)
+		}
+	}
+	visit(a, "x", "alice-token", 1, "first visit")
+	visit(b, "y", "alice-token", 1, "bot * shares its verdicts between ids and gateways")
+	visit(a, "y", "alice-phone-token", 2, "another token")
+
+	code, answer := a.purge(t, `{"bot": "x", "token": "alice-token"}`)
+	if code != http.StatusOK || answer != `{"purged":1,"gateways":2}`+"\n" {
+		t.Fatalf("purge by token through bot *: %d %s", code, answer)
+	}
+	visit(b, "y", "alice-token", 3, "the token purged under x is asked again under y, on the other gateway")
+	visit(a, "z", "alice-token", 3, "the verdict reached since is shared")
+	visit(b, "x", "alice-phone-token", 3, "another token is not purged")
+
+	if code, answer := b.purge(t, `{"bot": "*"}`); code != http.StatusOK {
+		t.Fatalf(`purge of "*": %d %s`, code, answer)
+	}
+	visit(a, "x", "alice-phone-token", 4, `{"bot": "*"} purges every id that bot * serves`)
+	visit(b, "q", "alice-token", 5, `{"bot": "*"} purges every id that bot * serves`)
+}
+
+// TestFleetPurgeWhileRedisDown: a purge taken while the shared cache is down answers
+// 503 and is applied on its gateway; once a fresh, empty server is back on the same
+// address, it reaches the other gateway, which stops serving the token from its
+// local cache within seconds.
+func TestFleetPurgeWhileRedisDown(t *testing.T) {
+	r := startRedis(t)
+	api := sameContactAPI(t)
+	a, b := startFleet(t, r, api, 100*time.Millisecond)
+	a.mustVerify(t, "alice-token")
+	b.mustVerify(t, "alice-token")
+	if n := api.calls.Load(); n != 1 {
+		t.Fatalf("%d API calls before the outage, want 1", n)
+	}
+	r.stop()
+	code, answer := a.purge(t, `{"bot": "shop", "token": "alice-token"}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(answer, "once the shared cache is back") {
+		t.Fatalf("purge with the shared cache down: %d %s", code, answer)
+	}
+	a.mustVerify(t, "alice-token")
+	if n := api.calls.Load(); n != 2 {
+		t.Errorf("%d API calls, want 2: the purge was not applied on the gateway that took it", n)
+	}
+	b.mustVerify(t, "alice-token")
+	if n := api.calls.Load(); n != 2 {
+		t.Fatalf("%d API calls, want 2: the other gateway cannot know of the purge yet", n)
+	}
+
+	if err := r.start(); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyWithin(t, 15*time.Second, "the other gateway stops serving the purged token", func() bool {
+		b.mustVerify(t, "alice-token")
+		return api.calls.Load() == 3
+	})
+	for _, g := range []*gateway{a, b} {
+		if !strings.Contains(g.logs(), "the server lost its data") {
+			t.Errorf("gateway %s did not log that the server lost its data:\n%s", g.name, g.logs())
+		}
+	}
+}
+
+// TestFleetRecipe runs the one-machine fleet of deploy/fleet (its Caddyfile, as
+// run.sh starts it, on free ports): two gateways share a verdict, and a purge on one
+// reaches the other. docs/fleet.md shows that Caddyfile as it is.
+func TestFleetRecipe(t *testing.T) {
+	r := startRedis(t)
+	bin, err := caddyBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gateways []*gateway
+	for _, name := range []string{"1", "2"} {
+		g := &gateway{name: name, httpAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)), adminAddr: "127.0.0.1:" + strconv.Itoa(freePort(t))}
+		runGateway(t, g, bin, "deploy/fleet/Caddyfile", []string{
+			"GATEWAY_PORT=" + strings.Split(g.httpAddr, ":")[1], "ADMIN_PORT=" + strings.Split(g.adminAddr, ":")[1],
+			"API_PORT=" + strconv.Itoa(freePort(t)), "REDIS_URL=" + r.url(""),
+		})
+		gateways = append(gateways, g)
+	}
+	visit := func(g *gateway) string {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+g.httpAddr+"/", nil)
+		req.Header.Set("X-Bot-Id", "demo-bot")
+		req.Header.Set("X-Access-Token", "alice-token")
+		resp, err := fleetClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	for _, g := range gateways {
+		if got := visit(g); got != "verified  contact=2" {
+			t.Fatalf("gateway %s: %q", g.name, got)
+		}
+	}
+	if code, answer := gateways[1].purge(t, `{"bot":"demo-bot","token":"alice-token"}`); code != http.StatusOK || answer != `{"purged":1,"gateways":2}`+"\n" {
+		t.Errorf("purge: %d %s", code, answer)
+	}
+	config, err := os.ReadFile("deploy/fleet/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := os.ReadFile("docs/fleet.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(docs), string(config)) {
+		t.Error("docs/fleet.md does not show deploy/fleet/Caddyfile as it is")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,10 +164,11 @@ func TestIntegrationOnFailReject(t *testing.T) {
 	for _, tc := range []struct {
 		token, origin string
 		code          int
+		reason        string // of the 401's problem body
 	}{
-		{"alice-token", "https://shop.example.com", http.StatusOK},
-		{"wrong-token", "https://shop.example.com", http.StatusUnauthorized},
-		{"alice-token", "https://evil.example.com", http.StatusUnauthorized},
+		{"alice-token", "https://shop.example.com", http.StatusOK, ""},
+		{"wrong-token", "https://shop.example.com", http.StatusUnauthorized, "rejected"},
+		{"alice-token", "https://evil.example.com", http.StatusUnauthorized, "domain_not_allowed"},
 	} {
 		be.mu.Lock()
 		before := be.calls
@@ -174,7 +176,11 @@ func TestIntegrationOnFailReject(t *testing.T) {
 		req := gatewayRequest("/strict/chat", tc.token, tc.origin)
 		spoof(req)
 		resp := tester.AssertResponseCode(req, tc.code)
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if tc.code == http.StatusUnauthorized {
+			checkProblem(t, resp.Header, body, tc.reason)
+		}
 		be.mu.Lock()
 		reached := be.calls > before
 		be.mu.Unlock()
@@ -207,6 +213,8 @@ func TestBinaryValidateNamesFileAndLine(t *testing.T) {
 			`auth_url: given twice`, "Caddyfile:5"},
 		{"empty bot id", ":0 {\n\tcustom_auth {\n\t\tbot \"\" {\n\t\t\toff\n\t\t}\n\t}\n}\n", `bot: the id must not be empty`, "Caddyfile:3"},
 		{"field access_token", ":0 {\n\tcustom_auth {\n\t\tfield access_token {http.request.header.X-T}\n\t}\n}\n", `field: access_token is the token's name`, "Caddyfile:3"},
+		{"misspelt subdirective", ":0 {\n\tcustom_auth {\n\t\tbot b {\n\t\t\twhitelst a.example\n\t\t}\n\t}\n}\n",
+			`unrecognized bot subdirective 'whitelst'; did you mean 'whitelist'?`, "Caddyfile:4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := writeCaddyfile(t, tc.config)
@@ -227,15 +235,20 @@ func TestBinaryValidateNamesFileAndLine(t *testing.T) {
 }
 
 // TestBinaryValidateRefusesEmptySecrets: a value that is written but expands to
-// nothing (an unset environment variable) fails `caddy validate`, naming the option.
+// nothing (an unset environment variable) fails `caddy validate`, naming the option;
+// a warning before the error names the file and line it is written at.
 func TestBinaryValidateRefusesEmptySecrets(t *testing.T) {
-	for _, tc := range []struct{ name, inside, want string }{
+	for _, tc := range []struct {
+		name, inside, want, warning string
+		line                        int
+	}{
 		{"sign_key", "sign_key {env.CA_TEST_UNSET_KEY}\n\t\tbot b {\n\t\t\tauth_url https://a.example\n\t\t}",
-			`sign_key: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`},
+			`sign_key: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`, `sign_key: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`, 3},
 		{"auth_header", "bot b {\n\t\t\tauth_url https://a.example\n\t\t\tauth_header Authorization {env.CA_TEST_UNSET_KEY}\n\t\t}",
-			`bot \"b\": auth_header: Authorization: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`},
+			`bot \"b\": auth_header: Authorization: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`,
+			`auth_header: Authorization: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`, 5},
 		{"auth_url", "bot b {\n\t\t\tauth_url {env.CA_TEST_UNSET_URL}\n\t\t}",
-			`bot \"b\": auth_url: \"{env.CA_TEST_UNSET_URL}\" expands to an empty value`},
+			`bot \"b\": auth_url: \"{env.CA_TEST_UNSET_URL}\" expands to an empty value`, `auth_url: \"{env.CA_TEST_UNSET_URL}\" expands to an empty value`, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := writeCaddyfile(t, ":0 {\n\tcustom_auth {\n\t\t"+tc.inside+"\n\t}\n}\n")
@@ -243,8 +256,33 @@ func TestBinaryValidateRefusesEmptySecrets(t *testing.T) {
 			if code == 0 || !strings.Contains(out, tc.want) {
 				t.Errorf("exit %d; output lacks %q:\n%s", code, tc.want, out)
 			}
+			if !logLineHas(out, `"msg":"`+tc.warning, fmt.Sprintf(`"file":%q,"line":%d`, file, tc.line)) {
+				t.Errorf("no warning %q at %s:%d:\n%s", tc.warning, file, tc.line, out)
+			}
 		})
 	}
+}
+
+// TestBinaryValidateWarnsOfTokenTemplate: a token source the module cannot remove from
+// the request, such as `Bearer {…}`, is warned about with its file and line, and the
+// config is valid.
+func TestBinaryValidateWarnsOfTokenTemplate(t *testing.T) {
+	file := writeCaddyfile(t, ":0 {\n\tcustom_auth {\n\t\tbot b {\n\t\t\tauth_url https://a.example\n\t\t}\n"+
+		"\t\ttoken \"Bearer {http.request.header.X-Widget-Token}\"\n\t}\n}\n")
+	code, out := runCaddy(t, "validate", "--config", file, "--adapter", "caddyfile")
+	if code != 0 || !logLineHas(out, `"msg":"token: this source cannot be removed from the request`, fmt.Sprintf(`"file":%q,"line":6`, file)) {
+		t.Errorf("exit %d; no warning about the token at %s:6:\n%s", code, file, out)
+	}
+}
+
+// logLineHas reports whether one line of the output holds every part.
+func logLineHas(out string, parts ...string) bool {
+	for line := range strings.Lines(out) {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestBinaryCLIExitCodes(t *testing.T) {

@@ -2,13 +2,20 @@ package customauth
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -120,6 +127,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"empty bot id", "bot \"\" {\noff\n}", `bot: the id must not be empty`},
 		{"field access_token", "field access_token {http.request.header.X-T}", `field: access_token is the token's name`},
 		{"pass_token with argument", "pass_token yes", `wrong argument count`},
+		{"answer with argument", "answer nginx", `wrong argument count`},
+		{"answer twice", "answer\nanswer", `answer: given twice`},
 		{"token without source", "token", `wrong argument count`},
 		{"bots_url max_in_flight zero", "bots_url https://a.example {\nmax_in_flight 0\n}", `max_in_flight: must be a whole number of at least 1, not "0", at Testfile:3`},
 		{"bots_url max_in_flight not a number", "bots_url https://a.example {\nmax_in_flight many\n}", `max_in_flight: must be a whole number of at least 1, not "many"`},
@@ -178,6 +187,135 @@ func TestCaddyfileAdapt(t *testing.T) {
 			}
 			if !caddytest.CompareAdapt(t, file, caddyfileText, "caddyfile", strings.TrimSpace(jsonText)) {
 				t.Errorf("%s: adapted JSON differs", file)
+			}
+		})
+	}
+}
+
+// caddyfileBlocks places a subdirective in each block of custom_auth.
+var caddyfileBlocks = []struct {
+	name  string
+	block block
+	wrap  func(inside string) string
+}{
+	{"handler", handlerBlock, func(in string) string { return in }},
+	{"bot", botBlock, func(in string) string { return "bot b {\n" + in + "\n}" }},
+	{"whitelist_url", whitelistURLBlock, func(in string) string {
+		return "bot b {\nauth_url https://a.example\nwhitelist_url https://a.example/d {\n" + in + "\n}\n}"
+	}},
+	{"bots_url", botsURLBlock, func(in string) string { return "bots_url https://a.example {\n" + in + "\n}" }},
+	{"verify_jwt", verifyJWTBlock, func(in string) string { return "bot b {\nverify_jwt {\n" + in + "\n}\n}" }},
+	{"shared_cache", sharedCacheBlock, func(in string) string { return "shared_cache redis://cache.internal {\n" + in + "\n}" }},
+	{"circuit_breaker", circuitBreakerBlock, func(in string) string {
+		return "bot b {\nauth_url https://a.example\ncircuit_breaker {\n" + in + "\n}\n}"
+	}},
+}
+
+// TestCaddyfileDidYouMean: a misspelt subdirective, at every block level, is refused
+// with its line and the subdirective it is closest to; one far from all is refused
+// without a guess.
+func TestCaddyfileDidYouMean(t *testing.T) {
+	typos := map[string][2]string{ // block: typo, meant
+		"handler":         {"whitelst", ""},
+		"bot":             {"whitelst", "whitelist"},
+		"whitelist_url":   {"refesh", "refresh"},
+		"bots_url":        {"max_timeot", "max_timeout"},
+		"verify_jwt":      {"isuer", "issuer"},
+		"shared_cache":    {"timeuot", "timeout"},
+		"circuit_breaker": {"failure", "failures"},
+	}
+	for _, b := range caddyfileBlocks {
+		typo, meant := typos[b.name][0], typos[b.name][1]
+		t.Run(b.name, func(t *testing.T) {
+			var h Handler
+			input := "custom_auth {\n" + b.wrap(typo+" 1") + "\n}"
+			line := strings.Count(input[:strings.Index(input, typo)], "\n") + 1
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+			want := fmt.Sprintf("unrecognized %s '%s'", strings.TrimSpace(b.block.name+" subdirective"), typo)
+			if meant != "" {
+				want += fmt.Sprintf("; did you mean '%s'?", meant)
+			}
+			want += fmt.Sprintf(", at Testfile:%d", line)
+			if err == nil || !strings.HasSuffix(err.Error(), want) {
+				t.Errorf("error %v, want it to end with %q", err, want)
+			}
+		})
+	}
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\nbots 1\n}"))
+	if err == nil || !strings.Contains(err.Error(), "unrecognized subdirective 'bots'; did you mean 'bot'?") {
+		t.Errorf("bots: %v", err)
+	}
+}
+
+// TestCaddyfileBlocksReadWhatTheyList: every subdirective a block lists is read by a
+// case of its parser, so the list that "did you mean" and "given twice" use is the one
+// the parser accepts.
+func TestCaddyfileBlocksReadWhatTheyList(t *testing.T) {
+	for _, b := range caddyfileBlocks {
+		for _, name := range slices.Concat(b.block.once, b.block.repeatable) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\n" + b.wrap(name) + "\n}"))
+			if errors.Is(err, errNoCase) || err != nil && strings.Contains(err.Error(), "unrecognized") {
+				t.Errorf("%s: %s: %v", b.name, name, err)
+			}
+		}
+	}
+}
+
+// caddyfileWarnings records what the Caddyfile parser warns about while the test runs.
+func caddyfileWarnings(t *testing.T) *observer.ObservedLogs {
+	core, logs := observer.New(zapcore.WarnLevel)
+	caddyfileLogger = func() *zap.Logger { return zap.New(core) }
+	t.Cleanup(func() { caddyfileLogger = caddy.Log })
+	return logs
+}
+
+// TestCaddyfileWarnsWithTheLine: a value that expands to nothing here (an unset
+// {env.X}) and a token source that cannot be removed from the request are warned
+// about with the file and line they are written at; the config is not refused for it,
+// as it may run where the variable is set.
+func TestCaddyfileWarnsWithTheLine(t *testing.T) {
+	const unset = "{env.CA_TEST_SURELY_UNSET}"
+	for _, tc := range []struct {
+		name, input, want string
+		line              int
+	}{
+		{"sign_key", "sign_key " + unset, `sign_key: "` + unset + `" expands to an empty value`, 2},
+		{"sign_key_file", "sign_key_file " + unset, `sign_key_file: "` + unset + `" expands to an empty value`, 2},
+		{"shared_cache", "shared_cache " + unset, `shared_cache: "` + unset + `" expands to an empty value`, 2},
+		{"bots_url", "bots_url " + unset, `bots_url: "` + unset + `" expands to an empty value`, 2},
+		{"bots_url header", "bots_url https://a.example {\nheader X-Key " + unset + "\n}", `header: X-Key: "` + unset + `" expands to an empty value`, 3},
+		{"auth_url", "bot b {\nauth_url " + unset + "\n}", `auth_url: "` + unset + `" expands to an empty value`, 3},
+		{"auth_header", "bot b {\nauth_url https://a.example\nauth_header Authorization " + unset + "\n}",
+			`auth_header: Authorization: "` + unset + `" expands to an empty value`, 4},
+		{"whitelist_url", "bot b {\nauth_url https://a.example\nwhitelist_url " + unset + "\n}", `whitelist_url: "` + unset + `" expands to an empty value`, 4},
+		{"verify_jwt secret", "bot b {\nverify_jwt {\nsecret " + unset + "\n}\n}", `verify_jwt: "` + unset + `" expands to an empty value`, 4},
+		{"verify_jwt issuer", "bot b {\nverify_jwt {\njwks_url https://a.example/jwks\nissuer " + unset + "\n}\n}", `issuer: "` + unset + `" expands to an empty value`, 5},
+		{"token template", "pass_token\ntoken \"Bearer {http.request.header.X-T}\"\nbot b {\noff\n}",
+			"", 0}, // pass_token: no warning
+		{"token template, pass_token later", "token \"Bearer {http.request.header.X-T}\"\nbot b {\noff\n}",
+			"token: this source cannot be removed from the request; the backend may see the token", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := caddyfileWarnings(t)
+			var h Handler
+			if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\n" + tc.input + "\n}")); err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				if logs.Len() != 0 {
+					t.Errorf("warned: %v", logs.All()[0].Message)
+				}
+				return
+			}
+			if logs.Len() != 1 {
+				t.Fatalf("%d warnings, want 1", logs.Len())
+			}
+			w := logs.All()[0]
+			fields := w.ContextMap()
+			if w.Message != tc.want || fields["file"] != "Testfile" || fields["line"] != int64(tc.line) {
+				t.Errorf("warning %q %v, want %q at Testfile:%d", w.Message, fields, tc.want, tc.line)
 			}
 		})
 	}

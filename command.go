@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -168,22 +167,6 @@ func stepDetail(s step, passed bool, v visit, out outcome) string {
 	return string(out.reason)
 }
 
-// redactURL hides the credentials a configured URL may carry: its user information
-// and its query.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = "REDACTED"
-	}
-	return u.String()
-}
-
 func runTest(ctx context.Context, opts testOptions, stdout, stderr io.Writer) int {
 	if ctx == nil {
 		ctx = context.Background()
@@ -260,7 +243,7 @@ func runTestReport(ctx context.Context, h *Handler, v visit) *testReport {
 	}
 	if out.status == statusVerified {
 		backendRequest := &http.Request{Header: http.Header{}}
-		if err := h.injectContact(backendRequest, &out); err != nil {
+		if err := h.injectContact(backendRequest.Header, &out); err != nil {
 			report.Error = err.Error()
 		}
 		report.Headers = make(map[string]string, len(backendRequest.Header))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 )
 
 // apiAnswer is what an API the gateway calls answered.
@@ -53,13 +52,4 @@ func callAPI(ctx context.Context, client *http.Client, method, target string, he
 		return answer, fmt.Errorf("%w: over %d bytes", errTooLarge, maxAnswer)
 	}
 	return answer, nil
-}
-
-// redactURLError drops the URL from a client error: it may carry credentials, and
-// the error is logged next to the bot, which tells the URL anyway.
-func redactURLError(err error) error {
-	if urlErr, ok := errors.AsType[*url.Error](err); ok {
-		return urlErr.Err
-	}
-	return err
 }

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -93,6 +92,14 @@ type Handler struct {
 	// `disabled` or `preflight`). Default: `fallback`.
 	OnFail string `json:"on_fail,omitempty"`
 
+	// Makes the handler the auth service of another proxy (nginx's `auth_request`,
+	// ingress-nginx's `auth-url`): instead of passing the request on, it answers with
+	// the verdict, `200` with the headers the backend is to receive plus
+	// `<prefix>Status` and `<prefix>Reason` (with `on_fail reject`, a `401` problem
+	// for a rejectable fallback). Query-parameter sources are read from the original
+	// URI in the `X-Original-URI` header. Default: false, the request is passed on.
+	Answer bool `json:"answer,omitempty"`
+
 	// A Redis or Valkey server through which the gateways of a fleet share verdicts
 	// and purges. Default: none, each gateway caches on its own.
 	SharedCache *SharedCache `json:"shared_cache,omitempty"`
@@ -122,74 +129,6 @@ type Handler struct {
 	metrics              *metrics         // the process's collectors; tests give a handler its own
 	now                  func() time.Time // the clock; tests replace it
 	logger               *zap.Logger      // instead of Caddy's; the CLI's is quiet
-}
-
-// environment is what bots, whitelists and API clients share within one config.
-type environment struct {
-	// ctx is the config's context, cancelled when the config is unloaded; background
-	// work uses it.
-	ctx     context.Context
-	client  *http.Client
-	metrics *metrics
-	caches  *caches // the handler's cache; fetched whitelists live there too
-	logger  *zap.Logger
-	now     func() time.Time
-	// refreshSlots bounds the background refreshes of remote values (remoteValue).
-	refreshSlots callSlots
-
-	warnedMu sync.Mutex
-	warned   map[string]time.Time // when each key was last warned about
-	// The warning budget: lines logged in the current window, and lines held back
-	// since the last one logged.
-	warnWindow   time.Time
-	warnsLogged  int
-	warnsDropped int
-}
-
-const (
-	// warnInterval is the least time between two warnings about the same thing.
-	warnInterval = time.Minute
-	// maxWarnings is how many warning lines a handler writes per warnInterval. Keys
-	// come from bot ids, which visitors choose, so the per-key limit alone does not
-	// bound the log: a flood of made-up ids while bots_url is down would write one
-	// line per id.
-	maxWarnings = 100
-	// maxWarnedKeys bounds the memory of which keys were warned about.
-	maxWarnedKeys = 10000
-)
-
-// warn logs a warning about a failing API, at most once per warnInterval per key and
-// at most maxWarnings times per warnInterval in all, so that an API that is down, or
-// a flood of bot ids, does not flood the log. The first line after some were held
-// back by the overall limit says how many, as `dropped`.
-func (e *environment) warn(key, msg string, fields ...zap.Field) {
-	now := e.now()
-	e.warnedMu.Lock()
-	if last, seen := e.warned[key]; seen && now.Sub(last) < warnInterval {
-		e.warnedMu.Unlock()
-		return
-	}
-	if len(e.warned) >= maxWarnedKeys {
-		clear(e.warned)
-	}
-	e.warned[key] = now
-	if now.Sub(e.warnWindow) >= warnInterval {
-		e.warnWindow, e.warnsLogged = now, 0
-	}
-	if e.warnsLogged >= maxWarnings {
-		e.warnsDropped++
-		e.warnedMu.Unlock()
-		return
-	}
-	e.warnsLogged++
-	dropped := e.warnsDropped
-	e.warnsDropped = 0
-	e.warnedMu.Unlock()
-
-	if dropped > 0 {
-		fields = append(fields[:len(fields):len(fields)], zap.Int("dropped", dropped))
-	}
-	e.logger.Warn(msg, fields...)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -245,7 +184,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.marks == nil {
 		h.marks = processMarks
 	}
-	if h.shared, err = loadSharedCache(h.SharedCache, repl, h.marks, h.env.logger); err != nil {
+	if h.shared, err = loadSharedCache(h.SharedCache, repl, h.marks, h.env); err != nil {
 		return err
 	}
 	if err := h.provisionBots(repl); err != nil {
@@ -416,7 +355,7 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP follows the four steps of Custom Authentication. Whatever happens, the
 // contact headers a client sent are removed first and the access token last; the
 // outcome is published as placeholders, and the request goes on unless the operator
-// asked for a 401.
+// asked for a 401, or for the verdict as the answer to another proxy.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	stripSpoofing(r, h.prefix)
@@ -439,12 +378,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.env.metrics.observeRequest(&out)
 	h.logDecision(&out)
 
+	if h.Answer {
+		return h.answer(w, &out) // the proxy that asked passes the request on itself
+	}
 	if out.status == statusVerified {
-		if err := h.injectContact(r, &out); err != nil {
+		if err := h.injectContact(r.Header, &out); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
-	} else if h.reject && out.reason.rejectable() {
-		return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("custom authentication failed: %s", out.reason))
+	} else if h.rejects(&out) {
+		return writeProblem(w, out.reason)
 	}
 	return next.ServeHTTP(w, r)
 }
@@ -456,6 +398,9 @@ type visit struct {
 }
 
 func (h *Handler) visitOf(r *http.Request, repl *caddy.Replacer) visit {
+	if h.Answer {
+		r = originalRequest(r)
+	}
 	return visit{
 		botID:  h.botID.value(r, repl),
 		origin: h.requestOrigin(r, repl),

@@ -244,17 +244,18 @@ func TestOnFailReject(t *testing.T) {
 	preflight := preflightRequest()
 
 	for _, tc := range []struct {
-		name string
-		req  *http.Request
-		code int
+		name   string
+		req    *http.Request
+		code   int
+		reason string // of the 401's problem body
 	}{
-		{"verified", widgetRequest("shop", "alice-token", "https://shop.example.com"), 200},
-		{"rejected", widgetRequest("shop", "wrong-token", "https://shop.example.com"), 401},
-		{"domain", widgetRequest("shop", "alice-token", "https://evil.example.com"), 401},
-		{"missing token", widgetRequest("shop", "", "https://shop.example.com"), 401},
-		{"unknown bot passes", widgetRequest("other", "alice-token", ""), 200},
-		{"disabled passes", widgetRequest("quiet", "alice-token", ""), 200},
-		{"preflight passes", preflight, 200},
+		{"verified", widgetRequest("shop", "alice-token", "https://shop.example.com"), 200, ""},
+		{"rejected", widgetRequest("shop", "wrong-token", "https://shop.example.com"), 401, "rejected"},
+		{"domain", widgetRequest("shop", "alice-token", "https://evil.example.com"), 401, "domain_not_allowed"},
+		{"missing token", widgetRequest("shop", "", "https://shop.example.com"), 401, "missing_token"},
+		{"unknown bot passes", widgetRequest("other", "alice-token", ""), 200, ""},
+		{"disabled passes", widgetRequest("quiet", "alice-token", ""), 200, ""},
+		{"preflight passes", preflight, 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := serve(t, h, tc.req)
@@ -263,6 +264,9 @@ func TestOnFailReject(t *testing.T) {
 			}
 			if (tc.code == 200) != got.called {
 				t.Errorf("next called = %v", got.called)
+			}
+			if tc.code == 401 {
+				checkProblem(t, got.answer.Header(), got.answer.Body.Bytes(), tc.reason)
 			}
 		})
 	}

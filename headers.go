@@ -58,13 +58,15 @@ type contactHeaderNames struct {
 	fields     []string // by index of contact.Fields
 	identifyBy string
 	assertion  string
+	status     string // in answer mode
+	reason     string // in answer mode
 }
 
 func newContactHeaderNames(prefix string) contactHeaderNames {
 	name := func(field string) string {
 		return textproto.CanonicalMIMEHeaderKey(contact.HeaderName(prefix, field))
 	}
-	names := contactHeaderNames{identifyBy: name("identify_by"), assertion: name("assertion")}
+	names := contactHeaderNames{identifyBy: name("identify_by"), assertion: name("assertion"), status: name("status"), reason: name("reason")}
 	for _, field := range contact.Fields {
 		names.fields = append(names.fields, name(field))
 	}
@@ -72,12 +74,12 @@ func newContactHeaderNames(prefix string) contactHeaderNames {
 }
 
 // injectContact sets the contact headers of a verified visitor, and the signed
-// assertion when a key is configured. The values were encoded when the identity was
-// verified, and all of a request's header values share one allocation.
-func (h *Handler) injectContact(r *http.Request, out *outcome) error {
+// assertion when a key is configured, in the request passed on or in the answer to
+// another proxy. The values were encoded when the identity was verified, and all of
+// them share one allocation.
+func (h *Handler) injectContact(header http.Header, out *outcome) error {
 	id := out.identity
 	n := id.headerCount()
-	header := r.Header
 	values := make([]string, n+2)
 	i := 0
 	for field := range contactFieldCount {
@@ -101,12 +103,20 @@ func (h *Handler) injectContact(r *http.Request, out *outcome) error {
 	return nil
 }
 
+// checkHeaderName refuses a configured header name that is not a valid field name.
+func checkHeaderName(name string) error {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return fmt.Errorf("invalid header name %q", name)
+	}
+	return nil
+}
+
 // headerValues checks configured request headers and expands their values.
 func headerValues(in map[string]string, expand func(string) string) (http.Header, error) {
 	out := make(http.Header, len(in))
 	for name, raw := range in {
-		if !httpguts.ValidHeaderFieldName(name) {
-			return nil, fmt.Errorf("invalid header name %q", name)
+		if err := checkHeaderName(name); err != nil {
+			return nil, err
 		}
 		value, err := expandConfigured(name, raw, expand)
 		if err != nil {

@@ -237,6 +237,19 @@ func (api *identityAPI) setAnswer(answerFn func(w http.ResponseWriter, body map[
 	api.mu.Unlock()
 }
 
+// callsFor counts the calls that carried a token.
+func (api *identityAPI) callsFor(token string) int {
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	n := 0
+	for _, body := range api.bodies {
+		if body["access_token"] == token {
+			n++
+		}
+	}
+	return n
+}
+
 func (api *identityAPI) lastBody(t testing.TB) map[string]string {
 	t.Helper()
 	var body map[string]string
@@ -457,6 +470,7 @@ type served struct {
 	repl   *caddy.Replacer
 	err    error
 	code   int
+	answer *httptest.ResponseRecorder // what the handler itself wrote
 }
 
 // serve sends a request through the handler the way Caddy would, with a replacer in
@@ -478,7 +492,7 @@ func serve(t testing.TB, h *Handler, r *http.Request) served {
 	})
 	rec := httptest.NewRecorder()
 	got.err = h.ServeHTTP(rec, r, next)
-	got.code = rec.Code
+	got.code, got.answer = rec.Code, rec
 	if herr, ok := got.err.(caddyhttp.HandlerError); ok {
 		got.code = herr.StatusCode
 	}

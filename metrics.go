@@ -28,13 +28,26 @@ type metrics struct {
 	whitelistRefresh *prometheus.CounterVec
 	breakerOpen      *prometheus.GaugeVec
 	callsInFlight    *prometheus.GaugeVec
+	sharedRequests   *prometheus.CounterVec
+	sharedUp         prometheus.Gauge
+	purges           *prometheus.CounterVec
 
 	// The caches' counters, looked up once: they count every request.
 	identityHits, identityMisses   prometheus.Counter
 	whitelistHits, whitelistMisses prometheus.Counter
 	botsHits, botsMisses           prometheus.Counter
+	sharedHits                     prometheus.Counter
+	sharedReads                    [sharedSkipped + 1]prometheus.Counter // by sharedRead
 
-	bots botLabels
+	bots  botLabels
+	links linkStates
+}
+
+// linkStates are the links to shared caches and whether each is up: shared_cache_up
+// is 1 while every one is.
+type linkStates struct {
+	mu sync.Mutex
+	up map[*fleetLink]bool
 }
 
 const (
@@ -124,13 +137,40 @@ func newProcessMetrics() *metrics {
 			Help:      "Identity API calls under way, by bot: those waiting for an API that hangs pile up here.",
 		}, []string{"bot"}),
 	}
+	m.addFleetCollectors()
 	m.identityHits = m.cacheRequests.WithLabelValues("identity", "hit")
 	m.identityMisses = m.cacheRequests.WithLabelValues("identity", "miss")
 	m.whitelistHits = m.cacheRequests.WithLabelValues("whitelist", "hit")
 	m.whitelistMisses = m.cacheRequests.WithLabelValues("whitelist", "miss")
 	m.botsHits = m.cacheRequests.WithLabelValues("bots", "hit")
 	m.botsMisses = m.cacheRequests.WithLabelValues("bots", "miss")
+	m.sharedHits = m.cacheRequests.WithLabelValues("shared", "hit")
+	for read, name := range []string{sharedMiss: "miss", sharedHit: "hit", sharedError: "error", sharedSkipped: "skipped"} {
+		m.sharedReads[read] = m.sharedRequests.WithLabelValues(name)
+	}
 	return m
+}
+
+// addFleetCollectors creates the collectors of shared_cache and purges.
+func (m *metrics) addFleetCollectors() {
+	m.sharedRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "custom_auth",
+		Name:      "shared_cache_requests_total",
+		Help:      "Reads of the shared cache, by result: hit, miss, error (failed or too slow) or skipped (its link or purge channel down, or its breaker open).",
+	}, []string{"result"})
+	m.sharedUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "caddy",
+		Subsystem: "custom_auth",
+		Name:      "shared_cache_up",
+		Help:      "1 while every shared cache answers and its purge channel works, else 0.",
+	})
+	m.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "custom_auth",
+		Name:      "purges_total",
+		Help:      "Purges through a shared cache, by result: ok, or partial when the fleet could not be told in time (answered 503; delivered once the shared cache is back).",
+	}, []string{"result"})
 }
 
 // newMetrics registers the collectors with a config's registry.
@@ -151,7 +191,8 @@ func newMetrics(registry *prometheus.Registry) (*metrics, error) {
 
 // collectors are the collectors a registry serves.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.apiDuration, m.cacheRequests, m.whitelistRefresh, m.breakerOpen, m.callsInFlight}
+	return []prometheus.Collector{m.requests, m.apiDuration, m.cacheRequests, m.whitelistRefresh, m.breakerOpen, m.callsInFlight,
+		m.sharedRequests, m.sharedUp, m.purges}
 }
 
 func (m *metrics) observeRequest(out *outcome) {
@@ -180,6 +221,8 @@ func (m *metrics) observeCache(cache string, hit bool) {
 		hits, misses = m.identityHits, m.identityMisses
 	case "whitelist":
 		hits, misses = m.whitelistHits, m.whitelistMisses
+	case "shared":
+		hits = m.sharedHits // a miss there is an identity miss
 	default:
 		hits, misses = m.botsHits, m.botsMisses
 	}
@@ -187,6 +230,52 @@ func (m *metrics) observeCache(cache string, hit bool) {
 		hits.Inc()
 	} else {
 		misses.Inc()
+	}
+}
+
+// observeShared counts a read of the shared cache.
+func (m *metrics) observeShared(read sharedRead) {
+	m.sharedReads[read].Inc()
+}
+
+// observePurge counts a purge through a shared cache: told the fleet in time or not.
+func (m *metrics) observePurge(ok bool) {
+	result := "ok"
+	if !ok {
+		result = "partial"
+	}
+	m.purges.WithLabelValues(result).Inc()
+}
+
+// observeLink records whether a link to a shared cache is up, and sets shared_cache_up.
+func (m *metrics) observeLink(l *fleetLink, up bool) {
+	m.links.mu.Lock()
+	defer m.links.mu.Unlock()
+	if m.links.up == nil {
+		m.links.up = map[*fleetLink]bool{}
+	}
+	m.links.up[l] = up
+	m.showLinks()
+}
+
+// forgetLink drops a link that was closed.
+func (m *metrics) forgetLink(l *fleetLink) {
+	m.links.mu.Lock()
+	defer m.links.mu.Unlock()
+	delete(m.links.up, l)
+	m.showLinks()
+}
+
+// showLinks sets shared_cache_up; m.links.mu is held.
+func (m *metrics) showLinks() {
+	up := len(m.links.up) > 0
+	for _, linkUp := range m.links.up {
+		up = up && linkUp
+	}
+	if up {
+		m.sharedUp.Set(1)
+	} else {
+		m.sharedUp.Set(0)
 	}
 }
 

@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,17 +71,13 @@ type purgeResult struct {
 }
 
 func (a *PurgeAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method not allowed: %s; use POST", r.Method)}
-	}
 	req, err := decodePurgeRequest(w, r)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), purgeTimeout)
 	defer cancel()
-	result, err := purge(ctx, runningHandlers(), req, time.Now())
+	result, err := purge(ctx, runningHandlers(), req)
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
 	}
@@ -92,27 +88,15 @@ func (a *PurgeAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 // maxPurgeRequestSize bounds the body of a purge: a bot id and a token or a contact.
 const maxPurgeRequestSize = 64 << 10
 
-// decodePurgeRequest reads the body of a purge. Unknown fields are refused, so that a
-// misspelt "tokn" does not purge the whole bot.
+// decodePurgeRequest reads the body of a purge. An unknown field is refused, so that
+// a misspelt "tokn" does not purge the whole bot.
 func decodePurgeRequest(w http.ResponseWriter, r *http.Request) (purgeRequest, error) {
 	var req purgeRequest
-	bad := func(err error) error { return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err} }
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPurgeRequestSize))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
-			return req, caddy.APIError{HTTPStatus: http.StatusRequestEntityTooLarge, Err: fmt.Errorf("request body is over %d bytes", maxPurgeRequestSize)}
-		}
-		if err == io.EOF {
-			return req, bad(errors.New(`request body is empty; want a JSON object such as {"bot": "…", "token": "…"}`))
-		}
-		return req, bad(fmt.Errorf("request body: %w", err))
-	}
-	if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
-		return req, bad(errors.New("request body: must be one JSON object"))
+	if err := decodeAdminPost(w, r, maxPurgeRequestSize, &req); err != nil {
+		return req, err
 	}
 	if err := req.check(); err != nil {
-		return req, bad(err)
+		return req, badAdminRequest(err)
 	}
 	return req, nil
 }
@@ -144,14 +128,16 @@ type purgeNotice struct {
 	At      int64  `json:"at"`                // Unix nanoseconds
 }
 
-func newPurgeNotice(req purgeRequest, at time.Time) purgeNotice {
-	n := purgeNotice{ID: randomID(), Bot: req.Bot, At: at.UnixNano()}
+// newPurgeNotice is a purge of a bot's verdicts: the bot the request names, or `*`
+// when `bot *` serves it.
+func newPurgeNotice(bot string, req purgeRequest, at time.Time) purgeNotice {
+	n := purgeNotice{ID: randomID(), Bot: bot, At: at.UnixNano()}
 	if req.Contact != nil {
-		d := contactDigest(req.Bot, *req.Contact)
+		d := contactDigest(bot, *req.Contact)
 		n.Contact = hex.EncodeToString(d[:])
 	}
 	if req.Token != nil {
-		d := tokenDigest(req.Bot, *req.Token)
+		d := tokenDigest(bot, *req.Token)
 		n.Token = hex.EncodeToString(d[:])
 	}
 	return n
@@ -186,91 +172,120 @@ func (n purgeNotice) markRef() (markRef, error) {
 // every handler, and deletes a token's verdicts by key from their caches. Then it
 // tells every shared cache the handlers use, which tells their fleets, and waits for
 // their gateways. An error means that the fleet could not be told (this gateway is
-// purged all the same).
-func purge(ctx context.Context, handlers []*Handler, req purgeRequest, now time.Time) (purgeResult, error) {
-	notice := newPurgeNotice(req, now)
-	ref, err := notice.markRef()
-	if err != nil {
-		return purgeResult{}, err
+// purged all the same, and the fleet is told once its shared cache is back).
+func purge(ctx context.Context, handlers []*Handler, req purgeRequest) (purgeResult, error) {
+	if len(handlers) == 0 {
+		return purgeResult{}, nil
 	}
-	var result purgeResult
-	marked := map[*purgeMarks]bool{}
-	type cachedKey struct {
-		caches *caches
-		key    string
+	plan := planPurge(ctx, handlers, req)
+	var notices []purgeNotice
+	at := handlers[0].now()
+	for _, bot := range plan.bots {
+		n := newPurgeNotice(bot, req, at)
+		ref, err := n.markRef()
+		if err != nil {
+			return purgeResult{}, err
+		}
+		for _, m := range plan.marks {
+			m.set(ref)
+		}
+		notices = append(notices, n)
 	}
-	deleted := map[cachedKey]bool{}
-	var links []*fleetLink
-	verdictKeys := map[*fleetLink][]string{}
-	for _, h := range handlers {
-		if !marked[h.marks] {
-			marked[h.marks] = true
-			h.marks.set(ref)
-		}
-		var link *fleetLink
-		if h.shared != nil {
-			link = h.shared.link
-			if _, listed := verdictKeys[link]; !listed {
-				links = append(links, link)
-				verdictKeys[link] = nil
-			}
-		}
-		if req.Token == nil {
-			continue
-		}
-		// The token's verdict without forwarded fields has a key that can be
-		// computed; others are covered by the mark. So is a verdict of `bot *`,
-		// whose key other bots share.
-		b, _ := h.lookupBot(ctx, req.Bot)
-		if b == nil || b.off || b.id != req.Bot {
-			continue
-		}
-		key := identityKey(b, identityRequest{token: *req.Token, bot: req.Bot})
-		if ck := (cachedKey{h.caches, key}); !deleted[ck] {
-			deleted[ck] = true
-			if h.caches.remove(key) {
-				result.Purged++
-			}
-		}
-		if link != nil {
-			verdictKeys[link] = append(verdictKeys[link], sharedVerdictKey(key))
-		}
-	}
-	if len(links) == 0 {
+	result := purgeResult{Purged: plan.removeLocal()}
+	if len(plan.links) == 0 {
 		return result, nil
 	}
 	gateways := 0
 	result.Gateways = &gateways
 	var errs []error
-	for _, link := range links {
-		confirmed, err := link.announce(ctx, notice, verdictKeys[link])
-		gateways += confirmed
-		if err != nil {
-			errs = append(errs, err)
+	for _, link := range plan.links {
+		for i, n := range notices {
+			confirmed, err := link.announce(ctx, n, plan.verdictKeys[link])
+			if i == 0 {
+				gateways += confirmed
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
+	handlers[0].env.metrics.observePurge(len(errs) == 0)
 	if len(errs) > 0 {
-		return result, fmt.Errorf("purged on this gateway, but the fleet could not be told through its shared cache: %w", errors.Join(errs...))
+		return result, fmt.Errorf("purged on this gateway, but the fleet could not be told through its shared cache (it will be once the shared cache is back): %w", errors.Join(errs...))
 	}
 	return result, nil
 }
 
-// remove deletes an entry, and reports whether there was one.
-func (c *caches) remove(key string) bool {
-	if _, ok := c.items.Get(key); !ok {
-		return false
-	}
-	c.items.Del(key)
-	return true
+// purgePlan is what a purge touches in this process.
+type purgePlan struct {
+	// bots are the bot ids whose verdicts the purge covers: the one it names, and
+	// `*` where `bot *` serves that id (its verdicts are cached under `*`).
+	bots  []string
+	marks []*purgeMarks
+	// local are the keys of a token's verdicts in each cache.
+	local       map[*caches][]string
+	links       []*fleetLink
+	verdictKeys map[*fleetLink][]string // in each shared cache
 }
 
-// markedBot is the bot id that purges of this request's verdicts name: the one the
-// visitor named, which `bot *` settings do not know.
-func (req identityRequest) markedBot(b *botSettings) string {
-	if req.bot != "" {
-		return req.bot
+// planPurge finds what a purge touches in each handler.
+func planPurge(ctx context.Context, handlers []*Handler, req purgeRequest) *purgePlan {
+	plan := &purgePlan{local: map[*caches][]string{}, verdictKeys: map[*fleetLink][]string{}}
+	for _, h := range handlers {
+		if !slices.Contains(plan.marks, h.marks) {
+			plan.marks = append(plan.marks, h.marks)
+		}
+		var link *fleetLink
+		if h.shared != nil {
+			link = h.shared.link
+			if !slices.Contains(plan.links, link) {
+				plan.links = append(plan.links, link)
+			}
+		}
+		var b *botSettings
+		if req.Bot != "*" {
+			b, _ = h.lookupBot(ctx, req.Bot)
+		}
+		plan.addBot(req.Bot, b)
+		if req.Token == nil || b == nil || b.off {
+			continue
+		}
+		// The token's verdict without forwarded fields has a key that can be
+		// computed; others are covered by the mark.
+		key := identityKey(b, identityRequest{token: *req.Token, bot: req.Bot})
+		if !slices.Contains(plan.local[h.caches], key) {
+			plan.local[h.caches] = append(plan.local[h.caches], key)
+		}
+		if link != nil && !slices.Contains(plan.verdictKeys[link], sharedVerdictKey(key)) {
+			plan.verdictKeys[link] = append(plan.verdictKeys[link], sharedVerdictKey(key))
+		}
 	}
-	return b.id
+	return plan
+}
+
+// addBot adds the bot id whose verdicts a purge naming id covers in a handler that
+// resolves id to b: b's own id, `*` for `bot *`; id itself when the handler has no
+// such bot.
+func (plan *purgePlan) addBot(id string, b *botSettings) {
+	if b != nil {
+		id = b.id
+	}
+	if !slices.Contains(plan.bots, id) {
+		plan.bots = append(plan.bots, id)
+	}
+}
+
+// removeLocal deletes a token's verdicts from this gateway's caches, and counts them.
+func (plan *purgePlan) removeLocal() int {
+	removed := 0
+	for c, keys := range plan.local {
+		for _, key := range keys {
+			if c.remove(key) {
+				removed++
+			}
+		}
+	}
+	return removed
 }
 
 // purgeMarks remember purges, so that a verdict cached before a purge is not served
@@ -300,7 +315,9 @@ type purgeMarks struct {
 	order []markRef // every mark set, oldest first from head on, to forget them in order
 	head  int
 	floor time.Time
-	now   func() time.Time
+	// latest is the time of the latest mark set: marks are forgotten relative to
+	// it, so that marks need no clock of their own.
+	latest time.Time
 }
 
 // botMarks are the marks of one bot: the whole bot, and by contact and by token
@@ -337,12 +354,12 @@ const (
 	minMarkKeep = defaultCacheTTL
 )
 
-func newPurgeMarks(now func() time.Time) *purgeMarks {
-	return &purgeMarks{bots: map[string]*botMarks{}, now: now}
+func newPurgeMarks() *purgeMarks {
+	return &purgeMarks{bots: map[string]*botMarks{}}
 }
 
 // processMarks are the marks of this process: a purge applies to every cache of it.
-var processMarks = newPurgeMarks(time.Now)
+var processMarks = newPurgeMarks()
 
 // contactDigest identifies a contact of a bot in marks. Contacts are compared
 // case-insensitively, as emails are: a purge of `B@Example.com` covers `b@example.com`.
@@ -380,6 +397,7 @@ func (m *purgeMarks) set(ref markRef) {
 		bm.tokens[ref.digest] = later(bm.tokens[ref.digest], ref.at)
 	}
 	m.order = append(m.order, ref)
+	m.latest = later(m.latest, ref.at)
 	m.forgetOld()
 	m.active.Store(true)
 }
@@ -396,7 +414,7 @@ func (m *purgeMarks) raiseFloor(t time.Time) {
 // beyond maxMarks, raising the floor to the latest forgotten. m.mu is held.
 func (m *purgeMarks) forgetOld() {
 	keep := max(time.Duration(m.longestTTL.Load()), minMarkKeep)
-	cutoff := m.now().Add(-keep)
+	cutoff := m.latest.Add(-keep)
 	for m.head < len(m.order) && (len(m.order)-m.head > maxMarks || m.order[m.head].at.Before(cutoff)) {
 		ref := m.order[m.head]
 		m.forget(ref)

@@ -16,7 +16,7 @@ import (
 
 func TestPurgeMarks(t *testing.T) {
 	clk := newClock()
-	m := newPurgeMarks(clk.Now)
+	m := newPurgeMarks()
 	alice := lookupResult{result: resultVerified, identity: newIdentity(nil, []byte(`{"id":"2"}`), "B@Example.com")}
 	rejected := lookupResult{result: resultRejected}
 	const ttl = time.Minute
@@ -78,7 +78,7 @@ func TestPurgeMarks(t *testing.T) {
 
 func TestPurgeMarksBounded(t *testing.T) {
 	clk := newClock()
-	m := newPurgeMarks(clk.Now)
+	m := newPurgeMarks()
 	first := clk.Now()
 	for i := range maxMarks + 10 {
 		m.set(markRef{bot: "shop", scope: purgeToken, digest: tokenDigest("shop", fmt.Sprint(i)), at: first.Add(time.Duration(i))})
@@ -118,7 +118,7 @@ func purgeNow(t *testing.T, handlers []*Handler, req purgeRequest) purgeResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), purgeTimeout)
 	defer cancel()
-	result, err := purge(ctx, handlers, req, time.Now())
+	result, err := purge(ctx, handlers, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +131,16 @@ func ptr(s string) *string { return &s }
 // learns of it only through the shared cache, asks the API again on its next request.
 func TestPurgeAcrossGateways(t *testing.T) {
 	r := startRedis(t)
+	// Each case has its own database, and each gateway its own link: the URLs name
+	// the database differently.
+	purgeAcrossGateways(t, func(i int) (string, string) {
+		return r.url(fmt.Sprintf("/%d", i+1)), r.url(fmt.Sprintf("/0%d", i+1))
+	})
+}
+
+// purgeAcrossGateways runs the cases of TestPurgeAcrossGateways on two gateways whose
+// shared caches the i-th case's urls name.
+func purgeAcrossGateways(t *testing.T, urls func(i int) (first, second string)) {
 	for i, tc := range []struct {
 		name   string
 		req    purgeRequest
@@ -145,10 +155,9 @@ func TestPurgeAcrossGateways(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := sameContactAPI(t)
-			// Each case has its own database, and each gateway its own link: the URLs
-			// name the database differently.
-			first := fleetHandler(t, api, r.url(fmt.Sprintf("/%d", i+1)), &Bot{})
-			second := fleetHandler(t, api, r.url(fmt.Sprintf("/0%d", i+1)), &Bot{})
+			firstURL, secondURL := urls(i)
+			first := fleetHandler(t, api, firstURL, &Bot{})
+			second := fleetHandler(t, api, secondURL, &Bot{})
 			tokens := []string{"alice-token", "alice-phone-token", "wrong-token"}
 			for _, token := range tokens {
 				verify(t, first, token)
@@ -160,7 +169,7 @@ func TestPurgeAcrossGateways(t *testing.T) {
 
 			result := purgeNow(t, []*Handler{first}, tc.req)
 			if result.Purged != tc.local || result.Gateways == nil || *result.Gateways != 2 {
-				t.Errorf("result = %d purged, %v gateways; want %d and 2", result.Purged, result.Gateways, tc.local)
+				t.Errorf("result = %d purged, %d gateways; want %d and 2", result.Purged, *result.Gateways, tc.local)
 			}
 			for _, token := range tc.kept {
 				verify(t, second, token)
@@ -190,7 +199,7 @@ func TestPurgeAcrossGateways(t *testing.T) {
 // verdicts that forwarded fields put under other keys, and bots that `bot *` serves.
 func TestPurgeWithoutSharedCache(t *testing.T) {
 	api := sameContactAPI(t)
-	marks := newPurgeMarks(time.Now)
+	marks := newPurgeMarks()
 	listed := provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: marks,
 		Bots: map[string]*Bot{"shop": {AuthURL: api.URL, Forward: []string{"user_id"}}}})
 	other := provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: marks,
@@ -214,20 +223,32 @@ func TestPurgeWithoutSharedCache(t *testing.T) {
 	}
 	calls(3, "one per key before the purge")
 
+	// In the second handler, shop is served by `bot *`: the purge acts on the
+	// verdicts of `*`, under whichever id they were asked.
 	result := purgeNow(t, []*Handler{listed, other}, purgeRequest{Bot: "shop", Token: ptr("alice-token")})
-	if result.Purged != 1 || result.Gateways != nil {
-		t.Errorf("result = %d purged, %v gateways; want 1 (the key without fields) and none", result.Purged, result.Gateways)
+	if result.Purged != 2 || result.Gateways != nil {
+		t.Errorf("result = %d purged, %v gateways; want 2 (shop's key without fields, and `*`'s) and none", result.Purged, result.Gateways)
 	}
 	send(listed, withField("shop", "alice-token"))
 	calls(4, "the verdict with a forwarded field is covered by the mark")
 	send(other, widgetRequest("tenant-7", "alice-token", ""))
-	calls(4, "a purge of bot shop does not reach bot tenant-7")
+	calls(5, "a token purged through a bot that `bot *` serves is asked again for every id it serves")
+	send(other, widgetRequest("tenant-8", "alice-token", ""))
+	calls(5, "the verdict reached since is shared by the ids `bot *` serves")
+	send(listed, widgetRequest("shop", "alice-token", ""))
+	calls(6, "the purged token is asked again for the listed bot")
 
 	purgeNow(t, []*Handler{listed, other}, purgeRequest{Bot: "tenant-7"})
 	send(other, widgetRequest("tenant-8", "alice-token", ""))
-	calls(4, "a purge of tenant-7 does not reach tenant-8")
-	send(other, widgetRequest("tenant-7", "alice-token", ""))
-	calls(5, "a bot that `bot *` serves is purged by its own id")
+	calls(7, "a purge of a bot that `bot *` serves purges `*`")
+	send(listed, widgetRequest("shop", "alice-token", ""))
+	calls(7, "a listed bot is not `*`")
+
+	purgeNow(t, []*Handler{listed, other}, purgeRequest{Bot: "*", Contact: ptr("2")})
+	send(other, widgetRequest("tenant-9", "alice-token", ""))
+	calls(8, `{"bot": "*"} purges every id that bot * serves`)
+	send(listed, widgetRequest("shop", "alice-token", ""))
+	calls(8, "a listed bot is not `*`")
 }
 
 func TestPurgeEndpointInput(t *testing.T) {

@@ -67,7 +67,7 @@ type kept[T comparable] struct {
 // entry that replaced this one.
 func (k *kept[T]) evicted() {
 	var none T
-	if v, ok := any(k.value).(evictable); ok && k.value != none && !k.moved.Load() {
+	if v, ok := any(k.value).(evictionListener); ok && k.value != none && !k.moved.Load() {
 		v.evicted()
 	}
 }

@@ -32,9 +32,8 @@ func TestCacheTellsValuesTheyLeft(t *testing.T) {
 	store("replaced", 100)
 	deleted := store("deleted", 100)
 	c.remove("deleted")
-	refused := store("too-large", 2<<20) // over the whole cache: refused on admission
 	closed := store("closed", 100)
-	for name, v := range map[string]*leaving{"replaced": replaced, "deleted": deleted, "refused": refused, "still cached": kept} {
+	for name, v := range map[string]*leaving{"replaced": replaced, "deleted": deleted, "still cached": kept} {
 		want := int32(1)
 		if v == kept {
 			want = 0
@@ -46,6 +45,17 @@ func TestCacheTellsValuesTheyLeft(t *testing.T) {
 	c.Destruct()
 	if kept.times.Load() != 1 || closed.times.Load() != 1 || replaced.times.Load() != 1 {
 		t.Errorf("cache closed: told %d and %d times, want 1 each", kept.times.Load(), closed.times.Load())
+	}
+
+	small, err := newCaches("evicted-test-small", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Destruct()
+	refused := new(leaving)
+	small.store("too-large", refused, 2<<20, now, now, 0) // over the whole cache
+	if got := refused.times.Load(); got != 1 {
+		t.Errorf("refused: told %d times, want 1", got)
 	}
 }
 

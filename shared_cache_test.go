@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,6 +30,10 @@ import (
 type redisServer struct {
 	port int
 	args []string
+	// conf is a config file, for a Sentinel; ready is the line that says the server
+	// is up (default: "Ready to accept connections"); tls: it listens with TLS only.
+	conf, ready string
+	tls         bool
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -39,13 +44,24 @@ type redisServer struct {
 // which installs it: there the test fails.
 func startRedis(t testing.TB, args ...string) *redisServer {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
+	return runRedis(t, &redisServer{args: args})
+}
+
+// requireTool skips a test without a tool, except under CI, which installs it.
+func requireTool(t testing.TB, tool, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server is not installed (apt-get install redis-server): %v", err)
+			t.Fatalf("%s is not installed (apt-get install %s): %v", tool, pkg, err)
 		}
-		t.Skipf("redis-server is not installed (apt-get install redis-server); skipping: %v", err)
+		t.Skipf("%s is not installed (apt-get install %s); skipping: %v", tool, pkg, err)
 	}
-	r := &redisServer{args: args}
+}
+
+// runRedis starts r on a free port; see startRedis.
+func runRedis(t testing.TB, r *redisServer) *redisServer {
+	t.Helper()
+	requireTool(t, "redis-server", "redis-server")
 	var err error
 	for range 3 { // another process may take the free port before redis-server does
 		r.port = freePort(t)
@@ -73,9 +89,15 @@ func freePort(t testing.TB) int {
 // start runs the server on r.port and waits until it says it is ready and PING
 // answers.
 func (r *redisServer) start() error {
-	cmd := exec.Command("redis-server", append([]string{
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-	}, r.args...)...)
+	var args []string
+	if r.conf != "" {
+		args = append(args, r.conf)
+	}
+	args = append(args, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if r.tls {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(r.port))
+	}
+	cmd := exec.Command("redis-server", append(args, r.args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -91,7 +113,7 @@ func (r *redisServer) start() error {
 		for scanner.Scan() {
 			line := scanner.Text()
 			log.WriteString(line + "\n")
-			if strings.Contains(line, "Ready to accept connections") {
+			if strings.Contains(line, cmp.Or(r.ready, "Ready to accept connections")) {
 				ready <- nil
 				for scanner.Scan() { // keep the pipe drained
 				}
@@ -105,7 +127,7 @@ func (r *redisServer) start() error {
 	case <-time.After(10 * time.Second):
 		err = fmt.Errorf("redis-server on port %d: not ready within 10s", r.port)
 	}
-	if err == nil {
+	if err == nil && !r.tls {
 		err = r.ping()
 	}
 	if err != nil {
@@ -193,7 +215,7 @@ func fleetHandler(t testing.TB, api *identityAPI, url string, bot *Bot) *Handler
 	bot.AuthURL = api.URL
 	return provision(t, &Handler{
 		CacheSize:   gatewayCacheSize(),
-		marks:       newPurgeMarks(time.Now),
+		marks:       newPurgeMarks(),
 		SharedCache: &SharedCache{URL: url, Timeout: caddy.Duration(2 * time.Second)},
 		Bots:        map[string]*Bot{"shop": bot},
 	})
@@ -268,7 +290,7 @@ func TestSharedCacheSlowOrDown(t *testing.T) {
 	api := newIdentityAPI(t)
 	h := provision(t, &Handler{
 		CacheSize:   gatewayCacheSize(),
-		marks:       newPurgeMarks(time.Now),
+		marks:       newPurgeMarks(),
 		SharedCache: &SharedCache{URL: r.url(""), Timeout: caddy.Duration(100 * time.Millisecond)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL, CacheTTL: dur(0), NegativeTTL: dur(time.Minute)}},
 	})
@@ -311,12 +333,22 @@ func TestSharedCacheURLs(t *testing.T) {
 		{"redis://:" + password + "@127.0.0.1:6379/2", ""},
 		{"redis://user:" + password + "@cache.internal", ""},
 		{"rediss://user:" + password + "@cache.example.com:6380/0", ""},
-		{"http://user:" + password + "@cache.internal", `must start with redis:// or rediss://, not "http:"`},
+		{"http://user:" + password + "@cache.internal", `must start with redis://, rediss://, valkey:// or valkeys://, not "http:"`},
 		{"redis://user:" + password + "@", "has no host"},
 		{"redis://user:" + password + "@cache:port", "invalid URL"},
 		{"redis://user:" + password + "@cache:70000", `invalid port "70000"`},
 		{"redis://user:" + password + "@cache:6379/zero", "must be a database number"},
-		{"redis://user:" + password + "@cache:6379/0?dial_timeout=1s", "no query"},
+		{"redis://user:" + password + "@cache:6379/0?dial_timeout=1s", `unknown query parameter "dial_timeout"`},
+		{"redis://user:" + password + "@cache:6379/0#x", "no fragment"},
+		{"valkey://user:" + password + "@cache.internal:6379", ""},
+		{"valkeys://user:" + password + "@cache.internal:6379", ""},
+		{"redis://user:" + password + "@h1:7000?addr=h2:7001&addr=h3:7002", ""},
+		{"redis://user:" + password + "@s1:26379?addr=s2:26379&master_set=cache", ""},
+		{"redis://user:" + password + "@h1:7000?addr=h2", `addr: "h2" is not host:port`},
+		{"redis://user:" + password + "@h1:7000?addr=h2:99999", `addr: invalid port "99999"`},
+		{"redis://user:" + password + "@s1:26379?master_set=", "master_set: give one name"},
+		{"redis://user:" + password + "@s1:26379?master_set=a&master_set=b", "master_set: give one name"},
+		{"redis://user:" + password + "@s1:26379?%zz", "query is malformed"},
 		{"redis://user:" + password + "@cache:6379/0/1", "must be a database number"},
 		{"cache:6379", "must start with redis://"},
 	} {
@@ -344,7 +376,7 @@ func TestSharedCacheNeverShowsThePassword(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	h := provision(t, &Handler{
 		CacheSize:   gatewayCacheSize(),
-		marks:       newPurgeMarks(time.Now),
+		marks:       newPurgeMarks(),
 		logger:      zap.New(core),
 		SharedCache: &SharedCache{URL: "redis://default:" + password + "@" + r.addr(), Timeout: caddy.Duration(200 * time.Millisecond)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}},
@@ -358,7 +390,7 @@ func TestSharedCacheNeverShowsThePassword(t *testing.T) {
 	verify(t, h, "one-more-token")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	_, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"}, time.Now())
+	_, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"})
 	if err == nil {
 		t.Error("a purge whose fleet could not be told succeeded")
 	}
@@ -369,7 +401,7 @@ func TestSharedCacheNeverShowsThePassword(t *testing.T) {
 		errs = append(errs, err.Error())
 	}
 	for _, cfg := range []*SharedCache{{URL: "redis://u:" + password + "@host:port"}, {URL: "ftp://u:" + password + "@host"}} {
-		_, err := loadSharedCache(cfg, caddy.NewReplacer(), newPurgeMarks(time.Now), zap.NewNop())
+		_, err := loadSharedCache(cfg, caddy.NewReplacer(), newPurgeMarks(), &environment{logger: zap.NewNop(), metrics: newProcessMetrics(), now: time.Now})
 		if err == nil {
 			t.Fatalf("%s: no error", cfg.URL)
 		}
@@ -398,7 +430,7 @@ func TestNoGoroutineLeftAfterSharedCacheCleanup(t *testing.T) {
 	api := newIdentityAPI(t)
 	h := &Handler{
 		CacheSize:   gatewayCacheSize(),
-		marks:       newPurgeMarks(time.Now),
+		marks:       newPurgeMarks(),
 		SharedCache: &SharedCache{URL: r.url("/3"), Timeout: caddy.Duration(time.Second)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}},
 		logger:      zap.NewNop(),
@@ -408,7 +440,7 @@ func TestNoGoroutineLeftAfterSharedCacheCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	verify(t, h, "alice-token")
-	if _, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"}, time.Now()); err != nil {
+	if _, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"}); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
@@ -432,6 +464,13 @@ func TestSharedCacheCaddyfile(t *testing.T) {
 		t.Errorf("shared_cache = %+v, want %+v", h.SharedCache, want)
 	}
 	h = Handler{}
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\nshared_cache rediss://cache.internal:6380 {\ntls_ca ca.pem\ntls_client gw.pem gw.key\n}\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if want := (SharedCache{URL: "rediss://cache.internal:6380", TLSCA: "ca.pem", TLSClientCert: "gw.pem", TLSClientKey: "gw.key"}); *h.SharedCache != want {
+		t.Errorf("shared_cache with TLS = %+v, want %+v", h.SharedCache, want)
+	}
+	h = Handler{}
 	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("custom_auth {\nshared_cache rediss://cache.internal:6380/1\n}")); err != nil {
 		t.Fatal(err)
 	}
@@ -445,13 +484,18 @@ func TestSharedCacheCaddyfile(t *testing.T) {
 	}{
 		{"no URL", "shared_cache", "wrong argument count or unexpected line ending after 'shared_cache', at Testfile:2"},
 		{"two URLs", "shared_cache redis://a:6379 redis://b:6379", "wrong argument count or unexpected line ending after 'redis://a:6379', at Testfile:2"},
-		{"bad scheme", "shared_cache https://:" + password + "@cache.internal", `shared_cache: the URL must start with redis:// or rediss://, not "https:", at Testfile:2`},
+		{"bad scheme", "shared_cache https://:" + password + "@cache.internal", `shared_cache: the URL must start with redis://, rediss://, valkey:// or valkeys://, not "https:", at Testfile:2`},
 		{"bad port", "shared_cache redis://:" + password + "@cache.internal:port", "shared_cache: invalid URL: invalid port \":port\" after host, at Testfile:2"},
 		{"bad database", "shared_cache redis://:" + password + "@cache.internal:6379/x", "must be a database number, not \"/x\", at Testfile:2"},
 		{"bad timeout", "shared_cache redis://cache.internal {\ntimeout soon\n}", `timeout: invalid duration "soon": time: invalid duration "soon", at Testfile:3`},
 		{"timeout twice", "shared_cache redis://cache.internal {\ntimeout 1s\ntimeout 2s\n}", "timeout: given twice, at Testfile:4"},
 		{"unknown subdirective", "shared_cache redis://cache.internal {\nttl 1m\n}", "unrecognized shared_cache subdirective 'ttl', at Testfile:3"},
 		{"given twice", "shared_cache redis://a\nshared_cache redis://b", "shared_cache: given twice, at Testfile:3"},
+		{"tls_ca without a file", "shared_cache rediss://cache.internal {\ntls_ca\n}", "wrong argument count or unexpected line ending after 'tls_ca', at Testfile:3"},
+		{"tls_ca twice", "shared_cache rediss://cache.internal {\ntls_ca a.pem\ntls_ca b.pem\n}", "tls_ca: given twice, at Testfile:4"},
+		{"tls_client without a key", "shared_cache rediss://cache.internal {\ntls_client cert.pem\n}", "wrong argument count or unexpected line ending after 'cert.pem', at Testfile:3"},
+		{"tls_client with three files", "shared_cache rediss://cache.internal {\ntls_client a b c\n}", "wrong argument count or unexpected line ending after 'b', at Testfile:3"},
+		{"cluster URL with an unknown parameter", "shared_cache redis://:" + password + "@h1:7000?addr=h2:7001&timeout=1s", `shared_cache: unknown query parameter "timeout": only addr and master_set are accepted, at Testfile:2`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h Handler
@@ -480,14 +524,16 @@ func TestSharedCacheJSON(t *testing.T) {
 	for _, tc := range []struct{ config, wantErr string }{
 		{`{"url": "{env.CA_TEST_EMPTY_REDIS_URL}"}`, `shared_cache: "{env.CA_TEST_EMPTY_REDIS_URL}" expands to an empty value`},
 		{`{"timeout": "1s"}`, "shared_cache: the URL is required"},
-		{`{"url": "memcached://cache:11211"}`, "shared_cache: the URL must start with redis:// or rediss://"},
+		{`{"url": "memcached://cache:11211"}`, "shared_cache: the URL must start with redis://, rediss://, valkey:// or valkeys://"},
 		{`{"url": "redis://cache:6379", "timeout": "-1s"}`, "shared_cache: timeout: must not be negative"},
+		{`{"url": "rediss://cache:6379", "tls_ca": "/nonexistent/ca.pem"}`, "shared_cache: tls_ca: open /nonexistent/ca.pem"},
+		{`{"url": "rediss://cache:6379", "tls_client_key": "/nonexistent/gw.key"}`, "shared_cache: tls_client: give a certificate and its key"},
 	} {
 		var cfg SharedCache
 		if err := json.Unmarshal([]byte(tc.config), &cfg); err != nil {
 			t.Fatal(err)
 		}
-		h := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(time.Now), SharedCache: &cfg, logger: zap.NewNop()}
+		h := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), SharedCache: &cfg, logger: zap.NewNop()}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		err := h.Provision(ctx)
 		h.Cleanup()
@@ -517,7 +563,7 @@ func TestBinaryValidateSharedCache(t *testing.T) {
 func TestSharedCacheConnectionOutlivesReloads(t *testing.T) {
 	r := startRedis(t)
 	api := newIdentityAPI(t)
-	old := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(time.Now), SharedCache: &SharedCache{URL: r.url("/7")},
+	old := &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), SharedCache: &SharedCache{URL: r.url("/7")},
 		Bots: map[string]*Bot{"shop": {AuthURL: api.URL}}, logger: zap.NewNop()}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()

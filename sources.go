@@ -94,6 +94,10 @@ func (s *valueSource) value(r *http.Request, repl *caddy.Replacer) string {
 			return v[0]
 		}
 		return ""
+	case s.query != "":
+		// As Caddy's placeholder reads it, but from this request's URL, which in
+		// answer mode is the original one (originalRequest).
+		return strings.Join(r.URL.Query()[s.query], ",")
 	case s.dynamic:
 		return repl.ReplaceAll(s.template, "")
 	default:

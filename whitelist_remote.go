@@ -118,23 +118,3 @@ func (rw *remoteWhitelist) fetch(ctx context.Context) ([]string, error) {
 	}
 	return entries, nil
 }
-
-// The heap a cached list holds, measured by TestWhitelistCostMatchesHeap: per entry,
-// its map slot, rule and string header (the text comes on top, since the compiled host
-// keeps the entry's string); per list, the two maps, the cache entry and ristretto's
-// bookkeeping.
-const (
-	whitelistEntryOverhead = 144
-	whitelistOverhead      = 768
-)
-
-// whitelistCost is the heap, in bytes, that the list compiled from entries holds. It
-// errs on the high side (duplicates and invalid entries count too), so that the heap
-// stays within cache_size.
-func whitelistCost(entries []string) int64 {
-	cost := int64(whitelistOverhead)
-	for _, e := range entries {
-		cost += whitelistEntryOverhead + int64(len(e))
-	}
-	return cost
-}

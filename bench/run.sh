@@ -6,7 +6,7 @@
 #   SCENARIO=sites DURATION=3s ROUNDS=1 bench/run.sh
 #
 # Settings, as environment variables (bench/harness checks them):
-#   SCENARIO=all         sites, latency, memory, fleet, or a list of them (sites,memory)
+#   SCENARIO=all         sites, latency, memory, fleet, nginx, or a list of them (sites,memory)
 #   DURATION=10s         each measured wrk run of the sites and latency scenarios
 #   ROUNDS=3             interleaved rounds of the sites scenario
 #   CONNS=64 THREADS=2   wrk connections and threads
@@ -14,9 +14,9 @@
 #   API_LATENCY=50ms     the identity API's answer delay in the latency and fleet scenarios
 #   LATENCY_CONNS="64 256"  wrk connections of the latency scenario, one run each
 #   MEMORY_DURATION=60s  the memory scenario's wrk run
-#   MEMORY_GOMEMLIMIT=128MiB  GOMEMLIMIT of the memory scenario's second run (off: none)
-#   FLEET_VISITORS=100   distinct visitors of the fleet scenario (needs redis-server)
-#   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..4 and +10..15
+#   MEMORY_GOMEMLIMIT=off  GOMEMLIMIT of an extra run of custom_auth in the memory scenario
+#   FLEET_VISITORS=100   distinct visitors of the fleet scenario (needs redis-server, redis-cli)
+#   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..4, +10..15 and +20..24
 #   OUT=bench/RESULTS.md where the report goes
 #
 # This script only checks the tools and builds; bench/harness starts the processes,
@@ -49,6 +49,8 @@ echo "bench: building Caddy with custom_auth, the bench servers and the harness"
 go build -o "$tmp/caddy" ./caddymodule
 go build -o "$tmp/servers" ./bench/servers
 go build -o "$tmp/harness" ./bench/harness
+# The memory scenario runs TestZipfHitRatio from custom_auth's own tests.
+go test -c -o "$tmp/custom_auth.test" .
 
 # Not exec: the trap removes the work directory once the harness is done.
-"$tmp/harness" -caddy "$tmp/caddy" -servers "$tmp/servers" -work "$tmp" -out "${OUT:-bench/RESULTS.md}"
+"$tmp/harness" -caddy "$tmp/caddy" -servers "$tmp/servers" -unit-tests "$tmp/custom_auth.test" -work "$tmp" -out "${OUT:-bench/RESULTS.md}"

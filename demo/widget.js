@@ -4,11 +4,12 @@
 //           data-user-id="2" data-email="b@example.com" data-phone-number="0912345678"></script>
 //
 // It is a small chat: opening it asks the chat backend, through the custom_auth gateway,
-// for a greeting, and each message is one more request. Every request carries the
-// widget's headers, so the page's origin differs from the gateway's and the browser asks
-// first (CORS), which the gateway answers. Next to the chat, a "Contact details" panel
-// shows what the backend received, as a support agent would see it: the verified
-// contact, or an anonymous visitor the backend would ask for contact details.
+// for the earlier messages and a greeting, and each message is one more request. Every
+// request carries the widget's headers, so the page's origin differs from the gateway's
+// and the browser asks first (CORS), which the gateway answers. Next to the chat, a
+// "Contact details" panel shows what the backend did, as a support agent would see it:
+// a new or returning verified contact, or an anonymous visitor, whom the backend asks
+// for a name and an email ("Collect Information") and keeps as an unverified lead.
 (() => {
   const tag = document.currentScript;
   const options = tag.dataset;
@@ -42,7 +43,14 @@
   const note = panel.querySelector(".contact-note");
   const fields = panel.querySelector(".contact-fields");
 
-  const headers = {};
+  // An anonymous visitor is known to the backend by a random id that this browser keeps
+  // for the page's origin; a verified one by the gateway's contact.
+  let visitor = localStorage.getItem("chat-visitor");
+  if (!visitor) {
+    visitor = crypto.randomUUID();
+    localStorage.setItem("chat-visitor", visitor);
+  }
+  const headers = { "X-Visitor-Id": visitor };
   for (const [option, header] of [
     ["bot", "X-Bot-Id"],
     ["token", "X-Access-Token"],
@@ -53,16 +61,6 @@
     if (options[option]) headers[header] = options[option];
   }
 
-  // Contact headers may be percent-encoded (any non-ASCII, such as a Vietnamese name);
-  // decoding is always safe.
-  const decode = (value) => {
-    try {
-      return decodeURIComponent(value);
-    } catch {
-      return value;
-    }
-  };
-
   const addMessage = (from, text) => {
     const item = document.createElement("li");
     item.className = "chat-message";
@@ -72,56 +70,54 @@
     messages.scrollTop = messages.scrollHeight;
   };
 
-  // The rows of the panel, in the order an agent reads them.
-  const rows = [
-    ["id", "Id"],
-    ["name", "Name"],
-    ["email", "Email"],
-    ["phone", "Phone"],
-    ["label", "Label"],
-    ["metadata", "Metadata"],
-    ["identify-by", "Identified by"],
-    ["assertion", "Assertion"],
-  ];
+  // What the panel says of the visit.
+  const notes = {
+    created: "New contact: created from the identity API's answer.",
+    updated: "Welcome back: details updated from the identity API's answer.",
+    unchanged: "Welcome back: details unchanged.",
+  };
 
-  const showContact = (answer) => {
-    const contact = {};
-    for (const [name, value] of Object.entries(answer.contact_headers || {})) {
-      contact[name.replace(/^X-Contact-/i, "").toLowerCase()] = decode(value);
-    }
-    const shown = {
-      id: contact.id,
-      name: contact.name,
-      email: contact.email,
-      phone: [contact["country-code"], contact["phone-number"]].filter(Boolean).join(" "),
-      label: contact.label,
-      metadata: contact.metadata,
-      "identify-by": contact["identify-by"],
-      assertion: contact.assertion && "signed, " + contact.assertion.slice(0, 16) + "…",
-    };
-    if (contact.metadata) {
-      try {
-        shown.metadata = Object.entries(JSON.parse(contact.metadata))
-          .map(([key, value]) => key + ": " + value)
-          .join(", ");
-      } catch {
-        // not JSON: shown as it came
-      }
-    }
+  const addRow = (field, label, value) => {
+    if (!value) return;
+    const row = fields.insertRow();
+    row.dataset.field = field;
+    row.insertCell().textContent = label;
+    row.insertCell().textContent = value;
+  };
+
+  const showContact = (c) => {
+    addRow("identified-by", "Identified by", c.identify_by + " = " + c.key);
+    addRow("name", "Name", c.name);
+    addRow("email", "Email", c.email);
+    addRow("phone", "Phone", [c.country_code, c.phone_number].filter(Boolean).join(" "));
+    addRow("label", "Label", c.label);
+    const metadata = Object.entries(c.metadata || {}).map(([key, value]) => key + ": " + value);
+    addRow("metadata", "Metadata", metadata.sort().join(", "));
+  };
+
+  const showLead = (lead) => {
+    addRow("name", "Name", lead.name);
+    addRow("email", "Email", lead.email);
+  };
+
+  // The Contact Details panel, from the backend's answer. The note of a visit (new,
+  // updated, unchanged) comes with the opening of the chat and stays.
+  const showPanel = (answer) => {
     panel.dataset.status = answer.status === "verified" ? "verified" : "fallback";
-    note.textContent =
-      answer.status === "verified"
-        ? "Verified by the shop's identity API."
-        : "Anonymous visitor: the backend would ask for your contact details (reason: " +
-          (answer.reason || "none") + ").";
-    fields.replaceChildren();
-    for (const [field, label] of rows) {
-      if (!shown[field]) continue;
-      const row = fields.insertRow();
-      row.dataset.field = field;
-      row.insertCell().textContent = label;
-      row.insertCell().textContent = shown[field];
+    if (answer.outcome) {
+      panel.dataset.outcome = answer.outcome;
+      note.textContent = notes[answer.outcome] || answer.outcome;
+    } else if (answer.status !== "verified") {
+      delete panel.dataset.outcome;
+      const reason = " (reason: " + (answer.reason || "none") + ")";
+      note.textContent = answer.lead
+        ? "Unverified lead: what the visitor typed, never matched with a verified contact" + reason + "."
+        : "Anonymous visitor: the backend asks for a name and an email" + reason + ".";
     }
+    fields.replaceChildren();
+    if (answer.contact) showContact(answer.contact);
+    if (answer.lead) showLead(answer.lead);
+    collect.hidden = answer.status === "verified" || Boolean(answer.lead);
   };
 
   const showError = (err) => {
@@ -130,20 +126,42 @@
   };
 
   // One request to the chat backend through the gateway: a GET opens the chat, a POST
-  // sends a message. The backend answers with its reply and what it received.
-  const ask = async (message) => {
+  // sends a message or the contact form. The backend answers with its reply and the
+  // Contact Details.
+  const ask = async (path, body) => {
     const init = { headers: { ...headers } };
-    if (message !== undefined) {
+    if (body !== undefined) {
       init.method = "POST";
       init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify({ text: message });
+      init.body = JSON.stringify(body);
     }
-    const response = await fetch(gateway, init);
+    const response = await fetch(gateway + path, init);
     if (!response.ok) throw new Error("HTTP " + response.status);
     const answer = await response.json();
-    showContact(answer);
+    for (const m of answer.history || []) addMessage(m.from, m.text);
+    showPanel(answer);
     addMessage("agent", answer.reply);
   };
+
+  // The default "Collect Information" flow, for a visitor the gateway did not verify.
+  const collect = document.createElement("form");
+  collect.className = "collect-info";
+  collect.hidden = true;
+  collect.innerHTML =
+    "<p>Who are you? An agent will see this as unverified.</p>" +
+    '<input name="name" autocomplete="name" placeholder="Your name" aria-label="Name" required>' +
+    '<input name="email" type="email" autocomplete="email" placeholder="Your email" aria-label="Email" required>' +
+    '<button type="submit">Send my details</button>';
+  chat.querySelector(".chat-input").before(collect);
+  collect.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const details = { name: collect.elements.name.value.trim(), email: collect.elements.email.value.trim() };
+    try {
+      await ask("/lead", details);
+    } catch (err) {
+      showError(err);
+    }
+  });
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -152,13 +170,13 @@
     input.value = "";
     addMessage("visitor", text);
     try {
-      await ask(text);
+      await ask("", { text });
     } catch (err) {
       showError(err);
     }
   });
 
-  ask()
+  ask("")
     .then(() => {
       input.disabled = send.disabled = false;
     })

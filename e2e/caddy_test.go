@@ -29,36 +29,35 @@ const (
 	backendAddr  = ":9002"
 )
 
-// caddyBinary is Caddy with custom_auth, built once from ../caddymodule for all tests and
-// removed by TestMain.
-var caddyBinary struct {
+// demoBinary is the demo (../demo/server: Caddy with custom_auth, and the chat backend
+// with its SQLite contact store), built once for all tests and removed by TestMain.
+var demoBinary struct {
 	once sync.Once
 	dir  string
 	path string
 	err  error
 }
 
-func buildCaddy(t *testing.T) string {
+func buildDemo(t *testing.T) string {
 	t.Helper()
-	caddyBinary.once.Do(func() {
-		caddyBinary.dir, caddyBinary.err = os.MkdirTemp("", "custom_auth-e2e-")
-		if caddyBinary.err != nil {
+	demoBinary.once.Do(func() {
+		demoBinary.dir, demoBinary.err = os.MkdirTemp("", "custom_auth-e2e-")
+		if demoBinary.err != nil {
 			return
 		}
-		caddyBinary.path = filepath.Join(caddyBinary.dir, "caddy")
+		demoBinary.path = filepath.Join(demoBinary.dir, "demo")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		// Built from the plugin's module, whose go.sum has Caddy's dependencies.
-		build := exec.CommandContext(ctx, "go", "build", "-o", caddyBinary.path, "./caddymodule")
+		build := exec.CommandContext(ctx, "go", "build", "-o", demoBinary.path, "./demo/server")
 		build.Dir = ".."
 		if out, err := build.CombinedOutput(); err != nil {
-			caddyBinary.err = fmt.Errorf("go build ./caddymodule: %v\n%s", err, out)
+			demoBinary.err = fmt.Errorf("go build ./demo/server: %v\n%s", err, out)
 		}
 	})
-	if caddyBinary.err != nil {
-		t.Fatal(caddyBinary.err)
+	if demoBinary.err != nil {
+		t.Fatal(demoBinary.err)
 	}
-	return caddyBinary.path
+	return demoBinary.path
 }
 
 // exampleOptions changes what Caddyfile.example serves, for one test.
@@ -67,6 +66,8 @@ type exampleOptions struct {
 	chatBackend string
 	// pages replaces the demo page's folder (DEMO_ROOT).
 	pages string
+	// identityAPI replaces the stand-in identity API's URL in the bot's auth_url.
+	identityAPI string
 }
 
 // example is a Caddy process running Caddyfile.example on free ports, with the gateway's
@@ -75,8 +76,13 @@ type example struct {
 	ports map[string]string // the address in Caddyfile.example → the port it runs on
 	// accessLog is the gateway's access log, with the filters of Caddyfile.example.
 	accessLog string
-	// output is what Caddy writes to stdout and stderr: its default log, errors included.
+	// output is what Caddy writes to stderr: its default log, errors included.
 	output string
+	// stdout is what the demo prints for a person.
+	stdout string
+	// args run the demo as this test does, on the same ports.
+	args []string
+	env  []string
 }
 
 // gatewayURL is the gateway's address as a page reaches it, on host.
@@ -89,15 +95,15 @@ func (e *example) pageURL(host, path string) string {
 	return "http://" + host + ":" + e.ports[pageAddr] + path
 }
 
-// startExample runs Caddyfile.example until the end of the test. Besides opts, the only
-// changes are the ports, no admin endpoint, the access log going to a file instead of
+// startExample runs the demo with Caddyfile.example until the end of the test. Besides
+// opts, the only changes are the ports, the chat backend's SQLite file, no admin endpoint, the access log going to a file instead of
 // stderr, and `log_credentials`, so that cookies reach the log filters as they came
 // (Caddy otherwise writes REDACTED for the whole Cookie header, and a missing cookie
 // filter would go unnoticed). Once Caddy has stopped, and so written every line, the
 // test fails if the access token is anywhere in what it wrote.
 func startExample(t *testing.T, opts exampleOptions) *example {
 	t.Helper()
-	caddy := buildCaddy(t)
+	demoProgram := buildDemo(t)
 	source, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
@@ -107,15 +113,20 @@ func startExample(t *testing.T, opts exampleOptions) *example {
 		ports:     make(map[string]string),
 		accessLog: filepath.Join(dir, "access.log"),
 		output:    filepath.Join(dir, "caddy.log"),
+		stdout:    filepath.Join(dir, "stdout.txt"),
 	}
 
 	// Replacements are made in one pass; the first one that matches at a position wins.
 	replace := []string{
-		"admin localhost:2019", "admin off\n\tservers {\n\t\tlog_credentials\n\t}",
+		"admin localhost:2019", "admin off",
+		"protocols h1", "protocols h1\n\t\tlog_credentials",
 		"output stderr", "output file " + e.accessLog,
 	}
 	if opts.chatBackend != "" {
 		replace = append(replace, "reverse_proxy 127.0.0.1"+backendAddr, "reverse_proxy "+opts.chatBackend)
+	}
+	if opts.identityAPI != "" {
+		replace = append(replace, "auth_url http://127.0.0.1"+identityAddr+"/ca", "auth_url "+opts.identityAPI)
 	}
 	addrs := []string{gatewayAddr, pageAddr, identityAddr, backendAddr}
 	ports := freePorts(t, len(addrs))
@@ -133,28 +144,36 @@ func startExample(t *testing.T, opts exampleOptions) *example {
 		t.Fatal(err)
 	}
 
-	output, err := os.Create(e.output)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(caddy, "run", "--config", config, "--adapter", "caddyfile")
-	cmd.Dir = ".." // the repository root, as the README runs the demo
-	cmd.Env = append(os.Environ(),
+	e.args = []string{"-config", config, "-db", filepath.Join(dir, "contacts.db"), "-backend", "127.0.0.1:" + e.ports[backendAddr]}
+	e.env = append(os.Environ(),
 		"XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
 		"XDG_DATA_HOME="+filepath.Join(dir, "data"),
 	)
 	if opts.pages != "" {
-		cmd.Env = append(cmd.Env, "DEMO_ROOT="+opts.pages)
+		e.env = append(e.env, "DEMO_ROOT="+opts.pages)
 	}
-	cmd.Stdout, cmd.Stderr = output, output
+	output, err := os.Create(e.output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := os.Create(e.stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(demoProgram, e.args...)
+	cmd.Dir = ".." // the repository root, as the README runs the demo
+	cmd.Env = e.env
+	cmd.Stdout, cmd.Stderr = stdout, output
 	if err := cmd.Start(); err != nil {
 		output.Close()
+		stdout.Close()
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
 	go func() {
 		cmd.Wait()
 		output.Close()
+		stdout.Close()
 		close(exited)
 	}()
 	t.Cleanup(func() {
@@ -167,12 +186,12 @@ func startExample(t *testing.T, opts exampleOptions) *example {
 		}
 		e.assertNoToken(t)
 		if t.Failed() {
-			t.Logf("Caddy's output:\n%s", readFile(e.output))
+			t.Logf("the demo's output:\n%s\n%s", readFile(e.stdout), readFile(e.output))
 		}
 	})
 
 	if err := e.waitListening(exited, 30*time.Second); err != nil {
-		t.Fatalf("starting Caddyfile.example: %v\n%s", err, readFile(e.output))
+		t.Fatalf("starting the demo: %v\n%s\n%s", err, readFile(e.stdout), readFile(e.output))
 	}
 	return e
 }
@@ -274,7 +293,7 @@ func readLog(t *testing.T, file string) []logEntry {
 // wrote: its access log and its own output.
 func (e *example) assertNoToken(t *testing.T) {
 	t.Helper()
-	for _, file := range []string{e.accessLog, e.output} {
+	for _, file := range []string{e.accessLog, e.output, e.stdout} {
 		for i, line := range strings.Split(readFile(file), "\n") {
 			if strings.Contains(line, demoToken) {
 				t.Errorf("the access token is in %s, line %d:\n%s", filepath.Base(file), i+1, line)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,25 +12,44 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// What the demo's stand-in chat backend answers (Caddyfile.example): a greeting when
-// the chat opens, a reply to a message.
+// What the demo's chat backend (demo/server) answers: a greeting when the chat opens, a
+// reply to a message.
 const (
-	demoGreetingKnown     = "Hello! We already know who you are, so there is no need to introduce yourself. How can we help?"
 	demoGreetingAnonymous = "Hello! Before we start, may we have your name and email address?"
-	demoReplyKnown        = "Thank you. An agent can see your contact details and will answer here shortly."
 	demoReplyAnonymous    = "Thank you. So that an agent can answer, please leave your name and email address first."
 )
 
-// The demo's identity API answers this contact for the demo token, as the contact panel
-// shows it.
+func demoGreetingNew(name string) string {
+	return "Hello " + name + "! We already know who you are, so there is no need to introduce yourself. How can we help?"
+}
+
+func demoGreetingBack(name string) string {
+	return "Welcome back, " + name + "! Your earlier messages are above. How can we help?"
+}
+
+func demoReplyKnown(name string) string {
+	return "Thank you, " + name + ". An agent can see your contact details and will answer here shortly."
+}
+
+// What the Contact Details panel says of a visit.
+const (
+	noteCreated   = "New contact: created from the identity API's answer."
+	noteUpdated   = "Welcome back: details updated from the identity API's answer."
+	noteUnchanged = "Welcome back: details unchanged."
+)
+
+// demoContactID is data.id of the contact the demo's identity API answers for the demo
+// token.
+const demoContactID = "2"
+
+// demoContact is that contact, as the Contact Details panel shows it.
 var demoContact = map[string]string{
-	"id":          "2",
-	"name":        "Nguyễn Văn B",
-	"email":       "b@example.com",
-	"phone":       "+84 0912345678",
-	"label":       "VIP",
-	"metadata":    "order_id: ORD-5578XZ, order_quantity: 3",
-	"identify-by": "id",
+	"identified-by": "id = 2",
+	"name":          "Nguyễn Văn B",
+	"email":         "b@example.com",
+	"phone":         "+84 0912345678",
+	"label":         "VIP",
+	"metadata":      "order_id: ORD-5578XZ, order_quantity: 3",
 }
 
 func TestDemoPage(t *testing.T) {
@@ -37,7 +57,9 @@ func TestDemoPage(t *testing.T) {
 	demo := startExample(t, exampleOptions{})
 
 	const message = "Where is my order?"
-	const anonymous = "Anonymous visitor: the backend would ask for your contact details (reason: domain_not_allowed)."
+	const anonymous = "Anonymous visitor: the backend asks for a name and an email (reason: domain_not_allowed)."
+	name := demoContact["name"]
+	// The cases run in order on one demo, whose backend remembers the contact.
 	tests := []struct {
 		name        string
 		host        string
@@ -45,7 +67,8 @@ func TestDemoPage(t *testing.T) {
 		screenshot  string
 		wantStatus  string
 		wantNote    string
-		wantContact map[string]string // rows of the contact panel, but the assertion
+		wantContact map[string]string // rows of the contact panel
+		wantHistory []chatMessage
 		wantReplies []string
 	}{
 		{
@@ -54,9 +77,9 @@ func TestDemoPage(t *testing.T) {
 			page:        "/",
 			screenshot:  "shop-index.png",
 			wantStatus:  "verified",
-			wantNote:    "Verified by the shop's identity API.",
+			wantNote:    noteCreated,
 			wantContact: demoContact,
-			wantReplies: []string{demoGreetingKnown, demoReplyKnown},
+			wantReplies: []string{demoGreetingNew(name), demoReplyKnown(name)},
 		},
 		{
 			name:        "origin not on the whitelist",
@@ -73,9 +96,10 @@ func TestDemoPage(t *testing.T) {
 			page:        "/forged.html",
 			screenshot:  "shop-forged.png",
 			wantStatus:  "verified",
-			wantNote:    "Verified by the shop's identity API.",
+			wantNote:    noteUnchanged,
 			wantContact: demoContact,
-			wantReplies: []string{demoGreetingKnown, demoReplyKnown},
+			wantHistory: []chatMessage{{"visitor", message}, {"agent", demoReplyKnown(name)}},
+			wantReplies: []string{demoGreetingBack(name), demoReplyKnown(name)},
 		},
 		{
 			name:        "forged contact headers from another origin",
@@ -90,44 +114,21 @@ func TestDemoPage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			url := demo.pageURL(tt.host, tt.page)
-			got, shot := chatOnDemoPage(t, browser, url, message)
-
-			file := filepath.Join(t.ArtifactDir(), tt.screenshot)
-			if err := os.WriteFile(file, shot, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("screenshot of %s: %s", url, file)
+			tab := openChat(t, browser, url)
+			got := sendMessage(t, tab, message)
+			saveScreenshot(t, tab, tt.screenshot)
 
 			if got.Status != tt.wantStatus || got.Note != tt.wantNote {
 				t.Errorf("%s: the contact panel shows %s %q, want %s %q", url, got.Status, got.Note, tt.wantStatus, tt.wantNote)
 			}
-			for field, want := range tt.wantContact {
-				if got.Contact[field] != want {
-					t.Errorf("%s: contact %s = %q, want %q", url, field, got.Contact[field], want)
-				}
-			}
+			assertRows(t, got, tt.wantContact)
 			for field, value := range got.Contact {
-				if _, ok := tt.wantContact[field]; !ok && field != "assertion" {
-					t.Errorf("%s: unexpected contact %s = %q", url, field, value)
-				}
 				if strings.Contains(value, "Admin") {
 					t.Errorf("%s: the forged contact reached the backend: %s = %q", url, field, value)
 				}
 			}
-			if assertion := got.Contact["assertion"]; strings.HasPrefix(assertion, "signed, eyJ") != (tt.wantStatus == "verified") {
-				t.Errorf("%s: assertion %q, want one only when verified", url, assertion)
-			}
-			wantMessages := []chatMessage{
-				{"agent", tt.wantReplies[0]}, {"visitor", message}, {"agent", tt.wantReplies[1]},
-			}
-			if len(got.Messages) != len(wantMessages) {
-				t.Fatalf("%s: the chat shows %q, want %q", url, got.Messages, wantMessages)
-			}
-			for i, want := range wantMessages {
-				if got.Messages[i] != want {
-					t.Errorf("%s: message %d is %q, want %q", url, i, got.Messages[i], want)
-				}
-			}
+			want := append(tt.wantHistory, chatMessage{"agent", tt.wantReplies[0]}, chatMessage{"visitor", message}, chatMessage{"agent", tt.wantReplies[1]})
+			assertMessages(t, got, want)
 
 			// The widget's requests carry headers of their own, so the browser asked the
 			// gateway first; the CORS snippet of Caddyfile.example answered.
@@ -149,9 +150,12 @@ type chatMessage struct {
 // demoChat is what the demo page's chat and contact panel show.
 type demoChat struct {
 	Status   string            `json:"status"`
+	Outcome  string            `json:"outcome"`
 	Note     string            `json:"note"`
 	Contact  map[string]string `json:"contact"`
 	Messages []chatMessage     `json:"messages"`
+	// Text is all the text of the page.
+	Text string `json:"text"`
 }
 
 const readDemoChat = `(() => {
@@ -163,50 +167,113 @@ const readDemoChat = `(() => {
 	const messages = [...document.querySelectorAll(".chat-message")].map((m) => ({from: m.dataset.from, text: m.textContent}));
 	return {
 		status: panel ? panel.dataset.status : "",
+		outcome: panel ? (panel.dataset.outcome || "") : "",
 		note: panel ? panel.querySelector(".contact-note").textContent : "",
 		contact,
 		messages,
+		text: document.body.innerText,
 	};
 })()`
 
-// chatOnDemoPage opens url in a new tab, waits for the chat's greeting, sends a message,
-// waits for the reply, and returns what the page shows and a PNG screenshot of it.
-func chatOnDemoPage(t *testing.T, browser context.Context, url, message string) (demoChat, []byte) {
+// Each wait ends on an error too, which the widget shows in the contact panel.
+const chatFailed = `, .contact-panel[data-status="error"]`
+
+// openChat opens url in a new tab and waits until the chat has greeted the visitor.
+func openChat(t *testing.T, browser context.Context, url string) context.Context {
 	t.Helper()
 	tab := newTab(t, browser)
-	ctx := withDeadline(t, tab, 30*time.Second)
-	// Each wait ends on an error too, which the widget shows in the contact panel.
-	const failed = `, .contact-panel[data-status="error"]`
-	steps := []struct {
-		what    string
-		actions []chromedp.Action[chromedp.Void]
-	}{
-		{"greeting", []chromedp.Action[chromedp.Void]{
-			chromedp.Navigate(url),
-			chromedp.WaitVisible(chromedp.CSS(`.chat-input input:enabled` + failed)),
-		}},
-		{"reply", []chromedp.Action[chromedp.Void]{
-			chromedp.SendKeys(chromedp.CSS(`.chat-input input`), message),
-			chromedp.Click(chromedp.CSS(`.chat-input button`)),
-			// The greeting, the visitor's message, the reply.
-			chromedp.WaitVisible(chromedp.CSS(`.chat-message:nth-child(3)` + failed)),
-		}},
+	chatStep(t, tab, url+": the greeting",
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.CSS(`.chat-input input:enabled`+chatFailed)),
+	)
+	return tab
+}
+
+// sendMessage sends a message in the chat, waits for the agent's reply and returns what
+// the page shows.
+func sendMessage(t *testing.T, tab context.Context, message string) demoChat {
+	t.Helper()
+	before := readChat(t, tab)
+	chatStep(t, tab, "the reply to "+message,
+		chromedp.SendKeys(chromedp.CSS(`.chat-input input`), message),
+		chromedp.Click(chromedp.CSS(`.chat-input button`)),
+		// The visitor's message, then the reply.
+		chromedp.WaitVisible(chromedp.CSS(`.chat-message:nth-child(`+strconv.Itoa(len(before.Messages)+2)+`)`+chatFailed)),
+	)
+	return readChat(t, tab)
+}
+
+// sendDetails fills in the Collect Information form and waits for the backend's answer.
+func sendDetails(t *testing.T, tab context.Context, name, email string) demoChat {
+	t.Helper()
+	chatStep(t, tab, "the answer to the contact form",
+		chromedp.WaitVisible(chromedp.CSS(`.collect-info`)),
+		chromedp.SendKeys(chromedp.CSS(`.collect-info input[name="name"]`), name),
+		chromedp.SendKeys(chromedp.CSS(`.collect-info input[name="email"]`), email),
+		chromedp.Click(chromedp.CSS(`.collect-info button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.contact-fields tr[data-field="email"]`+chatFailed)),
+	)
+	return readChat(t, tab)
+}
+
+// chatStep runs actions in a tab and fails the test, with what the page shows, if they
+// fail or the widget shows an error.
+func chatStep(t *testing.T, tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	err := chromedp.Do(withDeadline(t, tab, 30*time.Second), actions...)
+	state, readErr := chromedp.Run(withDeadline(t, tab, 5*time.Second), chromedp.Evaluate[demoChat](readDemoChat))
+	if err != nil || readErr != nil || state.Status == "error" {
+		t.Fatalf("no %s (%v, %v); the page shows %+v", what, err, readErr, state)
 	}
-	for _, step := range steps {
-		err := chromedp.Do(ctx, step.actions...)
-		state, readErr := chromedp.Run(withDeadline(t, tab, 5*time.Second), chromedp.Evaluate[demoChat](readDemoChat))
-		if err == nil && readErr == nil && state.Status != "error" {
-			continue
+}
+
+func readChat(t *testing.T, tab context.Context) demoChat {
+	t.Helper()
+	state, err := chromedp.Run(withDeadline(t, tab, 5*time.Second), chromedp.Evaluate[demoChat](readDemoChat))
+	if err != nil {
+		t.Fatalf("reading the chat: %v", err)
+	}
+	return state
+}
+
+// saveScreenshot saves a PNG of the whole page as a test artifact.
+func saveScreenshot(t *testing.T, tab context.Context, name string) {
+	t.Helper()
+	shot, err := chromedp.Run(withDeadline(t, tab, 10*time.Second), chromedp.FullScreenshot(100)) // 100: PNG
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	file := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(file, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", file)
+}
+
+// assertRows checks the rows of the contact panel: exactly want.
+func assertRows(t *testing.T, got demoChat, want map[string]string) {
+	t.Helper()
+	for field, value := range want {
+		if got.Contact[field] != value {
+			t.Errorf("contact %s = %q, want %q", field, got.Contact[field], value)
 		}
-		t.Fatalf("%s: no %s from the chat (%v, %v); the page shows %+v", url, step.what, err, readErr, state)
 	}
-	state, err := chromedp.Run(ctx, chromedp.Evaluate[demoChat](readDemoChat))
-	if err != nil {
-		t.Fatalf("%s: reading the chat: %v", url, err)
+	for field, value := range got.Contact {
+		if _, ok := want[field]; !ok {
+			t.Errorf("unexpected contact %s = %q", field, value)
+		}
 	}
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
-	if err != nil {
-		t.Fatalf("%s: screenshot: %v", url, err)
+}
+
+// assertMessages checks the messages of the chat: exactly want, in order.
+func assertMessages(t *testing.T, got demoChat, want []chatMessage) {
+	t.Helper()
+	if len(got.Messages) != len(want) {
+		t.Fatalf("the chat shows %q, want %q", got.Messages, want)
 	}
-	return state, shot
+	for i, w := range want {
+		if got.Messages[i] != w {
+			t.Errorf("message %d is %q, want %q", i, got.Messages[i], w)
+		}
+	}
 }

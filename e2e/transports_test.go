@@ -241,12 +241,12 @@ func checkContact(t *testing.T, got receivedRequest, verified bool) {
 	if got.Contact == nil {
 		t.Fatalf("the backend got no verified contact; headers %v", got.Header)
 	}
-	if got.Contact.ID != demoContact["id"] || got.Contact.Name != demoContact["name"] ||
+	if got.Contact.ID != demoContactID || got.Contact.Name != demoContact["name"] ||
 		got.Contact.Email != demoContact["email"] || got.Contact.Metadata["order_id"] != "ORD-5578XZ" {
 		t.Errorf("the backend got contact %+v, want the demo's", got.Contact)
 	}
-	if got.Header.Get("X-Contact-Id") != demoContact["id"] {
-		t.Errorf("the backend got X-Contact-Id %q, want %q", got.Header.Get("X-Contact-Id"), demoContact["id"])
+	if got.Header.Get("X-Contact-Id") != demoContactID {
+		t.Errorf("the backend got X-Contact-Id %q, want %q", got.Header.Get("X-Contact-Id"), demoContactID)
 	}
 }
 

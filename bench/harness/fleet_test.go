@@ -27,11 +27,11 @@ func TestPercentile(t *testing.T) {
 
 func TestFleetSites(t *testing.T) {
 	p := ports{base: 18400}
-	a, b := fleetSites(p, "")
-	if strings.Contains(a.body, "shared_cache") || a.port == b.port || a.body != b.body {
-		t.Errorf("alone: %+v %+v", a, b)
+	a, b, c := fleetSites(p, "")
+	if strings.Contains(a.body, "shared_cache") || a.port == b.port || b.port == c.port || a.body != b.body || b.body != c.body {
+		t.Errorf("alone: %+v %+v %+v", a, b, c)
 	}
-	a, _ = fleetSites(p, "redis://127.0.0.1:18404")
+	a, _, _ = fleetSites(p, "redis://127.0.0.1:18404")
 	if !strings.Contains(a.body, "shared_cache redis://127.0.0.1:18404 {\n\t\ttimeout 50ms\n\t}") {
 		t.Errorf("shared:\n%s", a.body)
 	}
@@ -46,16 +46,19 @@ func TestFleetReport(t *testing.T) {
 		return d
 	}
 	r := &report{cfg: &config{apiLatency: 50 * time.Millisecond}, fleet: &fleetResult{visitors: 2, redisVersion: "Redis server v=7.0.15", runs: []fleetRun{
-		{apiCalls: 4, first: ms(50, 52), other: ms(51, 53), repeat: ms(1, 1)},
-		{shared: true, apiCalls: 2, first: ms(51, 53), other: ms(2, 3), repeat: ms(1, 1)},
+		{apiCalls: 6, first: ms(50, 52), other: ms(51, 53), repeat: ms(1, 1)},
+		{shared: sharedOneNode, apiCalls: 2, first: ms(51, 53), other: ms(2, 3), repeat: ms(1, 1)},
+		{shared: sharedCluster, apiCalls: 2, first: ms(52, 55), other: ms(3, 4), repeat: ms(1, 1)},
 	}}}
 	var b bytes.Buffer
 	r.writeFleet(&b)
 	for _, want := range []string{
-		"| alone | 2.00 | 50.00 | 52.00 | 51.00 | 53.00 | 1.00 |",
-		"| shared_cache | 1.00 | 51.00 | 53.00 | 2.00 | 3.00 | 1.00 |",
-		"2.00 calls on two gateways alone, 1.00 with shared_cache",
-		"adds 1.00 ms at p50 and 1.00 ms at p90",
+		"| alone | 3.00 | 50.00 | 52.00 | 51.00 | 53.00 | 1.00 |",
+		"| shared_cache, one node | 1.00 | 51.00 | 53.00 | 2.00 | 3.00 | 1.00 |",
+		"| shared_cache, 3-shard cluster | 1.00 | 52.00 | 55.00 | 3.00 | 4.00 | 1.00 |",
+		"shared_cache, one node: a visitor costs the identity API 1.00 calls on three gateways (alone: 3.00)",
+		"adds 1.00 ms at p50 and 1.00 ms at p99",
+		"adds 2.00 ms at p50 and 3.00 ms at p99",
 		"takes 2.00 ms at p50 from the shared cache, instead of 51.00 ms",
 	} {
 		if !strings.Contains(b.String(), want) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // gcSummary is what GODEBUG=gctrace=1 told about the garbage collections of a run.
@@ -19,11 +20,17 @@ type gcSummary struct {
 	// CPUPercent is the last collection's share of the process's CPU spent on GC since
 	// it started (gctrace's "N%").
 	CPUPercent int
+	// CPUMillis is the CPU the run's collections took: the sum of their "ms cpu"
+	// parts (stop-the-world, assist, background and idle marking, termination).
+	CPUMillis float64
 }
 
 // A gctrace line, e.g.
 // gc 8 @0.075s 7%: 1.3+0.74+0.001 ms clock, 2.7+0/0.62/0+0.002 ms cpu, 5->5->4 MB, 6 MB goal, 0 MB stacks, 0 MB globals, 2 P
-var gctraceLine = regexp.MustCompile(`^gc \d+ @[0-9.]+s (\d+)%: .* (\d+)->(\d+)->(\d+) MB, (\d+) MB goal`)
+var (
+	gctraceLine = regexp.MustCompile(`^gc \d+ @[0-9.]+s (\d+)%: .* (\d+)->(\d+)->(\d+) MB, (\d+) MB goal`)
+	gctraceCPU  = regexp.MustCompile(` ms clock, ([0-9.+/]+) ms cpu,`)
+)
 
 // parseGCTrace summarises the gctrace lines of a process's stderr; other lines (Caddy's
 // own log) are skipped. Forced collections count like the others.
@@ -49,6 +56,15 @@ func parseGCTrace(stderr []byte) (gcSummary, error) {
 		s.LastLiveMB = n[3]
 		s.MaxLiveMB = max(s.MaxLiveMB, n[3])
 		s.MaxGoalMB = max(s.MaxGoalMB, n[4])
+		if cpu := gctraceCPU.FindSubmatch(sc.Bytes()); cpu != nil {
+			for _, part := range strings.FieldsFunc(string(cpu[1]), func(r rune) bool { return r == '+' || r == '/' }) {
+				ms, err := strconv.ParseFloat(part, 64)
+				if err != nil {
+					return s, fmt.Errorf("gctrace %q: %w", sc.Text(), err)
+				}
+				s.CPUMillis += ms
+			}
+		}
 	}
 	return s, sc.Err()
 }

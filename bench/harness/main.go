@@ -39,15 +39,16 @@ type config struct {
 	apiLatency     time.Duration
 	latencyConns   []int
 	memoryDuration time.Duration
-	memoryLimit    string // GOMEMLIMIT of the memory scenario's second run; empty for none
+	memoryLimit    string // GOMEMLIMIT of the memory scenario's extra run of C; empty for none
 	fleetVisitors  int
 
 	caddyBin, serversBin, workDir, out string
+	unitTestsBin                       string // custom_auth's compiled tests (TestZipfHitRatio)
 	command                            string // the command as typed, for the report
 	cores                              int
 }
 
-var allScenarios = []string{"sites", "latency", "memory", "fleet"}
+var allScenarios = []string{"sites", "latency", "memory", "fleet", "nginx"}
 
 // setting is one environment variable of bench/run.sh.
 type setting struct {
@@ -90,7 +91,7 @@ var settings = []setting{
 	}},
 	{"FLEET_VISITORS", "100", func(c *config, v string) (err error) { c.fleetVisitors, err = intIn(v, 1, 100000); return }},
 	{"MEMORY_DURATION", "60s", func(c *config, v string) (err error) { c.memoryDuration, err = wrkDuration(v); return }},
-	{"MEMORY_GOMEMLIMIT", "128MiB", func(c *config, v string) error {
+	{"MEMORY_GOMEMLIMIT", "off", func(c *config, v string) error {
 		if v == "" || v == "off" {
 			c.memoryLimit = ""
 			return nil
@@ -186,10 +187,11 @@ func main() {
 	caddyBin := flag.String("caddy", "", "Caddy built with custom_auth")
 	serversBin := flag.String("servers", "", "the bench servers")
 	workDir := flag.String("work", "", "directory for Caddyfiles and logs")
+	unitTests := flag.String("unit-tests", "", "custom_auth's compiled tests (go test -c)")
 	out := flag.String("out", "bench/RESULTS.md", "report file")
 	flag.Parse()
-	if *caddyBin == "" || *serversBin == "" || *workDir == "" {
-		fmt.Fprintln(os.Stderr, "usage: harness -caddy BIN -servers BIN -work DIR [-out FILE]; bench/run.sh calls it")
+	if *caddyBin == "" || *serversBin == "" || *workDir == "" || *unitTests == "" {
+		fmt.Fprintln(os.Stderr, "usage: harness -caddy BIN -servers BIN -unit-tests BIN -work DIR [-out FILE]; bench/run.sh calls it")
 		os.Exit(2)
 	}
 	cfg, err := loadConfig(os.LookupEnv)
@@ -198,6 +200,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.caddyBin, cfg.serversBin, cfg.workDir, cfg.out = *caddyBin, *serversBin, *workDir, *out
+	cfg.unitTestsBin = *unitTests
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -229,6 +232,8 @@ func run(ctx context.Context, cfg *config) error {
 			r.memory, err = runMemory(ctx, cfg)
 		case "fleet":
 			r.fleet, err = runFleet(ctx, cfg)
+		case "nginx":
+			r.nginx, err = runNginx(ctx, cfg)
 		}
 		if err != nil {
 			return fmt.Errorf("%s scenario: %w", scenario, err)

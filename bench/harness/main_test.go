@@ -22,7 +22,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if !slices.Equal(c.scenarios, allScenarios) || c.duration != 10*time.Second || c.rounds != 3 ||
 		c.conns != 64 || c.threads != 2 || c.warmup != 3*time.Second || c.ports.base != 18400 ||
 		c.apiLatency != 50*time.Millisecond || !slices.Equal(c.latencyConns, []int{64, 256}) ||
-		c.memoryDuration != 60*time.Second || c.memoryLimit != "128MiB" {
+		c.memoryDuration != 60*time.Second || c.memoryLimit != "" {
 		t.Errorf("defaults = %+v", c)
 	}
 	if c.command != "bench/run.sh" {
@@ -33,18 +33,18 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfigSettings(t *testing.T) {
 	c, err := loadConfig(envOf(map[string]string{
 		"SCENARIO": "memory,sites", "DURATION": "3s", "ROUNDS": "1", "LATENCY_CONNS": "8, 512",
-		"MEMORY_GOMEMLIMIT": "off", "API_LATENCY": "0",
+		"MEMORY_GOMEMLIMIT": "128MiB", "API_LATENCY": "0",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Scenarios run in their fixed order, whatever order they are asked in.
 	if !slices.Equal(c.scenarios, []string{"sites", "memory"}) || c.duration != 3*time.Second || c.rounds != 1 ||
-		!slices.Equal(c.latencyConns, []int{8, 512}) || c.memoryLimit != "" || c.apiLatency != 0 {
+		!slices.Equal(c.latencyConns, []int{8, 512}) || c.memoryLimit != "128MiB" || c.apiLatency != 0 {
 		t.Errorf("config = %+v", c)
 	}
 	// The report names the settings as typed, in the order of settings.
-	if want := "SCENARIO=memory,sites DURATION=3s ROUNDS=1 API_LATENCY=0 LATENCY_CONNS=8, 512 MEMORY_GOMEMLIMIT=off bench/run.sh"; c.command != want {
+	if want := "SCENARIO=memory,sites DURATION=3s ROUNDS=1 API_LATENCY=0 LATENCY_CONNS=8, 512 MEMORY_GOMEMLIMIT=128MiB bench/run.sh"; c.command != want {
 		t.Errorf("command = %q, want %q", c.command, want)
 	}
 }

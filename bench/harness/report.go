@@ -17,8 +17,9 @@ type report struct {
 	env     environment
 	sites   *sitesResult
 	latency []latencyRun
-	memory  []memoryRun
+	memory  *memoryResult
 	fleet   *fleetResult
+	nginx   *nginxResult
 }
 
 // environment is where and with what the benchmark ran.
@@ -116,6 +117,9 @@ func (r *report) writeResults(b *bytes.Buffer, full bool) {
 	if r.fleet != nil {
 		r.writeFleet(b)
 	}
+	if r.nginx != nil {
+		r.writeNginx(b)
+	}
 }
 
 // ratioTarget is a ratio the report shows, with the product's target for its
@@ -124,6 +128,18 @@ type ratioTarget struct {
 	x, y   string
 	target float64
 	means  string
+}
+
+// verdict says whether a throughput ratio meets the target, "-" when there is none.
+func (rt ratioTarget) verdict(throughput float64) string {
+	if rt.target <= 0 {
+		return "-"
+	}
+	verdict := "NOT met"
+	if throughput >= rt.target {
+		verdict = "met"
+	}
+	return verdict + fmt.Sprintf(" (throughput >= %g)", rt.target)
 }
 
 var ratios = []ratioTarget{
@@ -182,15 +198,7 @@ func (r *report) writeRatios(b *bytes.Buffer) {
 	for _, rt := range ratios {
 		tp := newRatio(res.runs, rt.x, rt.y, throughputFigure)
 		cpu := newRatio(res.runs, rt.x, rt.y, caddyCPUFigure)
-		verdict := "-"
-		if rt.target > 0 {
-			verdict = "NOT met"
-			if tp.ofMedian >= rt.target {
-				verdict = "met"
-			}
-			verdict += fmt.Sprintf(" (throughput >= %g)", rt.target)
-		}
-		t.add(rt.x+"/"+rt.y, f3(tp.ofMedian), joinFloats(tp.perRound, f3), f2(cpu.ofMedian), joinFloats(cpu.perRound, f2), verdict, rt.means)
+		t.add(rt.x+"/"+rt.y, f3(tp.ofMedian), joinFloats(tp.perRound, f3), f2(cpu.ofMedian), joinFloats(cpu.perRound, f2), rt.verdict(tp.ofMedian), rt.means)
 	}
 	b.WriteString(t.String())
 	fmt.Fprintf(b, "\nThroughput ratios above 1 mean the first site is faster; CPU ratios above 1 mean it\ncosts Caddy more CPU per request.\n")
@@ -305,31 +313,69 @@ func latencyBound(conns int, latency time.Duration) string {
 }
 
 func (r *report) writeMemory(b *bytes.Buffer) {
-	c := r.cfg
+	c, res := r.cfg, r.memory
 	fmt.Fprintf(b, "\n## Memory: distinct visitors filling the cache\n\n")
-	fmt.Fprintf(b, "Site C (custom_auth, default `cache_size` (64MB, 64,000,000 bytes) and `cache_ttl`), `wrk -t%d -c%d -d%s` with a new access token on every request, identity API answering at once with a small contact (id, name, email, phone_number, two-key metadata). Caddy runs with `GODEBUG=gctrace=1 GOGC=100`, once without `GOMEMLIMIT`, once with it when `MEMORY_GOMEMLIMIT` is set.\n\n",
+	fmt.Fprintf(b, "Site A (bare `reverse_proxy`), then site C (custom_auth, default `cache_size` (64MB, 64,000,000 bytes) and `cache_ttl`), each in a fresh Caddy under the same load: `wrk -t%d -c%d -d%s` with a new access token on every request, identity API answering at once with a small contact (id, name, email, phone_number, two-key metadata). Caddy runs with `GODEBUG=gctrace=1 GOGC=100` and no `GOMEMLIMIT` (C once more with it when `MEMORY_GOMEMLIMIT` is set).\n\n",
 		c.threads, c.conns, seconds(c.memoryDuration))
-	t := newTable("GOMEMLIMIT", "visitors sent>", "API calls>", "req/s>", "idle live heap MiB>", "live heap after run MiB>",
-		"gctrace live heap last / max MiB>", "gctrace heap goal max MiB>", "GC cycles>", "GC CPU %>", "VmHWM MiB>", "VmRSS MiB>",
+	t := newTable("site", "GOMEMLIMIT", "visitors sent>", "API calls>", "req/s>", "idle live heap MiB>", "live heap after run MiB>",
+		"gctrace live heap last / max MiB>", "gctrace heap goal max MiB>", "GC cycles>", "GC CPU % since start>", "GC share of the run's CPU %>", "VmHWM MiB>", "VmRSS MiB>",
 		"Caddy CPU µs/req>", "errors>", "other load %>")
-	for _, m := range r.memory {
+	for _, m := range res.runs {
 		run := m.run
-		t.add(orNone(m.limit), fmt.Sprint(run.Wrk.Sent), fmt.Sprint(run.Upstream.CA), f0(run.throughput()),
+		t.add(m.site.name, orNone(m.limit), fmt.Sprint(run.Wrk.Sent), fmt.Sprint(run.Upstream.CA), f0(run.throughput()),
 			f1(mib(m.idleHeap)), f1(mib(m.loadedHeap)), fmt.Sprintf("%d / %d", m.gc.LastLiveMB, m.gc.MaxLiveMB),
-			fmt.Sprint(m.gc.MaxGoalMB), fmt.Sprint(m.gc.Cycles), fmt.Sprint(m.gc.CPUPercent),
+			fmt.Sprint(m.gc.MaxGoalMB), fmt.Sprint(m.gc.Cycles), fmt.Sprint(m.gc.CPUPercent), f1(m.gcShare()),
 			f1(run.peakRSSMiB()), f1(float64(run.CaddyMemory.RSSKiB)/1024), f1(run.caddyCPU()),
 			fmt.Sprint(run.errors()), f0(run.otherLoad(c.cores)))
 	}
 	b.WriteString(t.String())
-	fmt.Fprintf(b, "\n- Idle and after-run live heap: `HeapAlloc` of Caddy's heap profile right after a forced collection (admin API `/debug/pprof/heap?gc=1&debug=1`), before the load and after it (with what the cache still holds).\n")
-	fmt.Fprintf(b, "- gctrace figures cover the collections during the load: live heap is the N of `a->b->N MB` (MiB), GC CPU %% is the last line's `N%%` (GC's share of Caddy's CPU since it started).\n")
+	r.writeMemoryGoals(b)
+	fmt.Fprintf(b, "\n- Idle and after-run live heap: `HeapAlloc` of Caddy's heap profile right after a forced collection (admin API `/debug/pprof/heap?gc=1&debug=1`), before the load and after it (with what the cache still holds). custom_auth keeps verdicts in memory mapped outside the Go heap, which this figure does not count and VmHWM does.\n")
+	fmt.Fprintf(b, "- gctrace figures cover the collections during the load: live heap is the N of `a->b->N MB` (MiB); GC CPU %% since start is the last line's `N%%` (GC's CPU over all cores' time since Caddy started); GC share of the run's CPU is the sum of the run's `ms cpu` parts over Caddy's CPU (utime+stime) during the run.\n")
 	fmt.Fprintf(b, "- VmHWM and VmRSS are from /proc/<pid>/status right after the load; VmHWM was reset before it (clear_refs), so it is the peak under load.\n")
-	fmt.Fprintf(b, "- Visitors sent counts the distinct access tokens wrk sent (one per request); API calls, the identity API calls they caused.\n")
-	for _, m := range r.memory {
+	fmt.Fprintf(b, "- Visitors sent counts the distinct access tokens wrk sent (one per request); API calls, the identity API calls they caused. The cache is full once the visitors' verdicts (about 500 bytes each) pass cache_size: from about 130,000 visitors.\n")
+	fmt.Fprintf(b, "- Zipf hit ratio: custom_auth's TestZipfHitRatio plays one request sequence through the verdict store and through the ristretto store it replaced (TinyLFU admission, each verdict charged at its heap): %s.\n", strings.TrimSpace(res.zipf.line))
+	for _, m := range res.runs {
 		for _, line := range m.moduleLog {
-			fmt.Fprintf(b, "- Warning: GOMEMLIMIT %s, Caddy's log, custom_auth: %s\n", orNone(m.limit), line)
+			fmt.Fprintf(b, "- Warning: site %s, GOMEMLIMIT %s, Caddy's log, custom_auth: %s\n", m.site.name, orNone(m.limit), line)
 		}
 	}
+}
+
+// writeMemoryGoals is the memory scenario's figures against their targets: what a
+// byte of cache_size costs in peak RSS, GC's share of CPU, and the hit ratio.
+func (r *report) writeMemoryGoals(b *bytes.Buffer) {
+	res := r.memory
+	var bare, auth *memoryRun
+	for i := range res.runs {
+		m := &res.runs[i]
+		switch {
+		case m.site.kind == plainProxy && bare == nil:
+			bare = m
+		case m.site.kind == customAuth && m.limit == "" && auth == nil:
+			auth = m
+		}
+	}
+	if bare == nil || auth == nil {
+		return
+	}
+	fmt.Fprintf(b, "\n")
+	t := newTable("figure", "value>", "target")
+	overhead := float64(auth.run.CaddyMemory.PeakRSSKiB-bare.run.CaddyMemory.PeakRSSKiB) * 1024 / defaultCacheSize
+	t.add("peak RSS per cache_size byte: (VmHWM of C − VmHWM of A) / 64,000,000", f2(overhead), goal(overhead <= 1.1, "<= 1.1"))
+	t.add("GC share of CPU, gctrace's N% since start: C (A)", fmt.Sprintf("%d%% (%d%%)", auth.gc.CPUPercent, bare.gc.CPUPercent),
+		goal(auth.gc.CPUPercent <= 2, "<= 2%"))
+	t.add("GC CPU over Caddy's CPU during the run: C (A)", fmt.Sprintf("%s%% (%s%%)", f1(auth.gcShare()), f1(bare.gcShare())), "-")
+	t.add("Zipf hit ratio: verdict store / replaced store", fmt.Sprintf("%.4f / %.4f", res.zipf.store, res.zipf.replaced),
+		goal(res.zipf.store >= res.zipf.replaced, "no lower"))
+	b.WriteString(t.String())
+}
+
+func goal(met bool, target string) string {
+	if met {
+		return "met (" + target + ")"
+	}
+	return "NOT met (" + target + ")"
 }
 
 // table is a markdown table; a column whose header ends in ">" is right-aligned.

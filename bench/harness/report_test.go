@@ -102,19 +102,34 @@ func TestLatencyAndMemoryReport(t *testing.T) {
 	mem := loadRun{Wrk: wrkResult{Requests: 200000, Sent: 200064, Duration: 60 * time.Second}}
 	mem.Upstream = fixture.Stats{CA: 200064, Backend: 200000, BackendContact: 200000}
 	mem.CaddyMemory = memoryStatus{PeakRSSKiB: 200 * 1024, RSSKiB: 190 * 1024}
+	mem.CaddyTicks = 6000 // 60 s of CPU
+	bare := mem
+	bare.CaddyMemory = memoryStatus{PeakRSSKiB: 140 * 1024, RSSKiB: 130 * 1024}
 	r := &report{
 		cfg:     testConfig(),
 		latency: []latencyRun{{site: all["C"], conns: 64, run: lat}},
-		memory: []memoryRun{{
-			limit: "128MiB", idleHeap: 7 << 20, loadedHeap: 80 << 20, run: mem,
-			gc: gcSummary{Cycles: 90, LastLiveMB: 78, MaxLiveMB: 81, MaxGoalMB: 160, CPUPercent: 9},
-		}},
+		memory: &memoryResult{
+			runs: []memoryRun{
+				{site: all["A"], idleHeap: 5 << 20, loadedHeap: 6 << 20, run: bare, gc: gcSummary{Cycles: 300, LastLiveMB: 6, MaxLiveMB: 7, MaxGoalMB: 12, CPUPercent: 1, CPUMillis: 600}},
+				{site: all["C"], idleHeap: 7 << 20, loadedHeap: 9 << 20, run: mem, gc: gcSummary{Cycles: 200, LastLiveMB: 9, MaxLiveMB: 10, MaxGoalMB: 20, CPUPercent: 2, CPUMillis: 900}},
+				{site: all["C"], limit: "128MiB", idleHeap: 7 << 20, loadedHeap: 80 << 20, run: mem,
+					gc: gcSummary{Cycles: 90, LastLiveMB: 78, MaxLiveMB: 81, MaxGoalMB: 160, CPUPercent: 9}},
+			},
+			zipf: zipfResult{store: 0.8746, replaced: 0.8649, line: " (s=1.1, 1000000 visitors)"},
+		},
 	}
 	md := r.markdown()
 	for _, want := range []string{
 		"identity API answering after 50ms",
 		"| C | custom_auth, warm cache | 64 | 1167 | 1280 | 53.0 | 95.0 | 1.017 | 63 | 64 | 18.0 |",
-		"| 128MiB | 200064 | 200064 | 3333 | 7.0 | 80.0 | 78 / 81 | 160 | 90 | 9 | 200.0 | 190.0 |",
+		"| C | 128MiB | 200064 | 200064 | 3333 | 7.0 | 80.0 | 78 / 81 | 160 | 90 | 9 | 0.0 | 200.0 | 190.0 |",
+		"| A | none | 200064 | 200064 | 3333 | 5.0 | 6.0 | 6 / 7 | 12 | 300 | 1 | 1.0 | 140.0 | 130.0 |",
+		// (200 − 140) MiB over 64,000,000 bytes
+		"| peak RSS per cache_size byte: (VmHWM of C − VmHWM of A) / 64,000,000 | 0.98 | met (<= 1.1) |",
+		"| GC share of CPU, gctrace's N% since start: C (A) | 2% (1%) | met (<= 2%) |",
+		"| GC CPU over Caddy's CPU during the run: C (A) | 1.5% (1.0%) | - |",
+		"| Zipf hit ratio: verdict store / replaced store | 0.8746 / 0.8649 | met (no lower) |",
+		"replaced (TinyLFU admission, each verdict charged at its heap): (s=1.1, 1000000 visitors).",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
@@ -122,5 +137,16 @@ func TestLatencyAndMemoryReport(t *testing.T) {
 	}
 	if strings.Contains(md, "## Sites") {
 		t.Error("a report without the sites scenario has its section")
+	}
+}
+
+func TestParseZipf(t *testing.T) {
+	out := []byte("=== RUN   TestZipfHitRatio\n    hitratio_test.go:33: zipf hit ratio: store=0.8746 replaced=0.8649 (s=1.1, 1000000 visitors)\n--- PASS: TestZipfHitRatio (17.94s)\nPASS\n")
+	z, err := parseZipf(out)
+	if err != nil || z.store != 0.8746 || z.replaced != 0.8649 || z.line != " (s=1.1, 1000000 visitors)" {
+		t.Errorf("parseZipf = %+v, %v", z, err)
+	}
+	if _, err := parseZipf([]byte("--- SKIP: TestZipfHitRatio\n")); err == nil {
+		t.Error("a skipped test gave hit ratios")
 	}
 }

@@ -1,7 +1,9 @@
-// Package e2erun runs the browser tests of ./e2e, a Go module of its own (so that
-// chromedp and its dependencies stay out of the plugin's go.mod), from the plugin's
-// module: `go test ./...` at the repository root then runs every test, the browser ones
-// included. It passes on -race, -short and -v.
+// Package e2erun runs the tests of the workspace's other modules from the plugin's
+// module, so that `go test ./...` at the repository root runs every test: the browser
+// tests of ./e2e (a module of its own, so that chromedp stays out of the plugin's
+// go.mod), the contact store of ./contactstore and the demo of ./demo (modules of their
+// own, so that SQLite, PostgreSQL's driver and the demo's backend stay out of it too).
+// It passes on -race, -short and -v.
 package e2erun
 
 import (
@@ -12,8 +14,15 @@ import (
 	"testing"
 )
 
-func TestBrowserModule(t *testing.T) {
-	dir, err := filepath.Abs(filepath.Join("..", "..", "e2e"))
+func TestModules(t *testing.T) {
+	for _, module := range []string{"contactstore", "demo", "e2e"} {
+		t.Run(module, func(t *testing.T) { testModule(t, module) })
+	}
+}
+
+// testModule runs `go test ./...` in a module of the repository.
+func testModule(t *testing.T, module string) {
+	dir, err := filepath.Abs(filepath.Join("..", "..", module))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +38,7 @@ func TestBrowserModule(t *testing.T) {
 	}
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("the go command is needed to run the browser module: %v", err)
+		t.Fatalf("the go command is needed to run the module %s: %v", module, err)
 	}
 	cmd := exec.Command(goCmd, append(args, "./...")...)
 	cmd.Dir = dir
@@ -37,8 +46,8 @@ func TestBrowserModule(t *testing.T) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
-	t.Logf("go %v in e2e/:\n%s", args, out.String())
+	t.Logf("go %v in %s/:\n%s", args, module, out.String())
 	if err != nil {
-		t.Fatalf("the browser tests failed: %v", err)
+		t.Fatalf("the tests of %s failed: %v", module, err)
 	}
 }

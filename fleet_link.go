@@ -1,0 +1,301 @@
+package customauth
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/rueidis"
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
+)
+
+var (
+	errSharedCacheSkipped = errors.New("shared cache skipped after repeated errors (circuit breaker open)")
+	errNotSynced          = errors.New("shared cache not read: the purge channel is down")
+	errNotReady           = errors.New("the shared cache has not answered since the gateway started")
+	errSlotMoved          = errors.New("the purge channel's slot moved to another shard")
+)
+
+// fleetLink is the process's connection to one shared cache: the client, a breaker,
+// the subscription through which purges arrive from every gateway of the fleet, and
+// the purges this gateway took, kept until the fleet has them (purge_channel.go).
+type fleetLink struct {
+	// id names this link on the purge channel: acknowledgements of its purges come
+	// back on purgeAckPrefix + id.
+	id      string
+	opt     rueidis.ClientOption
+	secrets urlSecrets
+	marks   *purgeMarks
+	metrics *metrics
+	now     func() time.Time
+	logger  *zap.Logger
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+
+	// client is set once, before ready is closed.
+	client rueidis.Client
+	// sharded is true on a cluster, where purges travel by sharded pub/sub; set
+	// before ready is closed.
+	sharded bool
+	// ready is closed once the client exists and the purge log was read: verdicts
+	// may be read from then on.
+	ready     chan struct{}
+	readyOnce sync.Once
+	// synced is true while the link is subscribed to the purge channel and has read
+	// the purge log since: its marks are complete.
+	synced atomic.Bool
+	// breakerClosed mirrors the breaker's state for shared_cache_up.
+	breakerClosed atomic.Bool
+	// lostAt is when the last subscription that was synced ended (Unix
+	// nanoseconds); zero until one did.
+	lostAt atomic.Int64
+	// epoch is the server's epoch when the link last synced: a server that answers
+	// another one lost its data. Only the background loop uses it.
+	epoch string
+
+	acksMu sync.Mutex
+	acks   map[string]*purgeAcks // by purge id, the purges of this link in flight
+
+	takenMu sync.Mutex
+	taken   []*takenPurge // the purges this link took, oldest first
+
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the background loop has stopped
+}
+
+func newFleetLink(opt rueidis.ClientOption, secrets urlSecrets, marks *purgeMarks, m *metrics, now func() time.Time, logger *zap.Logger) *fleetLink {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &fleetLink{
+		id:      randomID(),
+		opt:     opt,
+		secrets: secrets,
+		marks:   marks,
+		metrics: m,
+		now:     now,
+		logger:  logger,
+		ready:   make(chan struct{}),
+		acks:    map[string]*purgeAcks{},
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	l.breakerClosed.Store(true)
+	l.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:          "shared cache",
+		MaxRequests:   1,
+		Timeout:       sharedBreakerOpenFor,
+		ReadyToTrip:   func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= sharedBreakerFailures },
+		IsExcluded:    func(err error) bool { return errors.Is(err, errNotSynced) },
+		OnStateChange: l.breakerMoved,
+	})
+	l.showUp()
+	go l.run(ctx)
+	return l
+}
+
+// breakerMoved logs the breaker's changes and shows them in shared_cache_up. It runs
+// under the breaker's lock: it must not call the breaker.
+func (l *fleetLink) breakerMoved(_ string, from, to gobreaker.State) {
+	switch to {
+	case gobreaker.StateOpen:
+		if from == gobreaker.StateClosed {
+			l.logger.Warn("shared cache skipped after repeated errors; gateways go on with their local caches",
+				zap.Duration("retry_in", sharedBreakerOpenFor))
+		}
+	case gobreaker.StateClosed:
+		l.logger.Info("shared cache answers again")
+	}
+	l.breakerClosed.Store(to == gobreaker.StateClosed)
+	l.showUp()
+}
+
+// showUp sets shared_cache_up: the link is up while its purge channel is synced and
+// its breaker closed.
+func (l *fleetLink) showUp() {
+	l.metrics.observeLink(l, l.synced.Load() && l.breakerClosed.Load())
+}
+
+func (l *fleetLink) setSynced(synced bool) {
+	l.synced.Store(synced)
+	l.showUp()
+}
+
+// Destruct closes the connection once no config uses it.
+func (l *fleetLink) Destruct() error {
+	l.cancel()
+	<-l.done
+	l.metrics.forgetLink(l)
+	return nil
+}
+
+// call runs one round trip through the breaker, once the link is ready. A miss is a
+// success; an error or a timeout counts toward opening the breaker, and so does a
+// server that has not answered since the gateway started.
+func (l *fleetLink) call(ctx context.Context, fn func(rueidis.Client) error) error {
+	done, err := l.breaker.Allow()
+	if err != nil {
+		return errSharedCacheSkipped
+	}
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		done(errNotReady)
+		return errNotReady
+	}
+	err = fn(l.client)
+	if rueidis.IsRedisNil(err) {
+		done(nil)
+		return err
+	}
+	done(err)
+	if err != nil && !errors.Is(err, errNotSynced) {
+		err = l.secrets.scrub(err)
+		l.logger.Debug("shared cache failed", zap.Error(err))
+	}
+	return err
+}
+
+// run creates the client and keeps the link subscribed to the purge channel until
+// the link is destroyed.
+func (l *fleetLink) run(ctx context.Context) {
+	defer close(l.done)
+	retry := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+	for failures := 0; ; failures++ {
+		client, err := rueidis.NewClient(l.opt)
+		if err == nil {
+			l.client = client
+			l.sharded = client.Mode() == rueidis.ClientModeCluster
+			break
+		}
+		// Without a server that answers, no client can tell a cluster from a
+		// single server: try again.
+		l.logDown(failures, "shared cache: cannot connect; verdicts are not shared until it answers", err)
+		if !retry.wait(ctx) {
+			return
+		}
+	}
+	defer l.client.Close()
+	retry.next = 0
+	for failures := 0; ; failures++ {
+		err := l.subscribe(ctx)
+		if l.synced.Load() {
+			// It worked until now: retry soon, say so, and read the purges
+			// announced from about now on when it is back.
+			failures, retry.next = 0, 0
+			l.lostAt.Store(l.now().UnixNano())
+		}
+		l.setSynced(false)
+		if ctx.Err() != nil {
+			return
+		}
+		l.logDown(failures, "shared cache: purge channel down; verdicts are not read from the shared cache until it is back", err)
+		if !retry.wait(ctx) {
+			return
+		}
+	}
+}
+
+// logDown logs a failure to connect: one warning when it starts, not one per retry.
+// A failed TLS handshake names the options that decide it.
+func (l *fleetLink) logDown(failures int, msg string, err error) {
+	log := l.logger.Debug
+	if failures == 0 {
+		log = l.logger.Warn
+	}
+	var unverified *tls.CertificateVerificationError
+	if l.opt.TLSConfig != nil && err != nil && (errors.As(err, &unverified) || strings.Contains(err.Error(), "tls: ")) {
+		msg += "; the TLS handshake failed: check tls_ca (the servers' CA) and tls_client (this gateway's certificate)"
+	}
+	log(msg, zap.Error(l.secrets.scrub(err)))
+}
+
+// backoff spaces out retries of a connection that keeps failing.
+type backoff struct {
+	min, max, next time.Duration
+}
+
+// wait waits for the next retry; false when ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	b.next = min(max(b.next*2, b.min), b.max)
+	t := time.NewTimer(b.next)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// publish sends a message on a channel of the purge channel's slot: by sharded
+// pub/sub on a cluster, where a plain PUBLISH would count only the subscribers of the
+// node it reached, and by plain pub/sub elsewhere. It returns how many received it.
+func (l *fleetLink) publish(ctx context.Context, channel, msg string) (int64, error) {
+	c := l.client
+	cmd := c.B().Publish().Channel(channel).Message(msg).Build()
+	if l.sharded {
+		cmd = c.B().Spublish().Channel(channel).Message(msg).Build()
+	}
+	n, err := c.Do(ctx, cmd).AsInt64()
+	return n, l.secrets.scrub(err)
+}
+
+// subscribeCommand subscribes to the purge channel and this link's acknowledgements,
+// which share a slot.
+func (l *fleetLink) subscribeCommand(dc rueidis.DedicatedClient) rueidis.Completed {
+	if l.sharded {
+		return dc.B().Ssubscribe().Channel(purgeChannel, purgeAckPrefix+l.id).Build()
+	}
+	return dc.B().Subscribe().Channel(purgeChannel, purgeAckPrefix+l.id).Build()
+}
+
+// subscribe listens to the purge channel and this link's acknowledgements, catches up
+// with what it may have missed, and returns when the subscription ends. While it
+// lasts, it delivers every second the purges taken here that the shared cache does not
+// have yet.
+func (l *fleetLink) subscribe(ctx context.Context) error {
+	dc, release := l.client.Dedicate()
+	defer release()
+	defer dc.Close() // a connection that carried subscriptions is not reused
+	moved := make(chan error, 1)
+	ended := dc.SetPubSubHooks(rueidis.PubSubHooks{
+		OnMessage: l.onMessage,
+		OnSubscription: func(s rueidis.PubSubSubscription) {
+			if s.Kind == "sunsubscribe" { // the server dropped a sharded subscription
+				select {
+				case moved <- errSlotMoved:
+				default:
+				}
+			}
+		},
+	})
+	if err := dc.Do(ctx, l.subscribeCommand(dc)).Error(); err != nil {
+		return err
+	}
+	if err := l.catchUp(ctx); err != nil {
+		return err
+	}
+	l.setSynced(true)
+	l.readyOnce.Do(func() { close(l.ready) })
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-ended:
+			return err
+		case err := <-moved:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			l.deliver(ctx, unrecorded)
+		}
+	}
+}
+
+// Interface guard
+var _ caddy.Destructor = (*fleetLink)(nil)

@@ -1,0 +1,291 @@
+package customauth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+)
+
+// How purges reach every gateway of a fleet.
+//
+// The gateway that takes a purge applies it at once and keeps it (takenPurge). It
+// records it in the purge log, a sorted set of the purges of the last purgeLogKeep
+// (deleting the purged token's verdicts with it), then announces it on the purge
+// channel; every subscribed gateway applies it and acknowledges it on the taker's
+// channel, and the taker answers once every gateway that received it has. A purge the
+// server could not record (it is down) stays with the taker, which records and
+// announces it again every second while subscribed and at each new subscription, so
+// it reaches the fleet once the server is back. Each subscription reads the log after
+// subscribing, so no purge falls between the two; while a gateway is not subscribed,
+// its marks may be missing some, and it reads no verdict from the shared cache.
+//
+// A server that lost its data (restarted without persistence, or failed over before
+// replicating) is told by its epoch, a random value each gateway checks when it
+// subscribes: when it changed, every gateway records and announces again every purge
+// it took within purgeLogKeep. After any new subscription, those of the last
+// purgeLogSlack are announced again too, for writes lost to a failover.
+//
+// A purge lives in the memory of the gateway that took it: if that gateway restarts
+// before it could record it, the rest of the fleet never hears of it. That gateway
+// answered 503, which says so; the caller sends the purge again.
+const (
+	// purgeChannel announces purges to every gateway; each answers on the channel of
+	// the gateway that purged, purgeAckPrefix + its link id. They share a slot
+	// ({purge}), so that one sharded subscription takes both on a cluster.
+	purgeChannel   = sharedPrefix + "{purge}"
+	purgeAckPrefix = sharedPrefix + "{purge}:ack:"
+	// purgeLogKey holds the purges of the last purgeLogKeep, by time: a gateway that
+	// (re)subscribes reads the purges it may have missed there.
+	purgeLogKey  = sharedPrefix + "purges"
+	purgeLogKeep = time.Hour
+	// purgeLogSlack is read again before the moment a subscription was lost: a
+	// connection may be dead for a while before it is seen to be.
+	purgeLogSlack = time.Minute
+	// epochKey holds the server's epoch: a value set once, which a server that lost
+	// its data no longer has.
+	epochKey = sharedPrefix + "epoch"
+	// maxTakenPurges bounds the purges a link keeps to announce again.
+	maxTakenPurges = 10_000
+)
+
+// takenPurge is a purge this gateway took, kept to be announced again.
+type takenPurge struct {
+	notice      purgeNotice
+	msg         string
+	verdictKeys []string
+	recorded    atomic.Bool // the purge log has it, as far as this link knows
+}
+
+// take keeps a purge this link announces, and forgets those older than the log.
+func (l *fleetLink) take(n purgeNotice, msg string, verdictKeys []string) *takenPurge {
+	p := &takenPurge{notice: n, msg: msg, verdictKeys: verdictKeys}
+	cutoff := l.now().Add(-purgeLogKeep).UnixNano()
+	l.takenMu.Lock()
+	defer l.takenMu.Unlock()
+	drop := 0
+	for drop < len(l.taken) && (l.taken[drop].notice.At < cutoff || len(l.taken)-drop >= maxTakenPurges) {
+		drop++
+	}
+	l.taken = append(l.taken[drop:], p)
+	return p
+}
+
+// catchUp makes a new subscription's marks complete: it delivers the purges taken
+// here again (all of them when the server lost its data), then reads the purge log.
+func (l *fleetLink) catchUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, purgeTimeout)
+	defer cancel()
+	c := l.client
+	res := c.DoMulti(ctx,
+		c.B().Set().Key(epochKey).Value(randomID()).Nx().Build(),
+		c.B().Get().Key(epochKey).Build())
+	epoch, err := res[1].ToString()
+	if err != nil {
+		return l.secrets.scrub(err)
+	}
+	lost := l.epoch != "" && epoch != l.epoch
+	if lost {
+		l.logger.Warn("shared cache: the server lost its data; the purges taken here are announced again")
+	}
+	l.epoch = epoch
+	which := recent
+	if lost {
+		which = everyTaken
+	}
+	l.deliver(ctx, which)
+	if err := l.readPurgeLog(ctx, lost); err != nil {
+		return err
+	}
+	if l.lostAt.Load() != 0 {
+		l.logger.Info("shared cache: purge channel back; the purges announced meanwhile were read from the purge log")
+	}
+	return nil
+}
+
+// redelivery says which of the purges taken here are recorded and announced again.
+type redelivery uint8
+
+const (
+	unrecorded redelivery = iota // those the log never had
+	recent                       // and those of the last purgeLogSlack: a new subscription
+	everyTaken                   // every one kept: the server lost its data
+)
+
+// deliver records and announces again the purges taken here that the log may miss.
+func (l *fleetLink) deliver(ctx context.Context, which redelivery) {
+	since := l.now().Add(-purgeLogSlack).UnixNano()
+	l.takenMu.Lock()
+	var due []*takenPurge
+	for _, p := range l.taken {
+		if !p.recorded.Load() || which == everyTaken || (which == recent && p.notice.At >= since) {
+			due = append(due, p)
+		}
+	}
+	l.takenMu.Unlock()
+	for _, p := range due {
+		err := l.record(ctx, p)
+		if err == nil {
+			_, err = l.publish(ctx, purgeChannel, p.msg)
+		}
+		if err != nil {
+			l.logger.Debug("shared cache: a purge is not delivered yet", zap.Error(err))
+			return
+		}
+	}
+}
+
+// record writes a purge to the purge log, trims the log, and deletes the purged
+// token's verdicts. Every command names one key: on a cluster each goes to its slot,
+// and none is sent with a keyless one (which rueidis refuses).
+func (l *fleetLink) record(ctx context.Context, p *takenPurge) error {
+	c := l.client
+	cmds := make(rueidis.Commands, 0, 3+len(p.verdictKeys))
+	for _, key := range p.verdictKeys {
+		cmds = append(cmds, c.B().Del().Key(key).Build())
+	}
+	cmds = append(cmds,
+		c.B().Zadd().Key(purgeLogKey).ScoreMember().ScoreMember(float64(time.Unix(0, p.notice.At).UnixMilli()), p.msg).Build(),
+		c.B().Zremrangebyscore().Key(purgeLogKey).Min("-inf").Max(strconv.FormatInt(l.now().Add(-purgeLogKeep).UnixMilli(), 10)).Build(),
+		c.B().Pexpire().Key(purgeLogKey).Milliseconds(purgeLogKeep.Milliseconds()).Build(),
+	)
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return l.secrets.scrub(err)
+		}
+	}
+	p.recorded.Store(true)
+	return nil
+}
+
+// readPurgeLog applies the purges announced while this link was not subscribed: the
+// whole log until the link was first synced or when the server lost its data, else
+// from a little before the last synced subscription was lost. Marks older than the
+// log may be missing, so a whole read raises the floor to its start.
+func (l *fleetLink) readPurgeLog(ctx context.Context, whole bool) error {
+	since := l.now().Add(-purgeLogKeep)
+	if lost := l.lostAt.Load(); !whole && lost != 0 && time.Unix(0, lost).Add(-purgeLogSlack).After(since) {
+		since = time.Unix(0, lost).Add(-purgeLogSlack)
+	} else {
+		whole = true
+	}
+	c := l.client
+	entries, err := c.Do(ctx, c.B().Zrange().Key(purgeLogKey).
+		Min(strconv.FormatInt(since.UnixMilli(), 10)).Max("+inf").Byscore().Build()).AsStrSlice()
+	if err != nil {
+		return l.secrets.scrub(err)
+	}
+	for _, entry := range entries {
+		var n purgeNotice
+		if json.Unmarshal([]byte(entry), &n) != nil {
+			continue
+		}
+		if ref, err := n.markRef(); err == nil {
+			l.marks.set(ref)
+		}
+	}
+	if whole {
+		l.marks.raiseFloor(since)
+	}
+	return nil
+}
+
+// onMessage applies a purge announced by a gateway and acknowledges it, or counts an
+// acknowledgement of one of this link's purges.
+func (l *fleetLink) onMessage(m rueidis.PubSubMessage) {
+	if id, ok := strings.CutPrefix(m.Channel, purgeAckPrefix); ok && id == l.id {
+		l.acked(m.Message)
+		return
+	}
+	var n purgeNotice
+	if json.Unmarshal([]byte(m.Message), &n) != nil {
+		return
+	}
+	ref, err := n.markRef()
+	if err != nil {
+		return
+	}
+	l.marks.set(ref)
+	if n.Reply == "" || !strings.HasPrefix(n.Reply, purgeAckPrefix) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), purgeTimeout)
+	defer cancel()
+	if _, err := l.publish(ctx, n.Reply, n.ID); err != nil {
+		l.logger.Warn("shared cache: cannot acknowledge a purge", zap.Error(err))
+	}
+}
+
+// purgeAcks counts the gateways that applied a purge.
+type purgeAcks struct {
+	count  atomic.Int64
+	signal chan struct{} // one pending wake-up at most
+}
+
+func (l *fleetLink) acked(id string) {
+	l.acksMu.Lock()
+	acks := l.acks[id]
+	l.acksMu.Unlock()
+	if acks != nil {
+		acks.count.Add(1)
+		select {
+		case acks.signal <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
+}
+
+// expectAcks starts counting the acknowledgements of a purge, which may arrive before
+// PUBLISH answers how many to expect; the returned func stops.
+func (l *fleetLink) expectAcks(id string) (*purgeAcks, func()) {
+	acks := &purgeAcks{signal: make(chan struct{}, 1)}
+	l.acksMu.Lock()
+	l.acks[id] = acks
+	l.acksMu.Unlock()
+	return acks, func() {
+		l.acksMu.Lock()
+		delete(l.acks, id)
+		l.acksMu.Unlock()
+	}
+}
+
+// announce keeps a purge until the fleet has it, records it in the shared cache (its
+// log, and the deletion of the purged token's verdicts) and tells every gateway, then
+// waits until each gateway that received it has applied it. It returns how many did,
+// this one included. A purge it could not record is delivered later (see deliver).
+func (l *fleetLink) announce(ctx context.Context, n purgeNotice, verdictKeys []string) (int, error) {
+	n.Reply = purgeAckPrefix + l.id
+	msg, err := json.Marshal(n)
+	if err != nil {
+		return 0, err
+	}
+	p := l.take(n, string(msg), verdictKeys)
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		return 0, errNotReady
+	}
+	acks, stop := l.expectAcks(n.ID)
+	defer stop()
+	if err := l.record(ctx, p); err != nil {
+		return 0, err
+	}
+	receivers, err := l.publish(ctx, purgeChannel, p.msg)
+	if err != nil {
+		return 0, err
+	}
+	for acks.count.Load() < receivers {
+		select {
+		case <-acks.signal:
+		case <-ctx.Done():
+			return int(acks.count.Load()), fmt.Errorf("%d of the %d gateways listening confirmed the purge in time", acks.count.Load(), receivers)
+		}
+	}
+	return int(receivers), nil
+}
