@@ -196,8 +196,34 @@ type botPolicy struct {
 	// breakers keeps listed bots' breakers across reloads; nil: each bot gets a new
 	// one, which lives as long as its settings.
 	breakers *listedBreakers
-	// tenant marks the settings of a remote bot, written by a tenant.
-	tenant bool
+	// tenant marks the settings of a remote bot, written by a tenant, and
+	// allowPrivate a tenant's client that may reach private addresses.
+	tenant, allowPrivate bool
+	// background is the context of the bot's background work (whitelist and JWKS
+	// refreshes): a remote bot's own, which its eviction ends; nil: the config's.
+	background context.Context
+}
+
+// fetchScope tells apart what is fetched with different clients, for the cache keys
+// of fetched values: a list a tenant's bot fetched is not served to the operator's
+// bot of the same id, nor one fetched from a private address to a config that
+// refuses them.
+func (p *botPolicy) fetchScope() string {
+	switch {
+	case !p.tenant:
+		return "operator"
+	case p.allowPrivate:
+		return "tenant, private addresses allowed"
+	}
+	return "tenant"
+}
+
+// backgroundOf is the context of a bot's background work.
+func (p *botPolicy) backgroundOf(env *environment) context.Context {
+	if p.background != nil {
+		return p.background
+	}
+	return env.ctx
 }
 
 // operatorPolicy is what bots listed in the config may do: anything the operator
@@ -275,7 +301,7 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 func (b *botSettings) prepareIdentitySource(cfg *Bot, policy *botPolicy, env *environment) error {
 	var err error
 	if cfg.VerifyJWT != nil {
-		if b.jwt, err = newJWTVerifier(b.id, cfg.VerifyJWT, b.timeout, policy.expand, policy.client, env); err != nil {
+		if b.jwt, err = newJWTVerifier(b.id, cfg.VerifyJWT, b.timeout, policy, env); err != nil {
 			return fmt.Errorf("verify_jwt: %w", err)
 		}
 		return nil

@@ -2,13 +2,15 @@ package customauth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,6 +47,13 @@ type BotsSource struct {
 	// Time limit of one settings request. Only the visitors of a bot with no settings
 	// cached wait for it; refreshes happen in the background. Default: 3s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Bound on the calls in flight of all remote bots together: identity calls and
+	// whitelist, JWKS and settings fetches. A visitor whose call finds it full falls
+	// back with `error` at once, without waiting, so that however many bots a tenant
+	// has, APIs that accept connections and never answer hold at most this many
+	// connections. Default: 256.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 }
 
 const (
@@ -57,21 +66,16 @@ const (
 	maxBotSettingsSize = 64 << 10
 	// maxBotIDLength bounds a bot id that may be looked up.
 	maxBotIDLength = 256
-	// botsRetryDelay is how long the backend is not asked again about a bot after a
-	// failed request: the last known settings serve meanwhile, or, for a bot never
-	// fetched, its visitors fall back with `error` at once.
-	botsRetryDelay = 5 * time.Second
-	// maxBackgroundRefreshes bounds the settings refreshes under way at once, so that
-	// a hanging backend holds a bounded number of connections and goroutines however
-	// many bots are cached. A bot whose refresh finds no room tries again on its next
-	// request; its cached settings serve meanwhile.
-	maxBackgroundRefreshes = 32
 )
 
 // remoteBots fetches and caches bot settings from bots_url.
 type remoteBots struct {
-	base        string
-	headers     http.Header
+	base    string
+	headers http.Header
+	// client asks bots_url: the operator's client, its calls counted in slots.
+	client *http.Client
+	// slots bounds the calls in flight of all remote bots together (max_in_flight).
+	slots       callSlots
 	ttl         time.Duration
 	timeout     time.Duration
 	knownFields map[string]bool
@@ -80,9 +84,7 @@ type remoteBots struct {
 	env         *environment
 	caches      *caches
 	cachePrefix string
-
-	refreshing   sync.Map      // cache key -> struct{}: bots whose refresh is under way
-	refreshSlots chan struct{} // one per refresh under way, up to maxBackgroundRefreshes
+	settings    remoteValue[*remoteBot] // by cachePrefix + bot id
 }
 
 // remoteBot is what bots_url said of one bot, as cached.
@@ -90,12 +92,11 @@ type remoteBot struct {
 	bot      *botSettings // nil when unknown or invalid
 	settings []byte       // the answer, to keep the bot (and its fetched whitelist) when unchanged
 	invalid  error        // why the answer could not be used
-	// unreachable marks a bot never fetched because the backend could not be asked:
-	// remembered for botsRetryDelay, then asked again.
-	unreachable bool
-	// env is the config the bot was prepared for, whose context its background work
-	// (whitelist and JWKS refreshes) runs under.
-	env *environment
+	// env is the config the bot was prepared for, under whose context its background
+	// work (whitelist and JWKS refreshes) runs; stop ends that work.
+	env  *environment
+	stop context.CancelFunc
+	gone atomic.Bool // evicted from the cache
 }
 
 func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environment, caches *caches, repl *caddy.Replacer) (*remoteBots, error) {
@@ -115,13 +116,20 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 	if rb.ttl, err = durationOrDefault("ttl", cfg.TTL, defaultBotsTTL); err != nil {
 		return nil, err
 	}
-	if rb.tenant, err = newTenantPolicy(cfg); err != nil {
+	if cfg.MaxInFlight < 0 {
+		return nil, errors.New("max_in_flight: must not be negative")
+	}
+	rb.slots = newCallSlots(cmp.Or(cfg.MaxInFlight, defaultMaxInFlight))
+	// Idle connections to bots_url: at most as many as its calls in flight.
+	settingsTransport := newAPITransport(http.ProxyFromEnvironment, nil)
+	settingsTransport.MaxIdleConnsPerHost = min(settingsTransport.MaxIdleConnsPerHost, cap(rb.slots))
+	rb.client = newHTTPClient(boundedTransport{slots: rb.slots, next: settingsTransport})
+	if rb.tenant, err = newTenantPolicy(cfg, rb.slots); err != nil {
 		return nil, err
 	}
 	if rb.timeout, err = durationOrDefault("timeout", cfg.Timeout, defaultBotsTimeout); err != nil {
 		return nil, err
 	}
-	rb.refreshSlots = make(chan struct{}, maxBackgroundRefreshes)
 	// The cache may be shared with other configs; answers of another API, asked
 	// with other headers or prepared under another policy are not ours.
 	source, _ := json.Marshal(struct {
@@ -131,55 +139,39 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 		MaxTimeout   time.Duration
 	}{rb.base, rb.headers, cfg.AllowPrivate, rb.tenant.maxTimeout})
 	rb.cachePrefix = "bot\x00" + string(source) + "\x00"
+	rb.settings = remoteValue[*remoteBot]{env: env, background: env.ctx, ttl: rb.ttl, fetch: rb.refresh, metric: "bots",
+		failed: func(key string, err error) {
+			id := strings.TrimPrefix(key, rb.cachePrefix)
+			env.warn("bots_url:"+id, "fetching bot settings failed", zap.String("bot", id), zap.Error(err))
+		}}
 	return rb, nil
 }
 
-// lookup returns a bot's settings, or why there are none usable. Cached settings
-// answer at once, also once they are older than ttl: then they are asked again in the
-// background. Only visitors of a bot with nothing cached wait for the backend.
+// lookup returns a bot's settings, or why there are none usable (remoteValue: only
+// visitors of a bot with nothing cached wait for the backend).
 func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reason) {
 	if !lookableBotID(id) {
 		return nil, reasonUnknownBot
 	}
 	key := rb.cachePrefix + id
-	if answer, entry := rb.cached(key); answer != nil {
-		rb.env.metrics.observeCache("bots", true)
-		answer = rb.adopted(id, key, answer, entry)
-		if !rb.env.now().Before(entry.expires) {
-			rb.refreshInBackground(id, key, entry)
-		}
-		return answer.verdict()
+	answer, err := rb.settings.get(ctx, key)
+	if err != nil {
+		return nil, reasonError
 	}
-	rb.env.metrics.observeCache("bots", false)
-	return rb.fetchFirst(ctx, id, key)
+	return rb.adopted(id, key, answer).verdict()
 }
 
-// cached returns a bot's cached answer, fresh or not, or nil when there is none to
-// serve: a failed first fetch serves only for botsRetryDelay.
 // adopted returns a cached bot prepared for this config. The cache outlives a reload,
 // so a bot may have been prepared by the config that was replaced: it is prepared again
 // from its settings (no fetch), so that its background work runs under this config
 // rather than stopping with the old one.
-func (rb *remoteBots) adopted(id, key string, answer *remoteBot, entry *cacheEntry) *remoteBot {
+func (rb *remoteBots) adopted(id, key string, answer *remoteBot) *remoteBot {
 	if answer.bot == nil || answer.env == rb.env {
 		return answer
 	}
-	fresh := &remoteBot{settings: answer.settings, env: rb.env}
-	fresh.bot, fresh.invalid = rb.parse(id, answer.settings)
-	rb.caches.store(key, fresh, remoteBotCost(fresh), entry.stored, entry.expires, 0)
+	fresh := rb.prepare(id, answer.settings)
+	rb.settings.replace(key, fresh, remoteBotCost(fresh))
 	return fresh
-}
-
-func (rb *remoteBots) cached(key string) (*remoteBot, *cacheEntry) {
-	entry, ok := rb.caches.entry(key)
-	if !ok {
-		return nil, nil
-	}
-	answer := entry.value.(*remoteBot)
-	if answer.unreachable && !rb.env.now().Before(entry.expires) {
-		return nil, nil
-	}
-	return answer, entry
 }
 
 func (r *remoteBot) verdict() (*botSettings, reason) {
@@ -192,86 +184,50 @@ func (r *remoteBot) verdict() (*botSettings, reason) {
 	return r.bot, ""
 }
 
-// fetchFirst asks for the settings of a bot that has none cached. Concurrent requests
-// wait for the same fetch; a visitor who leaves stops waiting at once.
-func (rb *remoteBots) fetchFirst(ctx context.Context, id, key string) (*botSettings, reason) {
-	answer, ok := awaitFlight(ctx, &rb.caches.flights, key, func(ctx context.Context) *remoteBot {
-		if answer, _ := rb.cached(key); answer != nil {
-			return answer // cached by a fetch that ended after this request looked
-		}
-		return rb.refresh(ctx, id, key, nil)
-	})
-	if !ok {
-		return nil, reasonError
+// evicted ends the bot's background work and takes its breaker out of the
+// breaker_open gauge: the bot has left the cache (evicted, replaced by changed
+// settings, or the cache closed), and no request will find it again.
+func (r *remoteBot) evicted() {
+	r.gone.Store(true)
+	if r.stop != nil {
+		r.stop()
 	}
-	return answer.verdict()
+	if r.bot != nil && r.bot.breaker != nil {
+		r.bot.breaker.retire()
+	}
 }
 
-// refreshInBackground asks again for the settings of a bot whose cached ones are
-// older than ttl: one refresh per bot at a time, at most maxBackgroundRefreshes in
-// all, stopped when the config is unloaded.
-func (rb *remoteBots) refreshInBackground(id, key string, last *cacheEntry) {
-	if _, busy := rb.refreshing.LoadOrStore(key, struct{}{}); busy {
-		return
-	}
-	select {
-	case rb.refreshSlots <- struct{}{}:
-	default:
-		rb.refreshing.Delete(key)
-		return
-	}
-	go func() {
-		defer func() {
-			<-rb.refreshSlots
-			rb.refreshing.Delete(key)
-		}()
-		if e, ok := rb.caches.entry(key); ok && rb.env.now().Before(e.expires) {
-			return // refreshed meanwhile, e.g. by the same config before a reload
-		}
-		rb.refresh(rb.env.ctx, id, key, last)
-	}()
-}
-
-// refresh asks the backend for a bot's settings and caches the answer. While the
-// backend cannot be reached, the last known settings keep serving, and it is not
-// asked about this bot again for botsRetryDelay.
-func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEntry) *remoteBot {
+// refresh asks the backend for a bot's settings (remoteValue.fetch). Unchanged
+// settings keep the bot at hand, with its breaker and fetched whitelist.
+func (rb *remoteBots) refresh(ctx context.Context, key string, last *remoteBot) (*remoteBot, int64, error) {
+	id := strings.TrimPrefix(key, rb.cachePrefix)
 	settings, status, err := rb.fetch(ctx, id)
-	now := rb.env.now()
-	if err != nil {
-		if rb.env.ctx.Err() != nil {
-			// The config was unloaded; nobody waits for this answer.
-			if last != nil {
-				return last.value.(*remoteBot)
-			}
-			return &remoteBot{invalid: err, unreachable: true}
-		}
-		rb.env.warn("bots_url:"+id, "fetching bot settings failed", zap.String("bot", id), zap.Error(err))
-		if last != nil {
-			rb.caches.store(key, last.value, last.cost, last.stored, now.Add(botsRetryDelay), 0)
-			return last.value.(*remoteBot)
-		}
-		failed := &remoteBot{invalid: err, unreachable: true}
-		rb.caches.store(key, failed, remoteBotCost(failed), now, now.Add(botsRetryDelay), botsRetryDelay)
-		return failed
-	}
-
 	var answer *remoteBot
 	switch {
+	case err != nil:
+		return nil, 0, err
 	case status == http.StatusNotFound:
 		answer = &remoteBot{}
-	case last != nil && last.value.(*remoteBot).bot != nil && last.value.(*remoteBot).env == rb.env &&
-		bytes.Equal(last.value.(*remoteBot).settings, settings):
-		answer = last.value.(*remoteBot)
+	case last != nil && last.bot != nil && last.env == rb.env && !last.gone.Load() && bytes.Equal(last.settings, settings):
+		answer = last
 	default:
-		answer = &remoteBot{settings: settings, env: rb.env}
-		answer.bot, answer.invalid = rb.parse(id, settings)
+		answer = rb.prepare(id, settings)
 		if answer.invalid != nil {
 			rb.env.warn("bots_url-invalid:"+id, "bot settings from bots_url are invalid; the bot falls back with reason error",
 				zap.String("bot", id), zap.Error(answer.invalid))
 		}
 	}
-	rb.caches.store(key, answer, remoteBotCost(answer), now, now.Add(rb.ttl), 0)
+	return answer, remoteBotCost(answer), nil
+}
+
+// prepare makes a bot of its settings, its background work under a context of its
+// own that its eviction ends.
+func (rb *remoteBots) prepare(id string, settings []byte) *remoteBot {
+	ctx, stop := context.WithCancel(rb.env.ctx)
+	policy := *rb.tenant
+	policy.background = ctx
+	answer := &remoteBot{settings: settings, env: rb.env, stop: stop}
+	answer.bot, answer.invalid = parseBot(id, settings, rb.knownFields, &policy, rb.env)
 	return answer
 }
 
@@ -279,7 +235,7 @@ func (rb *remoteBots) refresh(ctx context.Context, id, key string, last *cacheEn
 func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, rb.timeout)
 	defer cancel()
-	answer, err := callAPI(ctx, rb.env.client, http.MethodGet, rb.base+"/"+url.PathEscape(id), rb.headers, nil, maxBotSettingsSize)
+	answer, err := callAPI(ctx, rb.client, http.MethodGet, rb.base+"/"+url.PathEscape(id), rb.headers, nil, maxBotSettingsSize)
 	if err != nil {
 		return nil, 0, fmt.Errorf("calling bots_url: %w", err)
 	}
@@ -295,11 +251,15 @@ func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error)
 // parse checks a bot settings answer like a bot block of the config, and bounds it as
 // a tenant's (newTenantPolicy).
 func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
+	return parseBot(id, settings, rb.knownFields, rb.tenant, rb.env)
+}
+
+func parseBot(id string, settings []byte, knownFields map[string]bool, policy *botPolicy, env *environment) (*botSettings, error) {
 	var cfg Bot
 	if err := json.Unmarshal(settings, &cfg); err != nil {
 		return nil, fmt.Errorf("settings are not a bot's JSON form: %w", err)
 	}
-	return newBot(id, &cfg, rb.knownFields, rb.tenant, rb.env)
+	return newBot(id, &cfg, knownFields, policy, env)
 }
 
 // lookableBotID keeps hostile ids away from the backend's URL: empty, overlong, with

@@ -80,14 +80,7 @@ func TestRemoteBot(t *testing.T) {
 // waitForRefreshes waits until no background refresh of bot settings is under way.
 func waitForRefreshes(t *testing.T, h *Handler) {
 	t.Helper()
-	eventually(t, "background refreshes", func() bool {
-		busy := false
-		h.remoteBots.refreshing.Range(func(any, any) bool {
-			busy = true
-			return false
-		})
-		return !busy
-	})
+	eventually(t, "background refreshes", func() bool { return h.remoteBots.settings.refreshesUnderWay() == 0 })
 }
 
 func TestRemoteBotSettingsChangeNeverServesOldIdentity(t *testing.T) {
@@ -302,7 +295,7 @@ func TestRemoteBotRefreshStopsWithConfig(t *testing.T) {
 }
 
 // TestRemoteBotFailedFirstFetchIsRemembered: a bot whose settings could not be fetched
-// falls back with error at once, without asking, for botsRetryDelay.
+// falls back with error at once, without asking, for holdBackAfterFailure.
 func TestRemoteBotFailedFirstFetchIsRemembered(t *testing.T) {
 	api := newIdentityAPI(t)
 	bots := newBotsAPI(t)
@@ -315,7 +308,7 @@ func TestRemoteBotFailedFirstFetchIsRemembered(t *testing.T) {
 			t.Fatalf("backend down: %s", o)
 		}
 	}
-	clk.advance(botsRetryDelay - time.Millisecond)
+	clk.advance(holdBackAfterFailure - time.Millisecond)
 	botOutcome(t, h, "remote", "alice-token")
 	if n := bots.calls.Load(); n != 1 {
 		t.Fatalf("the backend was asked %d times within the retry delay, want 1", n)
@@ -441,11 +434,7 @@ func TestRemoteBotRefreshesAreBounded(t *testing.T) {
 	}
 	// A refresh is under way from the request that starts it until it ends, and these
 	// hang.
-	underWay := 0
-	h.remoteBots.refreshing.Range(func(any, any) bool {
-		underWay++
-		return true
-	})
+	underWay := h.remoteBots.settings.refreshesUnderWay()
 	if underWay != maxBackgroundRefreshes {
 		t.Errorf("%d refreshes under way, want %d", underWay, maxBackgroundRefreshes)
 	}
@@ -467,7 +456,7 @@ func TestRemoteBotCostMatchesHeap(t *testing.T) {
 			t.Fatal(err)
 		}
 		env := &environment{ctx: t.Context(), metrics: newProcessMetrics(), caches: c, now: time.Now, warned: map[string]time.Time{}}
-		tenant, err := newTenantPolicy(&BotsSource{})
+		tenant, err := newTenantPolicy(&BotsSource{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -574,4 +563,68 @@ func TestRemoteBotAfterAReload(t *testing.T) {
 		t.Fatalf("after the reload: %s", o)
 	}
 	eventually(t, "the whitelist refreshed under the new config", func() bool { return wl.calls.Load() > fetched })
+}
+
+// TestRemoteBotEvictedAtOnce: a remote bot whose settings leave the cache (replaced
+// by changed settings, or deleted) leaves the breaker_open gauge and ends its
+// background work at once, with no garbage collection; unchanged settings keep the
+// bot, its breaker and its work.
+func TestRemoteBotEvictedAtOnce(t *testing.T) {
+	api := newIdentityAPI(t)
+	wl := newWhitelistAPI(t, `["shop.example.com"]`)
+	bots := newBotsAPI(t)
+	settings := func(failures int) string {
+		return fmt.Sprintf(`{"auth_url":%q,"cache_ttl":0,"negative_ttl":0,"whitelist_url":{"url":%q},"circuit_breaker":{"failures":%d}}`,
+			api.URL, wl.URL, failures)
+	}
+	bots.set("flaky", settings(1))
+	clk := newClock()
+	h, registry := handlerWithRegistry(t, &Handler{now: clk.Now, BotsURL: botsSource(bots)})
+	breakerOpen := func() float64 { return gathered(t, registry, "caddy_custom_auth_breaker_open", "flaky") }
+	key := h.remoteBots.cachePrefix + "flaky"
+	cached := func() *remoteBot {
+		e, ok := h.caches.entry(key)
+		if !ok {
+			return nil
+		}
+		return e.value.(*kept[*remoteBot]).value
+	}
+
+	botOutcome(t, h, "flaky", "boom-token")
+	if got := breakerOpen(); got != 1 {
+		t.Fatalf("breaker tripped: breaker_open = %v", got)
+	}
+	first := cached()
+	clk.advance(time.Minute) // unchanged settings: the same bot
+	botOutcome(t, h, "flaky", "")
+	waitForRefreshes(t, h)
+	if cached() != first || breakerOpen() != 1 || first.bot.remoteList.list.background.Err() != nil {
+		t.Fatalf("unchanged settings replaced the bot: breaker_open = %v", breakerOpen())
+	}
+
+	bots.set("flaky", settings(2))
+	clk.advance(time.Minute)
+	botOutcome(t, h, "flaky", "")
+	waitForRefreshes(t, h)
+	if cached() == first {
+		t.Fatal("changed settings did not replace the bot")
+	}
+	if got := breakerOpen(); got != 0 {
+		t.Errorf("the replaced bot's breaker still counts: breaker_open = %v", got)
+	}
+	if first.bot.remoteList.list.background.Err() == nil {
+		t.Error("the replaced bot's background work goes on")
+	}
+
+	for range 2 {
+		botOutcome(t, h, "flaky", "boom-token")
+	}
+	second := cached()
+	if got := breakerOpen(); got != 1 {
+		t.Fatalf("second bot's breaker tripped: breaker_open = %v", got)
+	}
+	h.caches.remove(key)
+	if got := breakerOpen(); got != 0 || second.bot.remoteList.list.background.Err() == nil {
+		t.Errorf("deleted bot: breaker_open = %v, background work ended: %v", got, second.bot.remoteList.list.background.Err() != nil)
+	}
 }

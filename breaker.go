@@ -4,8 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -56,9 +55,6 @@ func newBreaker(botID string, tuning breakerTuning, m *metrics) *breaker {
 		IsExcluded:    func(err error) bool { return errors.Is(err, errNoNewsOfAPI) },
 		OnStateChange: func(_ string, _, to gobreaker.State) { gauge.set(to != gobreaker.StateClosed) },
 	})}
-	// A remote bot's breaker goes with its settings (changed, or evicted from the
-	// cache) without a word: an open one stops counting once it is freed.
-	runtime.AddCleanup(b, func(gauge *breakerGauge) { gauge.set(false) }, gauge)
 	return b
 }
 
@@ -67,18 +63,37 @@ func newBreaker(botID string, tuning breakerTuning, m *metrics) *breaker {
 // the first call after open_for, so an idle bot's stays open.
 type breakerGauge struct {
 	series prometheus.Gauge
-	open   atomic.Bool
+
+	mu      sync.Mutex
+	open    bool
+	retired bool // its breaker is gone: it counts no more
 }
 
 func (g *breakerGauge) set(open bool) {
-	if g.open.Swap(open) == open {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.retired || g.open == open {
 		return
 	}
+	g.open = open
 	if open {
 		g.series.Inc()
 	} else {
 		g.series.Dec()
 	}
+}
+
+// retire takes a breaker that goes out of the gauge for good, so that a call still
+// in flight that trips it does not count either.
+func (b *breaker) retire() {
+	g := b.gauge
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open {
+		g.series.Dec()
+		g.open = false
+	}
+	g.retired = true
 }
 
 // apiHealth is what one call tells the breaker about the API.
@@ -122,7 +137,7 @@ func (b *breaker) allow() (done func(apiHealth), ok bool) {
 // Destruct lets breakerPool hold breakers: the last config that used one is gone, so
 // it no longer counts as open.
 func (b *breaker) Destruct() error {
-	b.gauge.set(false)
+	b.retire()
 	return nil
 }
 

@@ -50,6 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			timeout     <duration>
 //			max_timeout <duration>
 //			allow_private
+//			max_in_flight <n>
 //		}
 //		bot <bot-id>|* {
 //			off
@@ -154,7 +155,7 @@ var (
 	verifyJWTBlock      = block{name: "verify_jwt", once: []string{"secret", "jwks_url", "issuer", "audience"}}
 	circuitBreakerBlock = block{name: "circuit_breaker", once: []string{"failures", "open_for"}}
 	sharedCacheBlock    = block{name: "shared_cache", once: []string{"timeout", "tls_ca", "tls_client"}}
-	botsURLBlock        = block{name: "bots_url", once: []string{"ttl", "timeout", "max_timeout", "allow_private"}, repeatable: []string{"header"}}
+	botsURLBlock        = block{name: "bots_url", once: []string{"ttl", "timeout", "max_timeout", "allow_private", "max_in_flight"}, repeatable: []string{"header"}}
 )
 
 // checkPrefixOfReadHeaders checks the header prefix against the headers read, whose
@@ -352,6 +353,8 @@ func (s *BotsSource) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return durationArg(d, &s.MaxTimeout)
 		case "allow_private":
 			return flagArg(d, &s.AllowPrivate)
+		case "max_in_flight":
+			return countArg(d, &s.MaxInFlight)
 		}
 		return errNoCase
 	})

@@ -130,6 +130,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"answer with argument", "answer nginx", `wrong argument count`},
 		{"answer twice", "answer\nanswer", `answer: given twice`},
 		{"token without source", "token", `wrong argument count`},
+		{"bots_url max_in_flight zero", "bots_url https://a.example {\nmax_in_flight 0\n}", `max_in_flight: must be a whole number of at least 1, not "0", at Testfile:3`},
+		{"bots_url max_in_flight not a number", "bots_url https://a.example {\nmax_in_flight many\n}", `max_in_flight: must be a whole number of at least 1, not "many"`},
+		{"bots_url max_in_flight without a number", "bots_url https://a.example {\nmax_in_flight\n}", `wrong argument count`},
 		{"bots_url ttl twice", "bots_url https://a.example {\nttl 1m\nttl 2m\n}", `ttl: given twice`},
 	} {
 		tc.input = "custom_auth {\n" + tc.input + "\n}"

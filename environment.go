@@ -19,6 +19,8 @@ type environment struct {
 	caches  *caches // the handler's cache; fetched whitelists live there too
 	logger  *zap.Logger
 	now     func() time.Time
+	// refreshSlots bounds the background refreshes of remote values (remoteValue).
+	refreshSlots callSlots
 
 	warnedMu sync.Mutex
 	warned   map[string]time.Time // when each key was last warned about

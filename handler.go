@@ -161,7 +161,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.logger == nil {
 		h.logger = ctx.Logger()
 	}
-	h.env = &environment{ctx: ctx, logger: h.logger, now: h.now, client: newAPIClient(), warned: map[string]time.Time{}}
+	h.env = &environment{ctx: ctx, logger: h.logger, now: h.now, client: newAPIClient(), warned: map[string]time.Time{},
+		refreshSlots: newCallSlots(maxBackgroundRefreshes)}
 	repl := caddy.NewReplacer()
 	if err := h.compileRequestHandling(repl); err != nil {
 		return err

@@ -88,36 +88,41 @@ type identityClient struct {
 // newAPIClient is the HTTP client of the operator's URLs: the APIs of bots listed in
 // the config, and bots_url. It goes through the environment's proxy, if any.
 func newAPIClient() *http.Client {
-	return newHTTPClient(http.ProxyFromEnvironment, nil)
+	return newHTTPClient(newAPITransport(http.ProxyFromEnvironment, nil))
 }
 
-// newHTTPClient is a client for identity, whitelist, settings and JWKS APIs. proxy
-// may be nil (no proxy); control, when not nil, sees every address dialled, after
-// name resolution, and may refuse it. A call made for a traced request is a span of
-// that request's trace (tracedTransport).
-func newHTTPClient(proxy func(*http.Request) (*url.URL, error), control func(ctx context.Context, network, address string, c syscall.RawConn) error) *http.Client {
+// newHTTPClient is a client for identity, whitelist, settings and JWKS APIs. A call
+// made for a traced request is a span of that request's trace (tracedTransport).
+func newHTTPClient(transport http.RoundTripper) *http.Client {
 	return &http.Client{
-		Transport: newTracedTransport(&http.Transport{
-			Proxy: proxy,
-			DialContext: (&net.Dialer{
-				Timeout:        5 * time.Second,
-				KeepAlive:      30 * time.Second,
-				ControlContext: control,
-			}).DialContext,
-			ForceAttemptHTTP2: true,
-			// Idle connections kept per API: as many as the calls in flight at once. With
-			// 64 (bench/, latency scenario: 50 ms API, a new visitor per request), 256
-			// concurrent visitors opened 4,476 connections to the API in 10 s and p99 was
-			// 299 ms; each idle connection costs a few KB.
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		}),
+		Transport: newTracedTransport(transport),
 		// A redirect would turn the POST into a GET to somewhere else; an identity
 		// API that redirects is misconfigured, and its 3xx is an error.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// newAPITransport is the transport of API calls. proxy may be nil (no proxy);
+// control, when not nil, sees every address dialled, after name resolution, and may
+// refuse it.
+func newAPITransport(proxy func(*http.Request) (*url.URL, error), control func(ctx context.Context, network, address string, c syscall.RawConn) error) *http.Transport {
+	return &http.Transport{
+		Proxy: proxy,
+		DialContext: (&net.Dialer{
+			Timeout:        5 * time.Second,
+			KeepAlive:      30 * time.Second,
+			ControlContext: control,
+		}).DialContext,
+		ForceAttemptHTTP2: true,
+		// Idle connections kept per API: as many as the calls in flight at once. With
+		// 64 (bench/, latency scenario: 50 ms API, a new visitor per request), 256
+		// concurrent visitors opened 4,476 connections to the API in 10 s and p99 was
+		// 299 ms; each idle connection costs a few KB.
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
 	}
 }
 
@@ -173,9 +178,10 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 
 // unfinished is a call that got no complete answer: the API's fault (connection
 // refused, timeout) unless the gateway cut it short, because the config is being
-// unloaded or the caller stopped waiting; that tells nothing about the API.
+// unloaded, the caller stopped waiting or max_in_flight was full; that tells nothing
+// about the API.
 func (c *identityClient) unfinished(parent context.Context, err error) lookupResult {
-	if c.config.Err() != nil || parent.Err() != nil {
+	if c.config.Err() != nil || parent.Err() != nil || errors.Is(err, errAllSlotsBusy) {
 		return inconclusive(err)
 	}
 	return failure(err, true)

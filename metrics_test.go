@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -317,7 +316,7 @@ func TestMetricsBreakerOpen(t *testing.T) {
 
 // TestMetricsBreakerThatGoesStopsCounting: a breaker that goes while open leaves
 // the gauge: a listed bot's when the last config using it is cleaned up, a remote
-// bot's (which goes with its settings, unannounced) once it is freed.
+// bot's when its settings leave the cache, at once, with no garbage collection.
 func TestMetricsBreakerThatGoesStopsCounting(t *testing.T) {
 	m := newProcessMetrics()
 	registry := prometheus.NewRegistry()
@@ -343,17 +342,20 @@ func TestMetricsBreakerThatGoesStopsCounting(t *testing.T) {
 		t.Errorf("config cleaned up: breaker_open = %v, want 0", got)
 	}
 
-	trip(newBreaker("remote", tuning, m)) // and dropped
+	remote := &remoteBot{bot: &botSettings{breaker: newBreaker("remote", tuning, m)}}
+	trip(remote.bot.breaker)
 	if got := gathered(t, registry, "caddy_custom_auth_breaker_open", "remote"); got != 1 {
 		t.Fatalf("remote bot's breaker tripped: breaker_open = %v, want 1", got)
 	}
-	for range 100 {
-		if gathered(t, registry, "caddy_custom_auth_breaker_open", "remote") == 0 {
-			return
-		}
-		runtime.GC() // frees the breaker; its cleanup runs soon after
+	remote.evicted() // its settings left the cache
+	if got := gathered(t, registry, "caddy_custom_auth_breaker_open", "remote"); got != 0 {
+		t.Errorf("remote bot evicted: breaker_open = %v, want 0", got)
 	}
-	t.Errorf("the dropped breaker still counts as open after 100 collections")
+	// A call still in flight that ends after the eviction does not count it again.
+	remote.bot.breaker.gauge.set(true)
+	if got := gathered(t, registry, "caddy_custom_auth_breaker_open", "remote"); got != 0 {
+		t.Errorf("evicted bot's breaker tripped again: breaker_open = %v, want 0", got)
+	}
 }
 
 // TestMetricsIdentityCallsInFlight: n calls waiting for an identity API that hangs

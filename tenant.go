@@ -24,22 +24,30 @@ const (
 	// API that answers in 100 ms; visitors with the same token share one call, and
 	// verdicts are cached, so a chat widget's traffic stays far below that.
 	tenantCallsInFlight = 32
+
+	// defaultMaxInFlight bounds the calls in flight of all remote bots together
+	// (bots_url's max_in_flight): a tenant has as many bots as it likes, so the bound
+	// per bot alone does not bound the process. 256 calls that hang for max_timeout
+	// hold 256 connections, about 512 file descriptors and 1,300 goroutines.
+	defaultMaxInFlight = 256
 )
 
 // newTenantPolicy is what a remote bot may do: placeholders stay literal, so a tenant
 // cannot read the gateway's environment; its URLs are dialled by tenantClient; its
 // timeout is capped; its calls in flight are bounded; its breaker is its own.
-func newTenantPolicy(cfg *BotsSource) (*botPolicy, error) {
+// slots is the bound of all remote bots' calls together (remoteBots.slots).
+func newTenantPolicy(cfg *BotsSource, slots callSlots) (*botPolicy, error) {
 	maxTimeout, err := durationOrDefault("max_timeout", cfg.MaxTimeout, defaultMaxTimeout)
 	if err != nil {
 		return nil, err
 	}
 	return &botPolicy{
 		expand:        func(s string) string { return s },
-		client:        newTenantClient(cfg.AllowPrivate),
+		client:        newTenantClient(cfg.AllowPrivate, slots),
 		maxTimeout:    maxTimeout,
 		callsInFlight: tenantCallsInFlight,
 		tenant:        true,
+		allowPrivate:  cfg.AllowPrivate,
 	}, nil
 }
 
@@ -48,12 +56,23 @@ func newTenantPolicy(cfg *BotsSource) (*botPolicy, error) {
 // gateway's machine or of a private network, checked when dialled, after name
 // resolution, so a name that resolves to such an address (DNS rebinding included) does
 // not get through. It never uses the environment's proxy: the proxy would dial on the
-// tenant's behalf, where the check cannot see.
-func newTenantClient(allowPrivate bool) *http.Client {
+// tenant's behalf, where the check cannot see. Its calls take one of slots, shared by
+// every remote bot, for as long as they are in flight.
+//
+// Its connection pool is bounded with them: at most as many idle connections in all
+// as calls in flight, and per host as one bot's calls. No MaxConnsPerHost: many
+// tenants' bots may well name one SaaS identity API, and slots already bound what
+// they hold together.
+func newTenantClient(allowPrivate bool, slots callSlots) *http.Client {
+	control := refuseSpecialAddress
 	if allowPrivate {
-		return newHTTPClient(nil, nil)
+		control = nil
 	}
-	return newHTTPClient(nil, refuseSpecialAddress)
+	transport := newAPITransport(nil, control)
+	transport.MaxIdleConns = max(cap(slots), tenantCallsInFlight)
+	transport.MaxIdleConnsPerHost = tenantCallsInFlight
+	transport.IdleConnTimeout = 30 * time.Second
+	return newHTTPClient(boundedTransport{slots: slots, next: transport})
 }
 
 // refuseSpecialAddress is a net.Dialer's ControlContext: it sees the resolved address
@@ -170,33 +189,4 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
 		return netip.AddrFrom4([4]byte(b[2:6])), true
 	}
 	return a, false
-}
-
-// callSlots bounds the identity calls in flight for one bot; nil is unbounded.
-type callSlots chan struct{}
-
-func newCallSlots(n int) callSlots {
-	if n <= 0 {
-		return nil
-	}
-	return make(callSlots, n)
-}
-
-// acquire takes a slot if one is free; it never waits.
-func (s callSlots) acquire() bool {
-	if s == nil {
-		return true
-	}
-	select {
-	case s <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s callSlots) release() {
-	if s != nil {
-		<-s
-	}
 }

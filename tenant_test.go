@@ -206,10 +206,10 @@ func TestRemoteBotTimeoutIsCapped(t *testing.T) {
 	if b.timeout != 100*time.Millisecond {
 		t.Errorf("remote bot timeout = %v", b.timeout)
 	}
-	if _, err := newTenantPolicy(&BotsSource{MaxTimeout: -1}); err == nil {
+	if _, err := newTenantPolicy(&BotsSource{MaxTimeout: -1}, nil); err == nil {
 		t.Error("negative max_timeout accepted")
 	}
-	if p, _ := newTenantPolicy(&BotsSource{}); p.maxTimeout != defaultMaxTimeout {
+	if p, _ := newTenantPolicy(&BotsSource{}, nil); p.maxTimeout != defaultMaxTimeout {
 		t.Errorf("default max_timeout = %v", p.maxTimeout)
 	}
 }
@@ -331,4 +331,56 @@ func TestBotsURLTenantOptionsCaddyfile(t *testing.T) {
 			t.Errorf("%q: error %v, want %q", tc.input, err, tc.wantErr)
 		}
 	}
+}
+
+// TestMaxInFlightBoundsAllRemoteBots: 40 remote bots share one API that accepts calls
+// and never answers, each with one visitor who comes and leaves. However many bots,
+// the calls in flight stay within max_in_flight; the visitors beyond it fall back with
+// error at once. A bot never seen meanwhile falls back with error too (its settings
+// fetch counts in the bound), is not held back for it, and the bots are verified once
+// the API answers: a call refused for the bound opens no breaker.
+func TestMaxInFlightBoundsAllRemoteBots(t *testing.T) {
+	const bound, bots = 8, 40
+	tp := newTarpit(t)
+	api := newBotsAPI(t)
+	api.anyBot = fmt.Sprintf(`{"auth_url":%q,"timeout":"10m","cache_ttl":0,"negative_ttl":0}`, tp.URL)
+	h := tenantHandler(t, api, newIdentityAPI(t), BotsSource{AllowPrivate: true, MaxTimeout: caddy.Duration(time.Minute), MaxInFlight: bound})
+	for i := range bots {
+		if o := botOutcome(t, h, fmt.Sprintf("bot-%d", i), ""); o != "fallback/missing_token" { // settings fetched
+			t.Fatal(o)
+		}
+	}
+
+	var wg sync.WaitGroup
+	for i := range bots {
+		ctx, leave := context.WithCancel(context.Background())
+		wg.Go(func() {
+			r := widgetRequest(fmt.Sprintf("bot-%d", i), "token", "").WithContext(ctx)
+			if reason := serve(t, h, r).placeholder("http.custom_auth.reason"); reason != "error" {
+				t.Errorf("visitor of bot-%d: reason %q", i, reason)
+			}
+		})
+		leave()
+	}
+	wg.Wait()
+	eventually(t, "the calls to reach the tarpit", func() bool { return tp.calls.Load() == bound })
+
+	start := time.Now()
+	if o := botOutcome(t, h, "bot-0", "one-more"); o != "fallback/error" {
+		t.Errorf("bound full: %s", o)
+	}
+	if o := botOutcome(t, h, "never-seen", ""); o != "fallback/error" {
+		t.Errorf("a bot never seen, bound full: %s", o)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("visitors who found the bound full waited %v", took)
+	}
+	if n := tp.calls.Load(); n != bound {
+		t.Errorf("calls went out while the bound was full: %d calls, bound %d", n, bound)
+	}
+
+	tp.unblock()
+	eventually(t, "the bots to be verified", func() bool {
+		return botOutcome(t, h, "bot-1", "after") == "verified/" && botOutcome(t, h, "never-seen", "after") == "verified/"
+	})
 }

@@ -8,17 +8,15 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
@@ -61,6 +59,9 @@ const (
 	unknownKeyRefetch = time.Minute
 	// jwksRetryDelay is how long a failed fetch holds back the next one.
 	jwksRetryDelay = 5 * time.Second
+	// maxTokenSize bounds a token that is read: a customer's token is a few hundred
+	// bytes, and parsing a long one costs its base64 and JSON decoding.
+	maxTokenSize = 16 << 10
 	// maxJWKSSize bounds a JWKS answer; a provider's has a few keys of a few hundred
 	// bytes each.
 	maxJWKSSize = 64 << 10
@@ -107,8 +108,9 @@ var (
 )
 
 // newJWTVerifier prepares a bot's verify_jwt, checked by check before; the JWKS is
-// fetched with client, the bot's: the operator's or a tenant's.
-func newJWTVerifier(botID string, cfg *JWTSettings, timeout time.Duration, expand func(string) string, client *http.Client, env *environment) (*jwtVerifier, error) {
+// fetched as policy allows: with the operator's client or a tenant's.
+func newJWTVerifier(botID string, cfg *JWTSettings, timeout time.Duration, policy *botPolicy, env *environment) (*jwtVerifier, error) {
+	expand := policy.expand
 	v := &jwtVerifier{env: env}
 	s := &v.settings
 	for _, opt := range []struct {
@@ -138,7 +140,7 @@ func newJWTVerifier(botID string, cfg *JWTSettings, timeout time.Duration, expan
 		if err := checkURL(s.JWKSURL); err != nil {
 			return nil, fmt.Errorf("jwks_url: %w", err)
 		}
-		v.jwks = &remoteKeySet{bot: botID, url: s.JWKSURL, timeout: timeout, client: client, env: env}
+		v.jwks = newRemoteKeySet(botID, s.JWKSURL, timeout, policy, env)
 		methods = jwksMethods
 	}
 
@@ -166,6 +168,9 @@ var errNoKeys = errors.New("the customer's keys cannot be had")
 // identify verifies the token and reads the contact from its claims. A token that
 // fails any check is rejected, with the check in the verdict's error.
 func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+	if len(req.token) > maxTokenSize {
+		return lookupResult{result: resultRejected, err: fmt.Errorf("token refused unread: over %d bytes", maxTokenSize), maxAge: -1}
+	}
 	var claims tokenClaims
 	token, err := v.parser.ParseWithClaims(req.token, &claims, v.keyfunc(ctx))
 	if err == nil {
@@ -232,15 +237,15 @@ type tokenClaims struct {
 }
 
 // contactData is the contact's data object, as an identity API would answer it: `id`
-// from `external_id`, else `sub`; `email` unless `email_verified` is false; the other
-// fields from the claims of their names. raw is its JSON.
+// from `external_id`, else `sub`; `email` when emailVerified; the other fields from
+// the claims of their names. raw is its JSON.
 func (c *tokenClaims) contactData() (data contact.Data, raw []byte, err error) {
 	id := c.ExternalID
 	if absent(id) && c.Subject != "" {
 		id, _ = json.Marshal(c.Subject) // a string always marshals
 	}
 	email := c.Email
-	if string(bytes.TrimSpace(c.EmailVerified)) == "false" {
+	if !emailVerified(c.EmailVerified) {
 		email = nil
 	}
 	data = make(contact.Data, len(contact.Fields))
@@ -256,40 +261,74 @@ func (c *tokenClaims) contactData() (data contact.Data, raw []byte, err error) {
 	return data, raw, err
 }
 
+// emailVerified reports whether an `email_verified` claim lets the email through:
+// absent, null or the JSON value true. A string ("true" included), a number or any
+// other value drops the email, so that an identify_by email bot never matches on an
+// address the customer did not vouch for.
+func emailVerified(claim json.RawMessage) bool {
+	return absent(claim) || string(bytes.TrimSpace(claim)) == "true"
+}
+
 // absent reports whether a claim is missing or null.
 func absent(claim json.RawMessage) bool {
 	claim = bytes.TrimSpace(claim)
 	return len(claim) == 0 || string(claim) == "null"
 }
 
-// remoteKeySet is the customer's public keys, fetched from a bot's jwks_url on first
-// need. Once older than jwksRefresh, the next token starts a refresh in the background
-// and is checked with the keys at hand, which keep serving while refreshes fail. A
-// token whose kid is not among them makes one fetch at once, at most once per
-// unknownKeyRefetch. Background work ends with the config's context.
+// remoteKeySet is the customer's public keys from a bot's jwks_url, kept fresh as a
+// remoteValue: fetched on first need, refreshed every jwksRefresh in the background
+// while the keys at hand serve (also while refreshes fail), and not asked again for a
+// few seconds after a failure. Its own policy on top: a token whose kid is not among
+// the keys makes one fetch at once, at most once per unknownKeyRefetch.
+//
+// keyfunc (MicahParks/keyfunc) would fetch and refresh a JWKS too, but its policy
+// does not fit a gateway of many bots and untrusted tenants:
+//   - it runs a ticker goroutine per key set for the set's life, while here a refresh
+//     happens only when a token finds the keys old, so an idle bot costs nothing and
+//     thousands of remote bots are not thousands of tickers;
+//   - it limits refetches for unknown kids with a wall-clock rate limiter that a token
+//     waits for, up to a minute, while here a token never waits for the limit (within
+//     it, an unknown kid is simply not found), and the limit follows the handler's
+//     clock;
+//   - it swallows refresh errors, so a token whose key cannot be had because the JWKS
+//     is down is told "key not found", a rejection, while here it is an error
+//     (errNoKeys): the token may well be good, and its visitor is asked instead.
 type remoteKeySet struct {
-	bot     string
-	url     string
-	timeout time.Duration
-	client  *http.Client
-	env     *environment
+	bot      string
+	url      string
+	timeout  time.Duration
+	client   *http.Client
+	env      *environment
+	cacheKey string
+	keys     remoteValue[*keySet]
 
-	keys       atomic.Pointer[keySet]
-	refreshing atomic.Bool // a background refresh is under way
-	// retryAt holds back fetches after a failure, so that a server that is down is
-	// not asked again by every token.
-	retryAt atomic.Int64
-
-	fetching sync.Mutex // one fetch at a time; guards the fields below
-	lastErr  error      // why the last fetch failed; nil when it succeeded
+	mu sync.Mutex
 	// unknownKeyAt is when a token with an unknown kid last made a fetch.
 	unknownKeyAt time.Time
 }
 
-// keySet is a fetched JWKS: the keys this module can use.
+// newRemoteKeySet prepares the fetching of a bot's JWKS with the bot's client, its
+// refreshes under the bot's background context.
+func newRemoteKeySet(botID, url string, timeout time.Duration, policy *botPolicy, env *environment) *remoteKeySet {
+	ks := &remoteKeySet{bot: botID, url: url, timeout: timeout, client: policy.client, env: env}
+	// As for whitelists (newRemoteWhitelist): the bot and whether a tenant wrote it
+	// are part of the key.
+	source, _ := json.Marshal(struct {
+		Bot, URL, Scope string
+	}{botID, url, policy.fetchScope()})
+	ks.cacheKey = "jwks\x00" + string(source)
+	ks.keys = remoteValue[*keySet]{env: env, background: policy.backgroundOf(env), ttl: jwksRefresh, fetch: ks.fetch,
+		failed: func(_ string, err error) {
+			env.warn("jwks_url:"+botID, "fetching the JWKS failed; keeping the keys at hand",
+				zap.String("bot", botID), zap.Error(err))
+		}}
+	return ks
+}
+
+// keySet is a fetched JWKS: the keys this module can use, and those it ignores.
 type keySet struct {
-	keys      []publicKey
-	fetchedAt time.Time
+	keys    []publicKey
+	ignored []ignoredKey
 }
 
 // publicKey is a JWKS key and the one algorithm it verifies.
@@ -316,6 +355,9 @@ func (ks *remoteKeySet) keyFor(ctx context.Context, token *jwt.Token) (any, erro
 		return nil, errors.New("the token's kid is not a string")
 	}
 	key, found := set.find(kid)
+	if why := set.ignoredWhy(kid); !found && why != nil {
+		return nil, fmt.Errorf("%w: key %q is ignored: %v", errNoKeys, kid, why)
+	}
 	if !found {
 		if set, err = ks.fetchForUnknownKey(ctx, set); err != nil {
 			return nil, err
@@ -339,6 +381,16 @@ func (s *keySet) find(kid string) (publicKey, bool) {
 	return publicKey{}, false
 }
 
+// ignoredWhy says why the key of a kid is ignored; nil when it is not.
+func (s *keySet) ignoredWhy(kid string) error {
+	for _, k := range s.ignored {
+		if k.kid == kid {
+			return k.why
+		}
+	}
+	return nil
+}
+
 // keysFor are the keys of one algorithm, for a token without a kid.
 func (s *keySet) keysFor(alg string) (jwt.VerificationKeySet, error) {
 	var set jwt.VerificationKeySet
@@ -353,249 +405,175 @@ func (s *keySet) keysFor(alg string) (jwt.VerificationKeySet, error) {
 	return set, nil
 }
 
-// current returns the keys at hand, fetching them on first need, and starts a
-// background refresh once they are old.
+// current returns the keys at hand, fetching them on first need.
 func (ks *remoteKeySet) current(ctx context.Context) (*keySet, error) {
-	set := ks.keys.Load()
-	if set == nil {
-		return ks.fetchFirst(ctx)
-	}
-	if ks.env.now().Sub(set.fetchedAt) >= jwksRefresh {
-		ks.refreshInBackground()
+	set, err := ks.keys.get(ctx, ks.cacheKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoKeys, err)
 	}
 	return set, nil
 }
 
-// fetchFirst fetches the keys for the first time; concurrent tokens wait for the same
-// fetch.
-func (ks *remoteKeySet) fetchFirst(ctx context.Context) (*keySet, error) {
-	ks.fetching.Lock()
-	defer ks.fetching.Unlock()
-	if set := ks.keys.Load(); set != nil {
-		return set, nil
-	}
-	if ks.env.now().UnixNano() < ks.retryAt.Load() {
-		return nil, fmt.Errorf("%w: %v (not asked again yet)", errNoKeys, ks.lastErr)
-	}
-	if err := ks.update(ctx); err != nil {
-		return nil, err
-	}
-	return ks.keys.Load(), nil
-}
-
 // fetchForUnknownKey fetches the keys again for a token whose kid the set seen lacks,
 // unless a token did so less than unknownKeyRefetch ago; it returns the keys then at
-// hand. While the last fetch failed, a new key cannot be had: an error.
+// hand, after a fetch under way. While the last fetch failed, a new key cannot be
+// had: an error.
 func (ks *remoteKeySet) fetchForUnknownKey(ctx context.Context, seen *keySet) (*keySet, error) {
-	ks.fetching.Lock()
-	defer ks.fetching.Unlock()
-	if set := ks.keys.Load(); set != seen {
-		return set, nil // fetched while this token waited
-	}
+	ks.mu.Lock()
 	now := ks.env.now()
-	if !ks.unknownKeyAt.IsZero() && now.Sub(ks.unknownKeyAt) < unknownKeyRefetch {
-		if ks.lastErr != nil {
-			return nil, fmt.Errorf("%w: %v (not asked again yet)", errNoKeys, ks.lastErr)
-		}
-		return seen, nil
+	mayFetch := ks.unknownKeyAt.IsZero() || now.Sub(ks.unknownKeyAt) >= unknownKeyRefetch
+	if mayFetch {
+		ks.unknownKeyAt = now
 	}
-	ks.unknownKeyAt = now
-	if err := ks.update(ctx); err != nil {
-		return nil, err
-	}
-	return ks.keys.Load(), nil
-}
+	ks.mu.Unlock()
 
-func (ks *remoteKeySet) refreshInBackground() {
-	if !ks.refreshing.CompareAndSwap(false, true) {
-		return
+	var set *keySet
+	var err error
+	if mayFetch {
+		set, err = ks.keys.refetch(ctx, ks.cacheKey, seen)
+	} else if set, err = ks.keys.latest(ctx, ks.cacheKey); err == nil {
+		err = ks.keys.lastError(ks.cacheKey)
 	}
-	go func() {
-		defer ks.refreshing.Store(false)
-		ks.fetching.Lock()
-		defer ks.fetching.Unlock()
-		if set := ks.keys.Load(); set != nil && ks.env.now().Sub(set.fetchedAt) < jwksRefresh {
-			return
-		}
-		if ks.env.now().UnixNano() < ks.retryAt.Load() {
-			return
-		}
-		_ = ks.update(ks.env.ctx) // a failure is logged, and the keys at hand keep serving
-	}()
-}
-
-// update fetches the keys and keeps them if they are good; the caller holds fetching.
-// Tokens wait for it, so a visitor leaving does not end it; the bot's timeout and the
-// config's end do.
-func (ks *remoteKeySet) update(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ks.timeout)
-	defer cancel()
-	defer context.AfterFunc(ks.env.ctx, cancel)()
-	keys, err := ks.fetch(ctx)
 	if err != nil {
-		ks.lastErr = err
-		ks.retryAt.Store(ks.env.now().Add(jwksRetryDelay).UnixNano())
-		ks.env.warn("jwks_url:"+ks.bot, "fetching the JWKS failed; keeping the keys at hand",
-			zap.String("bot", ks.bot), zap.Error(err))
-		return fmt.Errorf("%w: %v", errNoKeys, err)
+		return nil, fmt.Errorf("%w: %v", errNoKeys, err)
 	}
-	ks.lastErr = nil
-	ks.keys.Store(&keySet{keys: keys, fetchedAt: ks.env.now()})
-	return nil
+	return set, nil
 }
 
-func (ks *remoteKeySet) fetch(ctx context.Context) ([]publicKey, error) {
+// fetch asks jwks_url for the keys (remoteValue.fetch).
+func (ks *remoteKeySet) fetch(ctx context.Context, _ string, _ *keySet) (*keySet, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, ks.timeout)
+	defer cancel()
 	answer, err := callAPI(ctx, ks.client, http.MethodGet, ks.url, nil, nil, maxJWKSSize)
 	if err != nil {
-		return nil, fmt.Errorf("fetching jwks_url: %w", err)
+		return nil, 0, fmt.Errorf("fetching jwks_url: %w", err)
 	}
 	if answer.status < 200 || answer.status > 299 {
-		return nil, fmt.Errorf("jwks_url answered %d", answer.status)
+		return nil, 0, fmt.Errorf("jwks_url answered %d", answer.status)
 	}
-	return parseJWKS(answer.body)
+	keys, ignored, err := parseJWKS(answer.body)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(ignored) > 0 {
+		ks.env.warn("jwks_url-ignored:"+ks.bot, "the JWKS has keys that are ignored; a token naming one is an error",
+			zap.String("bot", ks.bot), zap.Strings("ignored", reasons(ignored)))
+	}
+	return &keySet{keys: keys, ignored: ignored}, jwksOverhead + 2*int64(len(answer.body)), nil
 }
 
-// jwk is a key of a JWKS, the members read here (RFC 7517, 7518, 8037).
-type jwk struct {
-	KeyType   string `json:"kty"`
-	KeyID     string `json:"kid"`
-	Use       string `json:"use"`
-	Algorithm string `json:"alg"`
-	Curve     string `json:"crv"`
-	N         string `json:"n"`
-	E         string `json:"e"`
-	X         string `json:"x"`
-	Y         string `json:"y"`
-}
+// jwksOverhead is the heap of a cached key set besides its answer's size twice (the
+// keys decoded from it): the entry, the slices and ristretto's bookkeeping. An
+// estimate, on the high side; a JWKS is at most maxJWKSSize.
+const jwksOverhead = 1024
 
-// parseJWKS reads the keys a JWKS has for signatures with RS256, ES256 or EdDSA. Other
-// keys (for encryption, of other types or curves, or malformed) are left out: a
-// provider may list them for others. A JWKS with none of ours is an error.
-func parseJWKS(body []byte) ([]publicKey, error) {
+// Bounds on what a JWKS may cost. Verifying with an RSA key costs time that grows with
+// the square of its size, and a JWKS is written by whoever the bot's jwks_url belongs
+// to (a tenant's, for a remote bot): a 118-kbit modulus cost half a CPU-second per
+// bogus token. So only keys of bounded cost are used, and only so many of them.
+const (
+	minRSABits = 2048 // RFC 7518 §3.3
+	// maxRSABits is the largest RSA key used. go-jose itself refuses a modulus over
+	// jose.MaxRSAModulusBits (4096) as it reads the key; that variable is the whole
+	// process's (Caddy's ACME server reads JWKs too), so it is left as it is.
+	maxRSABits  = 8192
+	maxJWKSKeys = 100
+)
+
+// parseJWKS reads the keys a JWKS has for signatures with RS256 (RSA of minRSABits to
+// maxRSABits), ES256 (P-256) or EdDSA (Ed25519), through go-jose, from its first
+// maxJWKSKeys entries. Any other key (for encryption, of another type, size or curve,
+// private, malformed, or beyond maxJWKSKeys) is ignored: a provider may list keys for
+// others. A JWKS with none of ours is an error.
+func parseJWKS(body []byte) (keys []publicKey, ignored []ignoredKey, err error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("jwks_url answer is not a JWKS: %w", err)
+		return nil, nil, fmt.Errorf("jwks_url answer is not a JWKS: %w", err)
 	}
-	var keys []publicKey
-	var skipped []string
 	for i, raw := range set.Keys {
-		var k jwk
-		err := json.Unmarshal(raw, &k)
-		var key publicKey
-		if err == nil {
-			key, err = k.publicKey()
+		if i >= maxJWKSKeys {
+			ignored = append(ignored, ignoredKey{kidOf(raw), fmt.Errorf("key %d: over %d keys a set", i+1, maxJWKSKeys)})
+			continue
 		}
+		key, err := parseJWK(raw)
 		if err != nil {
-			skipped = append(skipped, fmt.Sprintf("key %d: %v", i+1, err))
+			ignored = append(ignored, ignoredKey{kidOf(raw), fmt.Errorf("key %d: %w", i+1, err)})
 			continue
 		}
 		keys = append(keys, key)
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("the JWKS has no RS256, ES256 or EdDSA signing key (%s)", strings.Join(skipped, "; "))
+		return nil, ignored, fmt.Errorf("the JWKS has no RS256, ES256 or EdDSA signing key (%s)", strings.Join(reasons(ignored), "; "))
 	}
-	return keys, nil
+	return keys, ignored, nil
 }
 
-// publicKey reads a signing key and its algorithm, which follows from its type. A key
-// that declares another algorithm is refused rather than trusted for what its type
-// allows.
-func (k *jwk) publicKey() (publicKey, error) {
+// ignoredKey is a key of a JWKS that is not used, and why: a token naming its kid is
+// an error, not a rejection, since the key may well be the customer's.
+type ignoredKey struct {
+	kid string
+	why error
+}
+
+func reasons(ignored []ignoredKey) []string {
+	whys := make([]string, len(ignored))
+	for i, k := range ignored {
+		whys[i] = k.why.Error()
+	}
+	return whys
+}
+
+func kidOf(raw json.RawMessage) string {
+	var k struct {
+		KID string `json:"kid"`
+	}
+	_ = json.Unmarshal(raw, &k) // a key that is not an object has no kid
+	return k.KID
+}
+
+// parseJWK reads a public signing key and the one algorithm it verifies, which
+// follows from its type. A key that declares another algorithm is refused rather than
+// trusted for what its type allows.
+func parseJWK(raw json.RawMessage) (publicKey, error) {
+	var private struct {
+		D json.RawMessage `json:"d"`
+	}
+	if json.Unmarshal(raw, &private) == nil && private.D != nil {
+		return publicKey{}, errors.New("a private key") // go-jose would check it at length
+	}
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON(raw); err != nil {
+		return publicKey{}, err
+	}
 	if k.Use != "" && k.Use != "sig" {
 		return publicKey{}, fmt.Errorf("use %q: not a signing key", k.Use)
 	}
-	key := publicKey{kid: k.KeyID}
-	var err error
-	switch {
-	case k.KeyType == "RSA":
+	key := publicKey{kid: k.KeyID, key: k.Key}
+	switch pub := k.Key.(type) {
+	case *rsa.PublicKey:
+		if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits {
+			return publicKey{}, fmt.Errorf("RSA key of %d bits, not %d to %d", bits, minRSABits, maxRSABits)
+		}
+		if pub.E < 3 || pub.E%2 == 0 {
+			return publicKey{}, fmt.Errorf("RSA key: e must be an odd number of at least 3, not %d", pub.E)
+		}
 		key.alg = jwt.SigningMethodRS256.Alg()
-		key.key, err = rsaPublicKey(k.N, k.E)
-	case k.KeyType == "EC" && k.Curve == "P-256":
+	case *ecdsa.PublicKey:
+		if pub.Curve != elliptic.P256() {
+			return publicKey{}, fmt.Errorf("EC key on %s, not P-256", pub.Curve.Params().Name)
+		}
 		key.alg = jwt.SigningMethodES256.Alg()
-		key.key, err = p256PublicKey(k.X, k.Y)
-	case k.KeyType == "OKP" && k.Curve == "Ed25519":
+	case ed25519.PublicKey:
 		key.alg = jwt.SigningMethodEdDSA.Alg()
-		key.key, err = ed25519PublicKey(k.X)
 	default:
-		return publicKey{}, fmt.Errorf("unsupported key type %s %s", k.KeyType, k.Curve)
-	}
-	if err != nil {
-		return publicKey{}, fmt.Errorf("%s key: %w", k.KeyType, err)
+		return publicKey{}, fmt.Errorf("unsupported key %T", k.Key)
 	}
 	if k.Algorithm != "" && k.Algorithm != key.alg {
 		return publicKey{}, fmt.Errorf("alg %q on a key for %s", k.Algorithm, key.alg)
 	}
 	return key, nil
-}
-
-// minRSABits is the smallest RSA modulus accepted (RFC 7518 §3.3).
-const minRSABits = 2048
-
-func rsaPublicKey(n, e string) (*rsa.PublicKey, error) {
-	modulus, exponent, err := keyParameters("n", n, "e", e)
-	if err != nil {
-		return nil, err
-	}
-	key := &rsa.PublicKey{N: new(big.Int).SetBytes(modulus)}
-	if bits := key.N.BitLen(); bits < minRSABits {
-		return nil, fmt.Errorf("%d bits, fewer than %d", bits, minRSABits)
-	}
-	exp := new(big.Int).SetBytes(exponent)
-	if !exp.IsInt64() || exp.Int64() < 3 || exp.Int64() > 1<<31-1 || exp.Bit(0) == 0 {
-		return nil, errors.New("e must be an odd number from 3 to 2^31-1")
-	}
-	key.E = int(exp.Int64())
-	return key, nil
-}
-
-func p256PublicKey(x, y string) (*ecdsa.PublicKey, error) {
-	xBytes, yBytes, err := keyParameters("x", x, "y", y)
-	if err != nil {
-		return nil, err
-	}
-	if len(xBytes) != 32 || len(yBytes) != 32 {
-		return nil, errors.New("not a P-256 point")
-	}
-	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, xBytes...), yBytes...))
-}
-
-func ed25519PublicKey(x string) (ed25519.PublicKey, error) {
-	xBytes, err := keyParameter("x", x)
-	if err != nil {
-		return nil, err
-	}
-	if len(xBytes) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("x is %d bytes, not %d", len(xBytes), ed25519.PublicKeySize)
-	}
-	return ed25519.PublicKey(xBytes), nil
-}
-
-// keyParameter decodes a key parameter: base64url, without padding as RFC 7518 asks,
-// though some providers pad.
-func keyParameter(name, value string) ([]byte, error) {
-	if value == "" {
-		return nil, fmt.Errorf("no %s", name)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(value, "="))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return b, nil
-}
-
-// keyParameters decodes the two parameters of a key, such as RSA's n and e.
-func keyParameters(name1, value1, name2, value2 string) ([]byte, []byte, error) {
-	b1, err := keyParameter(name1, value1)
-	if err != nil {
-		return nil, nil, err
-	}
-	b2, err := keyParameter(name2, value2)
-	if err != nil {
-		return nil, nil, err
-	}
-	return b1, b2, nil
 }
 
 // Interface guard

@@ -288,6 +288,14 @@ func TestVerifyJWTClaimMapping(t *testing.T) {
 		{"email_verified false drops email", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": false}, nil, "verified/", "2", ""},
 		{"email_verified true keeps it", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": true}, nil, "verified/", "2", "b@example.com"},
 		{"no email_verified keeps it", "shop", jwt.MapClaims{"email": "b@example.com"}, nil, "verified/", "2", "b@example.com"},
+		{"null email_verified keeps it", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": nil}, nil, "verified/", "2", "b@example.com"},
+		{"email_verified \"false\" drops email", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": "false"}, nil, "verified/", "2", ""},
+		{"email_verified \"true\" drops email", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": "true"}, nil, "verified/", "2", ""},
+		{"email_verified 0 drops email", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": 0}, nil, "verified/", "2", ""},
+		{"email_verified 1 drops email", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": 1}, nil, "verified/", "2", ""},
+		{"email_verified {} drops email", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": map[string]any{}}, nil, "verified/", "2", ""},
+		{"email_verified [true] drops email", "shop", jwt.MapClaims{"email": "b@example.com", "email_verified": []bool{true}}, nil, "verified/", "2", ""},
+		{"identify_by email, email_verified \"false\"", "by-email", jwt.MapClaims{"email": "b@example.com", "email_verified": "false"}, nil, "fallback/error", "", ""},
 		{"no id at all", "shop", jwt.MapClaims{"sub": nil}, nil, "fallback/error", "", ""},
 		{"the visitor claims another id", "shop", nil, []fieldValue{{"user_id", "3"}}, "fallback/identity_mismatch", "", ""},
 		{"identify_by email, the same email in another case", "by-email", jwt.MapClaims{"email": "B@Example.com"}, []fieldValue{{"email", "b@example.com"}}, "verified/", "2", "B@Example.com"},
@@ -429,7 +437,7 @@ func TestVerifyJWTKeysUnavailable(t *testing.T) {
 	}
 
 	jwks.setDown(false)
-	clk.advance(jwksRetryDelay)
+	clk.advance(holdBackAfterFailure)
 	if out := identifyToken(h, "shop", token()); outcomeText(out) != "verified/" {
 		t.Fatalf("JWKS back: %s (%v)", outcomeText(out), out.err)
 	}
@@ -443,7 +451,7 @@ func TestVerifyJWTKeysUnavailable(t *testing.T) {
 		t.Fatalf("JWKS down after a fetch: %s (%v)", outcomeText(out), out.err)
 	}
 	keys := h.bots["shop"].jwt.jwks
-	eventually(t, "the failed background refresh", func() bool { return jwks.calls.Load() == calls+1 && !keys.refreshing.Load() })
+	eventually(t, "the failed background refresh", func() bool { return jwks.calls.Load() == calls+1 && keys.keys.refreshesUnderWay() == 0 })
 	if out := identifyToken(h, "shop", token()); outcomeText(out) != "verified/" {
 		t.Fatalf("after a failed refresh: %s (%v)", outcomeText(out), out.err)
 	}
@@ -456,10 +464,10 @@ func TestVerifyJWTKeysUnavailable(t *testing.T) {
 	// Back, with a new key: the next refresh takes it.
 	jwks.publish(newKey)
 	jwks.setDown(false)
-	clk.advance(jwksRetryDelay)
+	clk.advance(holdBackAfterFailure)
 	calls = jwks.calls.Load()
 	identifyToken(h, "shop", token()) // starts the refresh
-	eventually(t, "the background refresh", func() bool { return jwks.calls.Load() == calls+1 && !keys.refreshing.Load() })
+	eventually(t, "the background refresh", func() bool { return jwks.calls.Load() == calls+1 && keys.keys.refreshesUnderWay() == 0 })
 	if out := identifyToken(h, "shop", newKey.sign(t, claimsFor("shop", clk.Now(), nil))); outcomeText(out) != "verified/" {
 		t.Errorf("key from the background refresh: %s (%v)", outcomeText(out), out.err)
 	}
@@ -632,7 +640,7 @@ func TestVerifyJWTConfig(t *testing.T) {
 	if got := string(listed.bots["shop"].jwt.secret); got != testJWTSecret {
 		t.Errorf("listed bot's secret = %q", got)
 	}
-	tenant, err := newTenantPolicy(&BotsSource{})
+	tenant, err := newTenantPolicy(&BotsSource{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -830,4 +838,134 @@ func BenchmarkServeHTTPJWT(b *testing.B) {
 		b.Run(key.method.Alg()+"/warm", func(b *testing.B) { run(b, key, true, false) })
 		b.Run(key.method.Alg()+"/cold", func(b *testing.B) { run(b, key, false, false) })
 	}
+}
+
+// rsaModulusJWK is a JWK with an RSA modulus of the given size in bits: not a real
+// key, which is what a hostile JWKS would list.
+func rsaModulusJWK(kid string, bits int) string {
+	n := make([]byte, bits/8)
+	rand.Read(n)
+	n[0] |= 0x80
+	n[len(n)-1] |= 1
+	return fmt.Sprintf(`{"kty":"RSA","kid":%q,"n":%q,"e":"AQAB"}`, kid, b64(n))
+}
+
+// TestParseJWKSKeyLimits: only RSA keys of 2048 to 8192 bits (go-jose reads up to
+// 4096), P-256 and Ed25519 keys are used, from the first 100 keys of a set; any other
+// is ignored with its kid, so that a token naming it is an error.
+func TestParseJWKSKeyLimits(t *testing.T) {
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p384Point, _ := p384.PublicKey.Bytes()
+	for _, tc := range []struct {
+		name, jwk string
+		used      bool
+	}{
+		{"RSA 2048", newRSAKey("k").jwk, true},
+		{"P-256", newES256Key("k").jwk, true},
+		{"Ed25519", newEdDSAKey("k").jwk, true},
+		{"RSA 1024", rsaModulusJWK("k", 1024), false},
+		{"RSA 16384", rsaModulusJWK("k", 16384), false},
+		{"RSA 118 kbit", rsaModulusJWK("k", 118*1024), false},
+		{"RSA with an even e", strings.Replace(newRSAKey("k").jwk, `"e":"AQAB"`, `"e":"AQAA"`, 1), false},
+		{"P-384", fmt.Sprintf(`{"kty":"EC","kid":"k","crv":"P-384","x":%q,"y":%q}`, b64(p384Point[1:49]), b64(p384Point[49:])), false},
+		{"an encryption key", strings.Replace(newRSAKey("k").jwk, `"use":"sig"`, `"use":"enc"`, 1), false},
+		{"alg of another type", strings.Replace(newRSAKey("k").jwk, `"alg":"RS256"`, `"alg":"ES256"`, 1), false},
+		{"a private key", strings.Replace(newEdDSAKey("k").jwk, `"kty"`, `"d":"AAAA","kty"`, 1), false},
+		{"an HMAC key", `{"kty":"oct","kid":"k","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}`, false},
+		{"malformed", `{"kty":"OKP","kid":"k","crv":"Ed25519","x":"short"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, ignored, err := parseJWKS([]byte(`{"keys":[` + newEdDSAKey("other").jwk + `,` + tc.jwk + `]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, used := (&keySet{keys: keys}).find("k")
+			why := (&keySet{ignored: ignored}).ignoredWhy("k")
+			if used != tc.used || (why == nil) != tc.used {
+				t.Errorf("used %v (ignored: %v), want used %v", used, why, tc.used)
+			}
+		})
+	}
+
+	var many []string
+	for i := range maxJWKSKeys + 5 {
+		many = append(many, strings.Replace(newEdDSAKey(fmt.Sprintf("k%d", i)).jwk, `"kty"`, `"use":"sig","kty"`, 1))
+	}
+	keys, ignored, err := parseJWKS([]byte(`{"keys":[` + strings.Join(many, ",") + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != maxJWKSKeys || len(ignored) != 5 || (&keySet{ignored: ignored}).ignoredWhy(fmt.Sprintf("k%d", maxJWKSKeys)) == nil {
+		t.Errorf("a set of %d keys: %d used, %d ignored", len(many), len(keys), len(ignored))
+	}
+}
+
+// TestVerifyJWTKeyLimits: a token naming a key that its JWKS lists but that is
+// ignored (a 16-kbit RSA modulus) is an error, at once; the set's good key still
+// verifies; a token over 16 KiB is rejected unread, without a JWKS fetch.
+func TestVerifyJWTKeyLimits(t *testing.T) {
+	clk := newClock()
+	good := newRSAKey("good")
+	huge := signingKey{kid: "huge", method: jwt.SigningMethodRS256, key: rsaTestKey(), jwk: rsaModulusJWK("huge", 16384)}
+	jwks := newJWKSServer(t, good, huge)
+	h := jwtHandler(t, clk, map[string]*Bot{
+		"shop":  noCache(&Bot{VerifyJWT: &JWTSettings{JWKSURL: jwks.URL}}),
+		"other": noCache(&Bot{VerifyJWT: &JWTSettings{JWKSURL: jwks.URL + "/other"}}),
+	})
+
+	start := time.Now()
+	for range 20 {
+		if out := identifyToken(h, "shop", huge.sign(t, claimsFor("shop", clk.Now(), nil))); outcomeText(out) != "fallback/error" {
+			t.Fatalf("token naming the 16-kbit key: %s (%v)", outcomeText(out), out.err)
+		}
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("20 tokens naming the 16-kbit key took %v", took)
+	}
+	if out := identifyToken(h, "shop", good.sign(t, claimsFor("shop", clk.Now(), nil))); outcomeText(out) != "verified/" {
+		t.Errorf("the good RSA-2048 key: %s (%v)", outcomeText(out), out.err)
+	}
+	if n := jwks.calls.Load(); n != 1 {
+		t.Errorf("JWKS fetches = %d, want 1 (an ignored kid is not an unknown one)", n)
+	}
+
+	long := good.sign(t, claimsFor("other", clk.Now(), jwt.MapClaims{"name": strings.Repeat("n", maxTokenSize)}))
+	if out := identifyToken(h, "other", long); outcomeText(out) != "fallback/rejected" {
+		t.Errorf("a token of %d bytes: %s (%v)", len(long), outcomeText(out), out.err)
+	}
+	if n := jwks.calls.Load(); n != 1 {
+		t.Errorf("a token over 16 KiB was read: %d JWKS fetches", n)
+	}
+}
+
+// TestVerifyJWTRefreshHoldsBack: the key set's background refresh follows the
+// remote value's hold-back (TestRemoteValueHoldsBackAfterFailure): once a refresh
+// failed, tokens that find the keys old start no other fetch for a few seconds, and
+// the keys at hand verify meanwhile.
+func TestVerifyJWTRefreshHoldsBack(t *testing.T) {
+	clk := newClock()
+	key := newEdDSAKey("ed-1")
+	jwks := newJWKSServer(t, key)
+	h := jwtHandler(t, clk, map[string]*Bot{"shop": noCache(&Bot{VerifyJWT: &JWTSettings{JWKSURL: jwks.URL}})})
+	keys := &h.bots["shop"].jwt.jwks.keys
+	token := func() string { return key.sign(t, claimsFor("shop", clk.Now(), nil)) }
+	if out := identifyToken(h, "shop", token()); outcomeText(out) != "verified/" {
+		t.Fatalf("first token: %s (%v)", outcomeText(out), out.err)
+	}
+
+	jwks.setDown(true)
+	clk.advance(jwksRefresh)
+	for i := range 5 {
+		if out := identifyToken(h, "shop", token()); outcomeText(out) != "verified/" {
+			t.Fatalf("token %d while refreshes fail: %s (%v)", i, outcomeText(out), out.err)
+		}
+		eventually(t, "the background refresh", func() bool { return keys.refreshesUnderWay() == 0 })
+		clk.advance(holdBackAfterFailure / 10)
+	}
+	if n := jwks.calls.Load(); n != 2 {
+		t.Errorf("JWKS fetches = %d, want 2: one refresh, then held back", n)
+	}
+	clk.advance(holdBackAfterFailure)
+	identifyToken(h, "shop", token())
+	eventually(t, "the refresh after the hold-back", func() bool { return jwks.calls.Load() == 3 && keys.refreshesUnderWay() == 0 })
 }

@@ -97,8 +97,8 @@ func TestWhitelistURLKeepsLastGoodList(t *testing.T) {
 	wl.answer(http.StatusInternalServerError, "down")
 	clk.advance(time.Minute)
 	originOutcome(t, h, "https://shop.example.com") // starts a refresh, which fails
-	refreshing := &h.bots["shop"].remoteList.refreshing
-	eventually(t, "the failed refresh", func() bool { return wl.calls.Load() == 2 && !refreshing.Load() })
+	list := &h.bots["shop"].remoteList.list
+	eventually(t, "the failed refresh", func() bool { return wl.calls.Load() == 2 && list.refreshesUnderWay() == 0 })
 	for range 3 {
 		if r := originOutcome(t, h, "https://shop.example.com"); r != "" {
 			t.Fatalf("last good list not served while the API is down: reason %q", r)
@@ -154,7 +154,7 @@ func TestWhitelistURLNeverFetched(t *testing.T) {
 		t.Errorf("identity API called %d times for a disallowed origin", n)
 	}
 	wl.answer(http.StatusOK, `{"domains":["shop.example.com"]}`)
-	clk.advance(whitelistRetryDelay)
+	clk.advance(holdBackAfterFailure)
 	if r := originOutcome(t, h, "https://shop.example.com"); r != "" {
 		t.Errorf("after the API came back: reason %q", r)
 	}
@@ -262,7 +262,7 @@ func TestWhitelistURLLargerThanCache(t *testing.T) {
 	if n := wl.calls.Load(); n != 1 {
 		t.Errorf("fetches within the retry delay = %d, want 1", n)
 	}
-	clk.advance(whitelistRetryDelay)
+	clk.advance(holdBackAfterFailure)
 	if r := originOutcome(t, h, origin); r != "" {
 		t.Errorf("after the retry delay: reason %q", r)
 	}
@@ -391,7 +391,7 @@ func TestRemoteWhitelistsStayWithinCacheSize(t *testing.T) {
 		if b == nil {
 			continue // its settings were evicted too
 		}
-		if _, _, cached := b.remoteList.cached(); cached {
+		if _, cached := h.caches.entry(b.remoteList.cacheKey); cached {
 			continue
 		}
 		fetched := fetchesOf(id)

@@ -235,6 +235,7 @@ func (e *example) waitListening(exited <-chan struct{}, limit time.Duration) err
 // logEntry is a line of Caddy's log, as far as the tests read it.
 type logEntry struct {
 	Logger  string `json:"logger"`
+	Message string `json:"msg"`
 	Request struct {
 		Method  string              `json:"method"`
 		URI     string              `json:"uri"`

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -349,5 +350,54 @@ func TestCORS(t *testing.T) {
 				t.Errorf("Vary %q, want Origin", got)
 			}
 		})
+	}
+}
+
+// TestAbortedStreamLogsNoContact: a verified visitor closes an event stream, which
+// reverse_proxy logs at WARN with the request it sent the backend. With the filters of
+// Caddyfile.example, neither that line nor the access log has a contact value, a
+// contact header, the assertion or the token.
+func TestAbortedStreamLogsNoContact(t *testing.T) {
+	backend := startChatBackend(t)
+	gateway := startExample(t, exampleOptions{chatBackend: backend.addr()})
+
+	req, err := http.NewRequest(http.MethodGet, gateway.gatewayURL("http", "127.0.0.1")+"/events?bot=demo-bot", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", gateway.pageURL("shop.localhost", ""))
+	req.Header.Set("X-Access-Token", demoToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	event, err := bufio.NewReader(resp.Body).ReadString('\n')
+	resp.Body.Close() // the visitor leaves mid-stream
+	if err != nil || !strings.HasPrefix(event, "data: ") {
+		t.Fatalf("first event %q: %v", event, err)
+	}
+	received := backend.requests("/events")
+	if len(received) != 1 {
+		t.Fatalf("the backend received %d requests on /events", len(received))
+	}
+	checkContact(t, received[0], true)
+	assertion := received[0].Header.Get("X-Contact-Assertion")
+
+	waitLog(t, gateway.output, "the aborted stream", func(e logEntry) bool {
+		return e.Message == "aborting with incomplete response" && strings.HasPrefix(e.Request.URI, "/events")
+	})
+	waitLog(t, gateway.accessLog, "GET /events", func(e logEntry) bool { return strings.HasPrefix(e.Request.URI, "/events") })
+	personal := []string{"X-Contact-", demoContact["email"], "0912345678", "ORD-5578XZ", demoToken}
+	if assertion != "" {
+		personal = append(personal, assertion[:min(len(assertion), 40)])
+	}
+	for _, file := range []string{gateway.output, gateway.accessLog} {
+		for i, line := range strings.Split(readFile(file), "\n") {
+			for _, value := range personal {
+				if strings.Contains(line, value) {
+					t.Errorf("%q is in %s, line %d:\n%s", value, filepath.Base(file), i+1, line)
+				}
+			}
+		}
 	}
 }
