@@ -472,13 +472,21 @@ const jwksOverhead = 1024
 // to (a tenant's, for a remote bot): a 118-kbit modulus cost half a CPU-second per
 // bogus token. So only keys of bounded cost are used, and only so many of them.
 const (
-	minRSABits = 2048 // RFC 7518 §3.3
-	// maxRSABits is the largest RSA key used. go-jose itself refuses a modulus over
-	// jose.MaxRSAModulusBits (4096) as it reads the key; that variable is the whole
-	// process's (Caddy's ACME server reads JWKs too), so it is left as it is.
+	minRSABits  = 2048 // RFC 7518 §3.3
 	maxRSABits  = 8192
 	maxJWKSKeys = 100
 )
+
+// go-jose refuses an RSA modulus over jose.MaxRSAModulusBits (4096 by default) as it
+// reads a key, and asks applications that need larger keys to raise it before any
+// parsing. Keys up to maxRSABits are used here. The limit is the whole process's, and
+// 8192 bits still bound a key's cost for every reader of JWKs: verifying with e=65537
+// takes microseconds; it is moduli of 100 kbit that cost seconds.
+func init() {
+	if jose.MaxRSAModulusBits < maxRSABits {
+		jose.MaxRSAModulusBits = maxRSABits
+	}
+}
 
 // parseJWKS reads the keys a JWKS has for signatures with RS256 (RSA of minRSABits to
 // maxRSABits), ES256 (P-256) or EdDSA (Ed25519), through go-jose, from its first

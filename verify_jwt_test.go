@@ -850,8 +850,8 @@ func rsaModulusJWK(kid string, bits int) string {
 	return fmt.Sprintf(`{"kty":"RSA","kid":%q,"n":%q,"e":"AQAB"}`, kid, b64(n))
 }
 
-// TestParseJWKSKeyLimits: only RSA keys of 2048 to 8192 bits (go-jose reads up to
-// 4096), P-256 and Ed25519 keys are used, from the first 100 keys of a set; any other
+// TestParseJWKSKeyLimits: only RSA keys of 2048 to 8192 bits, P-256 and Ed25519 keys
+// are used, from the first 100 keys of a set; any other
 // is ignored with its kid, so that a token naming it is an error.
 func TestParseJWKSKeyLimits(t *testing.T) {
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -863,7 +863,10 @@ func TestParseJWKSKeyLimits(t *testing.T) {
 		{"RSA 2048", newRSAKey("k").jwk, true},
 		{"P-256", newES256Key("k").jwk, true},
 		{"Ed25519", newEdDSAKey("k").jwk, true},
+		{"RSA 4096", rsaModulusJWK("k", 4096), true},
+		{"RSA 8192", rsaModulusJWK("k", 8192), true},
 		{"RSA 1024", rsaModulusJWK("k", 1024), false},
+		{"RSA 8200", rsaModulusJWK("k", 8200), false},
 		{"RSA 16384", rsaModulusJWK("k", 16384), false},
 		{"RSA 118 kbit", rsaModulusJWK("k", 118*1024), false},
 		{"RSA with an even e", strings.Replace(newRSAKey("k").jwk, `"e":"AQAB"`, `"e":"AQAA"`, 1), false},
