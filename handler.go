@@ -434,11 +434,11 @@ func (h *Handler) identify(ctx context.Context, v visit) outcome {
 		return out.fallback(stepIdentity, reasonMissingToken)
 	}
 	res := h.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields, bot: v.botID})
-	out.cacheHit, out.apiTime, out.apiStatus, out.err = res.cacheHit, res.apiTime, res.status, res.err
-	switch res.result {
-	case resultRejected:
+	out.cacheHit, out.apiTime, out.apiStatus, out.err = res.cacheHit, res.apiTime, res.apiStatus, res.err
+	switch res.kind {
+	case verdictRejected:
 		return out.fallback(stepIdentity, reasonRejected)
-	case resultError:
+	case verdictError:
 		if ctx.Err() == nil { // a visitor who left is no news about the API
 			h.env.warn("identity:"+b.id, "identity API failed; visitors of this bot fall back to anonymous",
 				zap.String("bot", b.id), zap.Error(res.err))

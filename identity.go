@@ -24,7 +24,7 @@ import (
 // identifier answers who a visitor's access token belongs to. The identity API client
 // and a bot's verify_jwt implement it; the cache wraps them.
 type identifier interface {
-	identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult
+	identify(ctx context.Context, b *botSettings, req identityRequest) verdict
 }
 
 // botIdentifier asks each bot's own source of verdicts: its verifier of
@@ -33,7 +33,7 @@ type botIdentifier struct {
 	api identifier
 }
 
-func (bi botIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+func (bi botIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
 	if b.jwt != nil {
 		return b.jwt.identify(ctx, b, req)
 	}
@@ -49,17 +49,20 @@ type identityRequest struct {
 	bot string
 }
 
-type result uint8
+// verdictKind is what the identity step decided about a token.
+type verdictKind uint8
 
 const (
-	resultError result = iota
-	resultVerified
-	resultRejected
+	verdictError verdictKind = iota
+	verdictVerified
+	verdictRejected
 )
 
-// lookupResult is the identity API's verdict on a token.
-type lookupResult struct {
-	result   result
+// verdict is what the identity step decided about a token (the identity API's answer,
+// a verified JWT, or a cached verdict): its kind, the identity, the cache directives
+// and how it was reached. The handler's outcome takes what it needs from it.
+type verdict struct {
+	kind     verdictKind
 	identity identity // when verified
 	err      error    // when an error, why
 	// health is what the call tells about the API, for the circuit breaker: only
@@ -68,8 +71,8 @@ type lookupResult struct {
 	// noStore and maxAge come from the answer's Cache-Control.
 	noStore bool
 	maxAge  time.Duration // -1 when absent
-	// status is the API's HTTP status code, 0 when there was no answer.
-	status int
+	// apiStatus is the API's HTTP status code, 0 when there was no answer.
+	apiStatus int
 	// cacheHit and apiTime describe how the verdict was reached, for logs and metrics.
 	cacheHit bool
 	apiTime  time.Duration
@@ -128,7 +131,7 @@ func newAPITransport(proxy func(*http.Request) (*url.URL, error), control func(c
 
 // identify makes one call within the bot's bounds: its calls in flight and its
 // circuit breaker.
-func (c *identityClient) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+func (c *identityClient) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
 	if !b.callSlots.acquire() {
 		return inconclusive(errTooManyCalls)
 	}
@@ -153,7 +156,7 @@ var (
 	errTooManyCalls = errors.New("identity API skipped: too many calls to it in flight for this bot")
 )
 
-func (c *identityClient) call(parent context.Context, b *botSettings, req identityRequest) lookupResult {
+func (c *identityClient) call(parent context.Context, b *botSettings, req identityRequest) verdict {
 	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	defer cancel()
 	// A config being unloaded ends its calls at once rather than at their timeout.
@@ -171,7 +174,7 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", err))
 	}
 	res := parseAnswer(answer.status, answer.body, b.identifyBy)
-	res.status = answer.status
+	res.apiStatus = answer.status
 	res.noStore, res.maxAge = cacheControl(answer.header.Get("Cache-Control"))
 	return res
 }
@@ -180,7 +183,7 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 // refused, timeout) unless the gateway cut it short, because the config is being
 // unloaded, the caller stopped waiting or max_in_flight was full; that tells nothing
 // about the API.
-func (c *identityClient) unfinished(parent context.Context, err error) lookupResult {
+func (c *identityClient) unfinished(parent context.Context, err error) verdict {
 	if c.config.Err() != nil || parent.Err() != nil || errors.Is(err, errAllSlotsBusy) {
 		return inconclusive(err)
 	}
@@ -207,10 +210,10 @@ type answer struct {
 }
 
 // parseAnswer turns the API's status code and body into a verdict.
-func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
+func parseAnswer(code int, body []byte, identifyBy string) verdict {
 	switch {
 	case code == http.StatusUnauthorized, code == http.StatusForbidden, code == http.StatusNotFound:
-		return lookupResult{result: resultRejected, maxAge: -1}
+		return verdict{kind: verdictRejected, maxAge: -1}
 	case code >= 500:
 		return failure(fmt.Errorf("identity API answered %d", code), true)
 	case code < 200 || code > 299:
@@ -223,7 +226,7 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 	switch status := string(bytes.TrimSpace(a.Status)); status {
 	case "", "true":
 	case "false":
-		return lookupResult{result: resultRejected, maxAge: -1}
+		return verdict{kind: verdictRejected, maxAge: -1}
 	default:
 		return failure(fmt.Errorf("identity API answer's status is %s, not a JSON boolean", status), false)
 	}
@@ -239,7 +242,7 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 	if err != nil {
 		return failure(fmt.Errorf("identity API answer: %w", err), false)
 	}
-	return lookupResult{result: resultVerified, identity: id, maxAge: -1}
+	return verdict{kind: verdictVerified, identity: id, maxAge: -1}
 }
 
 // identityOf is the identity of a verified contact's data object (raw is its compact
@@ -296,17 +299,17 @@ func compactJSON(raw []byte) ([]byte, error) {
 
 // failure is an error verdict; apiIsDown tells the breaker whether the API is down or
 // answered badly.
-func failure(err error, apiIsDown bool) lookupResult {
+func failure(err error, apiIsDown bool) verdict {
 	health := apiUp
 	if apiIsDown {
 		health = apiDown
 	}
-	return lookupResult{result: resultError, err: err, health: health, maxAge: -1}
+	return verdict{kind: verdictError, err: err, health: health, maxAge: -1}
 }
 
 // inconclusive is an error verdict that tells nothing about the API.
-func inconclusive(err error) lookupResult {
-	return lookupResult{result: resultError, err: err, health: apiUnknown, maxAge: -1}
+func inconclusive(err error) verdict {
+	return verdict{kind: verdictError, err: err, health: apiUnknown, maxAge: -1}
 }
 
 // cacheControl reads the directives of an answer's Cache-Control that bound caching.

@@ -6,37 +6,37 @@ import (
 	"time"
 )
 
-// verdict is a cached verdict in one pointer-free block: what the identity API said
-// (verified or rejected), when, its HTTP status and cache directives, and for a
+// storedVerdict is a cached verdict in one pointer-free block: what the identity API
+// said (verified or rejected), when, its HTTP status and cache directives, and for a
 // verified visitor the identity. The local cache holds it as is; the same bytes are
 // what a shared cache stores.
 //
-// Layout: result (1 byte), no-store (1), HTTP status (uint16), max-age (int64
+// Layout: kind (1 byte), no-store (1), HTTP status (uint16), max-age (int64
 // nanoseconds, -1 when absent), stored (int64 Unix nanoseconds), then the identity.
-type verdict []byte
+type storedVerdict []byte
 
 const verdictHeaderLen = 20
 
 // encodeVerdict writes a verdict that was reached at stored.
-func encodeVerdict(res lookupResult, stored time.Time) verdict {
-	v := make(verdict, verdictHeaderLen, verdictHeaderLen+len(res.identity))
-	v[0] = byte(res.result)
+func encodeVerdict(res verdict, stored time.Time) storedVerdict {
+	v := make(storedVerdict, verdictHeaderLen, verdictHeaderLen+len(res.identity))
+	v[0] = byte(res.kind)
 	if res.noStore {
 		v[1] = 1
 	}
-	binary.LittleEndian.PutUint16(v[2:], uint16(res.status))
+	binary.LittleEndian.PutUint16(v[2:], uint16(res.apiStatus))
 	binary.LittleEndian.PutUint64(v[4:], uint64(res.maxAge))
 	binary.LittleEndian.PutUint64(v[12:], uint64(stored.UnixNano()))
 	return append(v, res.identity...)
 }
 
-// lookupResult reads the verdict back; its identity shares the block.
-func (v verdict) lookupResult() lookupResult {
-	res := lookupResult{
-		result:  result(v[0]),
-		noStore: v[1] == 1,
-		status:  int(binary.LittleEndian.Uint16(v[2:])),
-		maxAge:  time.Duration(int64(binary.LittleEndian.Uint64(v[4:]))),
+// verdict reads the block back; its identity shares the block.
+func (v storedVerdict) verdict() verdict {
+	res := verdict{
+		kind:      verdictKind(v[0]),
+		noStore:   v[1] == 1,
+		apiStatus: int(binary.LittleEndian.Uint16(v[2:])),
+		maxAge:    time.Duration(int64(binary.LittleEndian.Uint64(v[4:]))),
 	}
 	if len(v) > verdictHeaderLen {
 		res.identity = identity(v[verdictHeaderLen:])
@@ -45,7 +45,7 @@ func (v verdict) lookupResult() lookupResult {
 }
 
 // stored is when the verdict was reached.
-func (v verdict) stored() time.Time {
+func (v storedVerdict) stored() time.Time {
 	return time.Unix(0, int64(binary.LittleEndian.Uint64(v[12:])))
 }
 
@@ -53,17 +53,17 @@ var errBadVerdict = errors.New("not a verdict")
 
 // decodeVerdict checks bytes that were stored elsewhere, such as a shared cache, before
 // they are read as a verdict.
-func decodeVerdict(b []byte) (verdict, error) {
-	v := verdict(b)
+func decodeVerdict(b []byte) (storedVerdict, error) {
+	v := storedVerdict(b)
 	if len(v) < verdictHeaderLen || v[1] > 1 {
 		return nil, errBadVerdict
 	}
-	switch result(v[0]) {
-	case resultVerified:
+	switch verdictKind(v[0]) {
+	case verdictVerified:
 		if !validIdentity(identity(v[verdictHeaderLen:])) {
 			return nil, errBadVerdict
 		}
-	case resultRejected:
+	case verdictRejected:
 		if len(v) != verdictHeaderLen {
 			return nil, errBadVerdict
 		}
