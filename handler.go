@@ -391,24 +391,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// visit is what a request says about the visitor.
-type visit struct {
-	botID, origin, token string
-	fields               fieldValues
-}
-
-func (h *Handler) visitOf(r *http.Request, repl *caddy.Replacer) visit {
-	if h.Answer {
-		r = originalRequest(r)
-	}
-	return visit{
-		botID:  h.botID.value(r, repl),
-		origin: h.requestOrigin(r, repl),
-		token:  h.token.value(r, repl),
-		fields: h.visitorFields(r, repl),
-	}
-}
-
 // identify runs steps 1–3 of the flow and returns the outcome, which records the step
 // that decided it.
 func (h *Handler) identify(ctx context.Context, v visit) outcome {
@@ -472,21 +454,6 @@ func (h *Handler) lookupBot(ctx context.Context, id string) (*botSettings, reaso
 		return h.defaultBot, ""
 	}
 	return nil, reasonUnknownBot
-}
-
-// requestOrigin is the browser's origin: the configured placeholder, else the Origin
-// header when present (authoritative even when it is `null`), else Referer's origin.
-func (h *Handler) requestOrigin(r *http.Request, repl *caddy.Replacer) string {
-	if len(h.origin) > 0 {
-		return h.origin.value(r, repl)
-	}
-	if v, ok := r.Header["Origin"]; ok {
-		if len(v) == 0 {
-			return ""
-		}
-		return v[0]
-	}
-	return r.Header.Get("Referer")
 }
 
 func (h *Handler) logDecision(out *outcome) {
