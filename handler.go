@@ -375,8 +375,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.token.removeFrom(r) // the token is the customer's secret, not the backend's
 	}
 	publishOutcome(repl, out)
+	out.log(h.env.logger)
 	h.env.metrics.observeRequest(&out)
-	h.logDecision(&out)
 
 	if h.Answer {
 		return h.answer(w, &out) // the proxy that asked passes the request on itself
@@ -454,24 +454,6 @@ func (h *Handler) lookupBot(ctx context.Context, id string) (*botSettings, reaso
 		return h.defaultBot, ""
 	}
 	return nil, reasonUnknownBot
-}
-
-func (h *Handler) logDecision(out *outcome) {
-	if ce := h.env.logger.Check(zap.DebugLevel, "custom authentication"); ce != nil {
-		fields := []zap.Field{
-			zap.String("bot", out.botID),
-			zap.String("status", out.status.String()),
-			zap.String("reason", string(out.reason)),
-			zap.Bool("cache_hit", out.cacheHit),
-		}
-		if out.apiTime > 0 {
-			fields = append(fields, zap.Duration("api_latency", out.apiTime))
-		}
-		if out.err != nil {
-			fields = append(fields, zap.Error(out.err))
-		}
-		ce.Write(fields...)
-	}
 }
 
 func isPreflight(r *http.Request) bool {
