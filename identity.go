@@ -3,12 +3,10 @@ package customauth
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/custom-auth/custom_auth/contact"
 )
@@ -47,35 +44,6 @@ type identityRequest struct {
 	// bot is the bot id the visitor named, which purges name: the settings may be
 	// those of `bot *`.
 	bot string
-}
-
-// verdictKind is what the identity step decided about a token.
-type verdictKind uint8
-
-const (
-	verdictError verdictKind = iota
-	verdictVerified
-	verdictRejected
-)
-
-// verdict is what the identity step decided about a token (the identity API's answer,
-// a verified JWT, or a cached verdict): its kind, the identity, the cache directives
-// and how it was reached. The handler's outcome takes what it needs from it.
-type verdict struct {
-	kind     verdictKind
-	identity identity // when verified
-	err      error    // when an error, why
-	// health is what the call tells about the API, for the circuit breaker: only
-	// apiDown (connection error, timeout, 5xx) opens it.
-	health apiHealth
-	// noStore and maxAge come from the answer's Cache-Control.
-	noStore bool
-	maxAge  time.Duration // -1 when absent
-	// apiStatus is the API's HTTP status code, 0 when there was no answer.
-	apiStatus int
-	// cacheHit and apiTime describe how the verdict was reached, for logs and metrics.
-	cacheHit bool
-	apiTime  time.Duration
 }
 
 // maxAnswerSize is the largest identity API answer read; a larger one is an error.
@@ -245,73 +213,6 @@ func parseAnswer(code int, body []byte, identifyBy string) verdict {
 	return verdict{kind: verdictVerified, identity: id, maxAge: -1}
 }
 
-// identityOf is the identity of a verified contact's data object (raw is its compact
-// JSON). Its identify_by field must identify someone, and the contact must fit in the
-// request headers; whoever vouched for the data, an identity API or a signed token.
-func identityOf(data contact.Data, raw []byte, identifyBy string) (identity, error) {
-	primary, ok := primaryKey(data[identifyBy])
-	if !ok {
-		return nil, fmt.Errorf("no data.%s: it must be a non-blank string or a number", identifyBy)
-	}
-	id := newIdentity(data, raw, primary)
-	if size := id.size(); size > maxContactSize {
-		return nil, fmt.Errorf("the contact is %d bytes, over the %d that fit in request headers", size, maxContactSize)
-	}
-	return id, nil
-}
-
-// maxContactSize bounds a contact's encoded header values and its data object (which
-// the assertion carries): backends commonly refuse requests whose headers pass 8 to
-// 16 KiB, and a visitor whose contact cannot be sent whole chats anonymously instead.
-const maxContactSize = 8 << 10
-
-// primaryKey reads the primary-key field of the data object: a string that is not only
-// white space, or a number as its JSON text. Anything else identifies no one.
-func primaryKey(raw json.RawMessage) (string, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "", false
-	}
-	switch c := raw[0]; {
-	case c == '"':
-		var text string
-		if json.Unmarshal(raw, &text) != nil || strings.TrimSpace(text) == "" {
-			return "", false
-		}
-		return text, true
-	case c == '-' || '0' <= c && c <= '9':
-		var n json.Number
-		if json.Unmarshal(raw, &n) != nil {
-			return "", false
-		}
-		return string(raw), true
-	}
-	return "", false
-}
-
-func compactJSON(raw []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// failure is an error verdict; apiIsDown tells the breaker whether the API is down or
-// answered badly.
-func failure(err error, apiIsDown bool) verdict {
-	health := apiUp
-	if apiIsDown {
-		health = apiDown
-	}
-	return verdict{kind: verdictError, err: err, health: health, maxAge: -1}
-}
-
-// inconclusive is an error verdict that tells nothing about the API.
-func inconclusive(err error) verdict {
-	return verdict{kind: verdictError, err: err, health: apiUnknown, maxAge: -1}
-}
-
 // cacheControl reads the directives of an answer's Cache-Control that bound caching.
 func cacheControl(v string) (noStore bool, maxAge time.Duration) {
 	maxAge = -1
@@ -328,102 +229,4 @@ func cacheControl(v string) (noStore bool, maxAge time.Duration) {
 		}
 	}
 	return noStore, maxAge
-}
-
-// identity is a contact verified by the identity API, in one pointer-free block that
-// the cache holds as is: the primary key, the data object exactly as the API sent it
-// (compacted) and each contact header's value, encoded once for every request that
-// the cached identity serves, back to back after their end offsets. The accessors
-// return strings that share the block (it is never written after newIdentity), so
-// serving a cached identity copies nothing, and a full cache is mostly memory that
-// the garbage collector does not scan.
-//
-// Layout: a uint16 bit set of the headers present, then one little-endian uint32 end
-// offset per part (primary, raw, one per contact.Fields), then the parts.
-type identity []byte
-
-const (
-	partPrimary = iota
-	partRaw
-	partFirstHeader
-	identityParts = partFirstHeader + contactFieldCount
-	// contactFieldCount is len(contact.Fields); a test keeps them equal.
-	contactFieldCount = 8
-	identityHeaderLen = 2 + 4*identityParts
-)
-
-func newIdentity(data contact.Data, raw []byte, primary string) identity {
-	var headers [contactFieldCount]string
-	var present uint16
-	size := identityHeaderLen + len(primary) + len(raw)
-	for i, field := range contact.Fields {
-		if text, ok := data.Text(field); ok {
-			headers[i] = contact.EncodeValue(text)
-			present |= 1 << i
-			size += len(headers[i])
-		}
-	}
-	id := make(identity, identityHeaderLen, size)
-	binary.LittleEndian.PutUint16(id, present)
-	appendPart := func(part int, text []byte) {
-		id = append(id, text...)
-		binary.LittleEndian.PutUint32(id[2+4*part:], uint32(len(id)))
-	}
-	appendPart(partPrimary, []byte(primary))
-	appendPart(partRaw, raw)
-	for i := range headers {
-		appendPart(partFirstHeader+i, []byte(headers[i]))
-	}
-	return id
-}
-
-// part returns one part of the block, sharing it.
-func (id identity) part(i int) []byte {
-	start := uint32(identityHeaderLen)
-	if i > 0 {
-		start = binary.LittleEndian.Uint32(id[2+4*(i-1):])
-	}
-	return id[start:binary.LittleEndian.Uint32(id[2+4*i:])]
-}
-
-// text returns a part as a string that shares the block.
-func (id identity) text(i int) string {
-	p := id.part(i)
-	return unsafe.String(unsafe.SliceData(p), len(p))
-}
-
-// primary is the value of the bot's identify_by field, as text.
-func (id identity) primary() string { return id.text(partPrimary) }
-
-// raw is the data object as the API sent it, compacted.
-func (id identity) raw() []byte { return id.part(partRaw) }
-
-// header returns the encoded header value of contact.Fields[field], if present.
-func (id identity) header(field int) (string, bool) {
-	if binary.LittleEndian.Uint16(id)&(1<<field) == 0 {
-		return "", false
-	}
-	return id.text(partFirstHeader + field), true
-}
-
-// headerCount is the number of contact headers present.
-func (id identity) headerCount() int { return bits.OnesCount16(binary.LittleEndian.Uint16(id)) }
-
-// size is what the contact adds to a request: its header values and its data object.
-func (id identity) size() int { return len(id) - identityHeaderLen - len(id.part(partPrimary)) }
-
-// fields parses the data object, field by field.
-func (id identity) fields() contact.Data {
-	var data contact.Data
-	_ = json.Unmarshal(id.raw(), &data) // valid: parseAnswer parsed it before
-	return data
-}
-
-// jsonObject returns a JSON object field by field; nil when raw is not an object.
-func jsonObject(raw json.RawMessage) contact.Data {
-	var obj contact.Data
-	if json.Unmarshal(raw, &obj) != nil {
-		return nil
-	}
-	return obj
 }

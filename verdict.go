@@ -6,6 +6,50 @@ import (
 	"time"
 )
 
+// verdictKind is what the identity step decided about a token.
+type verdictKind uint8
+
+const (
+	verdictError verdictKind = iota
+	verdictVerified
+	verdictRejected
+)
+
+// verdict is what the identity step decided about a token (the identity API's answer,
+// a verified JWT, or a cached verdict): its kind, the identity, the cache directives
+// and how it was reached. The handler's outcome takes what it needs from it.
+type verdict struct {
+	kind     verdictKind
+	identity identity // when verified
+	err      error    // when an error, why
+	// health is what the call tells about the API, for the circuit breaker: only
+	// apiDown (connection error, timeout, 5xx) opens it.
+	health apiHealth
+	// noStore and maxAge come from the answer's Cache-Control.
+	noStore bool
+	maxAge  time.Duration // -1 when absent
+	// apiStatus is the API's HTTP status code, 0 when there was no answer.
+	apiStatus int
+	// cacheHit and apiTime describe how the verdict was reached, for logs and metrics.
+	cacheHit bool
+	apiTime  time.Duration
+}
+
+// failure is an error verdict; apiIsDown tells the breaker whether the API is down or
+// answered badly.
+func failure(err error, apiIsDown bool) verdict {
+	health := apiUp
+	if apiIsDown {
+		health = apiDown
+	}
+	return verdict{kind: verdictError, err: err, health: health, maxAge: -1}
+}
+
+// inconclusive is an error verdict that tells nothing about the API.
+func inconclusive(err error) verdict {
+	return verdict{kind: verdictError, err: err, health: apiUnknown, maxAge: -1}
+}
+
 // storedVerdict is a cached verdict in one pointer-free block: what the identity API
 // said (verified or rejected), when, its HTTP status and cache directives, and for a
 // verified visitor the identity. The local cache holds it as is; the same bytes are
@@ -71,20 +115,4 @@ func decodeVerdict(b []byte) (storedVerdict, error) {
 		return nil, errBadVerdict
 	}
 	return v, nil
-}
-
-// validIdentity checks an identity block's offsets.
-func validIdentity(id identity) bool {
-	if len(id) < identityHeaderLen {
-		return false
-	}
-	end := uint32(identityHeaderLen)
-	for i := range identityParts {
-		next := binary.LittleEndian.Uint32(id[2+4*i:])
-		if next < end || next > uint32(len(id)) {
-			return false
-		}
-		end = next
-	}
-	return end == uint32(len(id)) && len(id.part(partPrimary)) > 0
 }
