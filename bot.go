@@ -285,11 +285,3 @@ func (b *botSettings) allowsOrigin(ctx context.Context, origin string) bool {
 	}
 	return b.remoteList != nil && b.remoteList.allows(ctx, origin)
 }
-
-// samePrimary compares the visitor's claimed primary key with the API's.
-func (b *botSettings) samePrimary(claimed, verified string) bool {
-	if b.identifyBy == "email" {
-		return strings.EqualFold(claimed, verified)
-	}
-	return claimed == verified
-}

@@ -427,8 +427,8 @@ func (h *Handler) identify(ctx context.Context, v visit) outcome {
 		}
 		return out.fallback(stepIdentity, reasonError)
 	}
-	if claimed, ok := v.fields.get(b.primaryField); ok && !b.samePrimary(claimed, res.identity.primary()) {
-		out.err = fmt.Errorf("the API says %s %q, the visitor claimed %q", b.identifyBy, res.identity.primary(), claimed)
+	if err := b.primaryMismatch(v.fields, res.identity); err != nil {
+		out.err = err
 		return out.fallback(stepIdentity, reasonIdentityMismatch)
 	}
 

@@ -46,6 +46,24 @@ type identityRequest struct {
 	bot string
 }
 
+// primaryMismatch is why a verified identity is not the visitor's: the visitor claimed
+// a primary key (identify_by's field) that is not the verified one. Nil when the claim
+// matches or there is none.
+func (b *botSettings) primaryMismatch(fields fieldValues, id identity) error {
+	if claimed, ok := fields.get(b.primaryField); ok && !b.samePrimary(claimed, id.primary()) {
+		return fmt.Errorf("the API says %s %q, the visitor claimed %q", b.identifyBy, id.primary(), claimed)
+	}
+	return nil
+}
+
+// samePrimary compares the visitor's claimed primary key with the API's.
+func (b *botSettings) samePrimary(claimed, verified string) bool {
+	if b.identifyBy == "email" {
+		return strings.EqualFold(claimed, verified)
+	}
+	return claimed == verified
+}
+
 // maxAnswerSize is the largest identity API answer read; a larger one is an error.
 const maxAnswerSize = 1 << 20
 
