@@ -460,6 +460,11 @@ func isPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 }
 
+// rejects reports whether on_fail reject answers 401 for this outcome.
+func (h *Handler) rejects(out *outcome) bool {
+	return h.reject && out.status != statusVerified && out.reason.rejectable()
+}
+
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
