@@ -141,10 +141,9 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 
 // Defaults of the handler's values.
 const (
-	defaultBotID              = "{http.request.header.X-Bot-Id}"
-	defaultToken              = "{http.request.header.X-Access-Token}"
-	defaultCacheSize    int64 = 64_000_000 // 64MB, as cache_size reads it
-	defaultAssertionTTL       = 60 * time.Second
+	defaultBotID           = "{http.request.header.X-Bot-Id}"
+	defaultToken           = "{http.request.header.X-Access-Token}"
+	defaultCacheSize int64 = 64_000_000 // 64MB, as cache_size reads it
 )
 
 var defaultFields = map[string]Sources{
@@ -168,7 +167,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	var err error
-	if h.assertions, err = newAssertionSigner(h, repl); err != nil {
+	if h.assertions, err = newAssertionSigner(assertionOptions{ttl: h.AssertionTTL, signKey: h.SignKey, signKeyFiles: h.SignKeyFiles, jwksPath: h.JWKSPath}, repl); err != nil {
 		return err
 	}
 	if h.metrics == nil {
