@@ -22,7 +22,7 @@ func (h *Handler) answer(w http.ResponseWriter, out *outcome) error {
 	if out.reason != "" {
 		header[h.headerNames.reason] = []string{string(out.reason)}
 	}
-	if h.rejects(out) {
+	if out.rejects(h.reject) {
 		return writeProblem(w, out.reason)
 	}
 	// Who a token belongs to is personal data: a cache on the way stores it only when

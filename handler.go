@@ -384,7 +384,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if err := h.injectContact(r.Header, &out); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
-	} else if h.rejects(&out) {
+	} else if out.rejects(h.reject) {
 		return writeProblem(w, out.reason)
 	}
 	return next.ServeHTTP(w, r)
@@ -457,11 +457,6 @@ func (h *Handler) lookupBot(ctx context.Context, id string) (*botSettings, reaso
 
 func isPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
-}
-
-// rejects reports whether on_fail reject answers 401 for this outcome.
-func (h *Handler) rejects(out *outcome) bool {
-	return h.reject && out.status != statusVerified && out.reason.rejectable()
 }
 
 // Interface guards

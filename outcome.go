@@ -79,6 +79,11 @@ func (o outcome) fallback(at step, r reason) outcome {
 	return o
 }
 
+// rejects reports whether on_fail reject (onFailReject) answers 401 for this outcome.
+func (o *outcome) rejects(onFailReject bool) bool {
+	return onFailReject && o.status != statusVerified && o.reason.rejectable()
+}
+
 // log writes the outcome to the debug log: never the token or a contact value.
 func (o *outcome) log(logger *zap.Logger) {
 	if ce := logger.Check(zap.DebugLevel, "custom authentication"); ce != nil {
