@@ -2,15 +2,9 @@ package customauth
 
 import (
 	"net/http"
-	"net/url"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
-
-// originalURIHeader carries the URI of the request that another proxy asks about: its
-// auth subrequest has a URI of its own (nginx: `proxy_set_header X-Original-URI
-// $request_uri`).
-const originalURIHeader = "X-Original-URI"
 
 // answer tells the proxy that asked (nginx's auth_request) the verdict, instead of
 // passing the request on: 200 with the headers the backend is to receive and the
@@ -28,7 +22,7 @@ func (h *Handler) answer(w http.ResponseWriter, out *outcome) error {
 	if out.reason != "" {
 		header[h.headerNames.reason] = []string{string(out.reason)}
 	}
-	if h.rejects(out) {
+	if out.rejects(h.reject) {
 		return writeProblem(w, out.reason)
 	}
 	// Who a token belongs to is personal data: a cache on the way stores it only when
@@ -36,18 +30,4 @@ func (h *Handler) answer(w http.ResponseWriter, out *outcome) error {
 	header["Cache-Control"] = noStore
 	w.WriteHeader(http.StatusOK)
 	return nil
-}
-
-// originalRequest is the subrequest as the sources read it: with the original
-// request's URI from X-Original-URI, so that a query-parameter source reads the
-// visitor's query, not the auth location's. Without a valid original URI, the query
-// is empty. Headers and cookies are the subrequest's, which carries the original's.
-func originalRequest(r *http.Request) *http.Request {
-	original, err := url.ParseRequestURI(r.Header.Get(originalURIHeader))
-	if err != nil {
-		original = new(url.URL)
-	}
-	view := *r
-	view.URL = original
-	return &view
 }

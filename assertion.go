@@ -22,20 +22,31 @@ type assertionSigner struct {
 	jwks   []byte // nil for HS256, whose key is secret
 }
 
+// defaultAssertionTTL is the lifetime of an assertion when assertion_ttl is not set.
+const defaultAssertionTTL = 60 * time.Second
+
+// assertionOptions are the handler's options of the assertion.
+type assertionOptions struct {
+	ttl          caddy.Duration // assertion_ttl
+	signKey      string         // sign_key
+	signKeyFiles []string       // sign_key_file
+	jwksPath     string         // jwks_path
+}
+
 // newAssertionSigner returns nil when no key is configured.
-func newAssertionSigner(h *Handler, repl *caddy.Replacer) (*assertionSigner, error) {
-	ttl, err := durationOrDefault("assertion_ttl", h.AssertionTTL, defaultAssertionTTL)
+func newAssertionSigner(opts assertionOptions, repl *caddy.Replacer) (*assertionSigner, error) {
+	ttl, err := durationOrDefault("assertion_ttl", opts.ttl, defaultAssertionTTL)
 	if err != nil {
 		return nil, err
 	}
-	key, err := expandConfigured("sign_key", h.SignKey, func(s string) string { return repl.ReplaceKnown(s, "") })
+	key, err := expandConfigured("sign_key", opts.signKey, func(s string) string { return repl.ReplaceKnown(s, "") })
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case key != "" && len(h.SignKeyFiles) > 0:
+	case key != "" && len(opts.signKeyFiles) > 0:
 		return nil, fmt.Errorf("sign_key and sign_key_file: use one of them")
-	case h.JWKSPath != "" && len(h.SignKeyFiles) == 0:
+	case opts.jwksPath != "" && len(opts.signKeyFiles) == 0:
 		return nil, fmt.Errorf("jwks_path: needs sign_key_file (an HS256 key is secret and has no public part)")
 	case key != "":
 		signer, err := contact.NewHMACSigner([]byte(key))
@@ -43,9 +54,9 @@ func newAssertionSigner(h *Handler, repl *caddy.Replacer) (*assertionSigner, err
 			return nil, fmt.Errorf("sign_key: %w", err)
 		}
 		return &assertionSigner{signer: signer, ttl: ttl}, nil
-	case len(h.SignKeyFiles) > 0:
+	case len(opts.signKeyFiles) > 0:
 		var keys []crypto.Signer
-		for _, file := range h.SignKeyFiles {
+		for _, file := range opts.signKeyFiles {
 			file, err := expandConfigured("sign_key_file", file, func(s string) string { return repl.ReplaceKnown(s, "") })
 			if err != nil {
 				return nil, err

@@ -25,12 +25,12 @@ func testKey(i int) string { return strings.Repeat("k", 24) + strconv.Itoa(100_0
 // removed, refused when larger than a chunk, and not read once the cache is closed.
 func TestBlockStoreKeepsVerdicts(t *testing.T) {
 	c := newTestCaches(t, 1<<20)
-	value := func(n int, b byte) verdict { return verdict(bytes.Repeat([]byte{b}, n)) }
+	value := func(n int, b byte) storedVerdict { return storedVerdict(bytes.Repeat([]byte{b}, n)) }
 	c.storeVerdict("a", value(100, 'a'), time.Time{}, time.Time{}, 0)
 	c.storeVerdict("b", value(3000, 'b'), time.Time{}, time.Time{}, 0)
 	for _, tc := range []struct {
 		key  string
-		want verdict
+		want storedVerdict
 	}{{"a", value(100, 'a')}, {"b", value(3000, 'b')}, {"c", nil}} {
 		got, ok := c.verdict([]byte(tc.key))
 		if ok != (tc.want != nil) || !bytes.Equal(got, tc.want) {
@@ -67,7 +67,7 @@ func TestBlockStoreKeepsVerdicts(t *testing.T) {
 func TestBlockStoreEvictsOldestFirst(t *testing.T) {
 	const size = 1 << 20
 	c := newTestCaches(t, size)
-	v := verdict(bytes.Repeat([]byte{'v'}, 300))
+	v := storedVerdict(bytes.Repeat([]byte{'v'}, 300))
 	const count = 3 * size / 340
 	c.storeVerdict("hot", v, time.Time{}, time.Time{}, 0)
 	for i := range count {
@@ -110,7 +110,7 @@ func (l *listener) evicted() { l.told++ }
 func TestHeapValuesShareTheBudget(t *testing.T) {
 	const size = 1 << 20
 	c := newTestCaches(t, size)
-	v := verdict(bytes.Repeat([]byte{'v'}, 300))
+	v := storedVerdict(bytes.Repeat([]byte{'v'}, 300))
 	fill := func(from int) {
 		for i := range 2 * size / 340 {
 			c.storeVerdict(testKey(from+i), v, time.Time{}, time.Time{}, 0)
@@ -221,7 +221,7 @@ func TestSharedVerdictRoundTripThroughTheStore(t *testing.T) {
 func TestStoreConcurrently(t *testing.T) {
 	const size = 1 << 20
 	c := newTestCaches(t, size)
-	valueOf := func(key string, n int) verdict { return verdict(strings.Repeat(key, n)) }
+	valueOf := func(key string, n int) storedVerdict { return storedVerdict(strings.Repeat(key, n)) }
 	done := make(chan error)
 	for g := range 8 {
 		go func() {

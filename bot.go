@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -71,37 +70,11 @@ type Bot struct {
 	CircuitBreaker *BreakerSettings `json:"circuit_breaker,omitempty"`
 }
 
-// WhitelistSource is an API that answers a bot's domain whitelist.
-type WhitelistSource struct {
-	// The API's absolute http or https URL, asked with GET.
-	URL string `json:"url,omitempty"`
-
-	// Headers sent with the request. Default: none.
-	Headers map[string]string `json:"headers,omitempty"`
-
-	// How often the list is fetched again. Default: 5m.
-	Refresh caddy.Duration `json:"refresh,omitempty"`
-}
-
-// BreakerSettings tunes the circuit breaker in front of a bot's identity API.
-type BreakerSettings struct {
-	// Consecutive errors (connection error, timeout, 5xx) that open the breaker.
-	// Default: 5.
-	Failures int `json:"failures,omitempty"`
-
-	// How long the breaker stays open before one probe call is let through.
-	// Default: 10s.
-	OpenFor caddy.Duration `json:"open_for,omitempty"`
-}
-
 // Defaults of a bot's settings.
 const (
-	defaultTimeout         = 3 * time.Second
-	defaultCacheTTL        = 5 * time.Minute
-	defaultNegativeTTL     = 30 * time.Second
-	defaultWhitelistTTL    = 5 * time.Minute
-	defaultBreakerFailures = 5
-	defaultBreakerOpenFor  = 10 * time.Second
+	defaultTimeout     = 3 * time.Second
+	defaultCacheTTL    = 5 * time.Minute
+	defaultNegativeTTL = 30 * time.Second
 )
 
 // identifyByField maps identify_by to the visitor-supplied field it is checked against.
@@ -141,17 +114,6 @@ func (cfg *Bot) checkIdentitySource(botID string) error {
 	return cfg.VerifyJWT.check(botID)
 }
 
-// expandConfigured expands global placeholders in a configured value. A value that is
-// written but expands to nothing, such as an unset {env.X}, is an error: a secret or a
-// URL that silently disappears is never accepted.
-func expandConfigured(option, raw string, expand func(string) string) (string, error) {
-	v := expand(raw)
-	if raw != "" && strings.TrimSpace(v) == "" {
-		return "", fmt.Errorf("%s: %q expands to an empty value", option, raw)
-	}
-	return v, nil
-}
-
 // botSettings is a bot's settings, checked and ready for requests.
 type botSettings struct {
 	id           string
@@ -179,69 +141,6 @@ type botSettings struct {
 	// forwarded fields, primary key, verify_jwt), so a cached identity is never
 	// served to a bot whose settings changed.
 	settingsKey [sha256.Size]byte
-}
-
-// botPolicy is what a bot's settings may do, which depends on who wrote them: the
-// operator, for bots listed in the config, or a tenant of the chat product, for bots
-// from bots_url (newTenantPolicy).
-type botPolicy struct {
-	// expand expands global placeholders such as {env.X}.
-	expand func(string) string
-	// client makes the bot's API calls.
-	client *http.Client
-	// maxTimeout caps the bot's timeout; 0: no cap.
-	maxTimeout time.Duration
-	// callsInFlight bounds the bot's identity calls in flight; 0: no bound.
-	callsInFlight int
-	// breakers keeps listed bots' breakers across reloads; nil: each bot gets a new
-	// one, which lives as long as its settings.
-	breakers *listedBreakers
-	// tenant marks the settings of a remote bot, written by a tenant, and
-	// allowPrivate a tenant's client that may reach private addresses.
-	tenant, allowPrivate bool
-	// background is the context of the bot's background work (whitelist and JWKS
-	// refreshes): a remote bot's own, which its eviction ends; nil: the config's.
-	background context.Context
-}
-
-// fetchScope tells apart what is fetched with different clients, for the cache keys
-// of fetched values: a list a tenant's bot fetched is not served to the operator's
-// bot of the same id, nor one fetched from a private address to a config that
-// refuses them.
-func (p *botPolicy) fetchScope() string {
-	switch {
-	case !p.tenant:
-		return "operator"
-	case p.allowPrivate:
-		return "tenant, private addresses allowed"
-	}
-	return "tenant"
-}
-
-// backgroundOf is the context of a bot's background work.
-func (p *botPolicy) backgroundOf(env *environment) context.Context {
-	if p.background != nil {
-		return p.background
-	}
-	return env.ctx
-}
-
-// operatorPolicy is what bots listed in the config may do: anything the operator
-// wrote, with the environment's placeholders expanded.
-func operatorPolicy(repl *caddy.Replacer, client *http.Client, breakers *listedBreakers) *botPolicy {
-	return &botPolicy{
-		expand:   func(s string) string { return repl.ReplaceKnown(s, "") },
-		client:   client,
-		breakers: breakers,
-	}
-}
-
-// breakerFor returns the circuit breaker of a bot's identity API.
-func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning, m *metrics) *breaker {
-	if p.breakers == nil {
-		return newBreaker(botID, tuning, m)
-	}
-	return p.breakers.load(botID, url, tuning, m)
 }
 
 // newBot checks a bot's settings and prepares them as policy allows.
@@ -385,50 +284,4 @@ func (b *botSettings) allowsOrigin(ctx context.Context, origin string) bool {
 		return true
 	}
 	return b.remoteList != nil && b.remoteList.allows(ctx, origin)
-}
-
-// samePrimary compares the visitor's claimed primary key with the API's.
-func (b *botSettings) samePrimary(claimed, verified string) bool {
-	if b.identifyBy == "email" {
-		return strings.EqualFold(claimed, verified)
-	}
-	return claimed == verified
-}
-
-// checkURL accepts absolute http and https URLs with a host. Its errors show the URL
-// redacted: it may carry credentials.
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("invalid URL: %v", redactURLError(err))
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q must be an absolute http or https URL", redactURL(raw))
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%q has no host", redactURL(raw))
-	}
-	return nil
-}
-
-// durationOrDefault checks a duration that must not be negative; zero means the default.
-func durationOrDefault(name string, d caddy.Duration, def time.Duration) (time.Duration, error) {
-	switch {
-	case d < 0:
-		return 0, fmt.Errorf("%s: must not be negative", name)
-	case d == 0:
-		return def, nil
-	}
-	return time.Duration(d), nil
-}
-
-// optionalDuration checks a duration that may be zero (off); absent means the default.
-func optionalDuration(name string, d *caddy.Duration, def time.Duration) (time.Duration, error) {
-	switch {
-	case d == nil:
-		return def, nil
-	case *d < 0:
-		return 0, fmt.Errorf("%s: must not be negative", name)
-	}
-	return time.Duration(*d), nil
 }

@@ -158,7 +158,7 @@ func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reas
 	if err != nil {
 		return nil, reasonError
 	}
-	return rb.adopted(id, key, answer).verdict()
+	return rb.adopted(id, key, answer).usable()
 }
 
 // adopted returns a cached bot prepared for this config. The cache outlives a reload,
@@ -174,7 +174,9 @@ func (rb *remoteBots) adopted(id, key string, answer *remoteBot) *remoteBot {
 	return fresh
 }
 
-func (r *remoteBot) verdict() (*botSettings, reason) {
+// usable is the bot's settings, or why there are none: the backend's answer was
+// invalid, or it knows no such bot.
+func (r *remoteBot) usable() (*botSettings, reason) {
 	switch {
 	case r.invalid != nil:
 		return nil, reasonError

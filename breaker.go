@@ -12,6 +12,23 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
+// BreakerSettings tunes the circuit breaker in front of a bot's identity API.
+type BreakerSettings struct {
+	// Consecutive errors (connection error, timeout, 5xx) that open the breaker.
+	// Default: 5.
+	Failures int `json:"failures,omitempty"`
+
+	// How long the breaker stays open before one probe call is let through.
+	// Default: 10s.
+	OpenFor caddy.Duration `json:"open_for,omitempty"`
+}
+
+// Defaults of a breaker's settings.
+const (
+	defaultBreakerFailures = 5
+	defaultBreakerOpenFor  = 10 * time.Second
+)
+
 // breaker skips calls to an identity API that keeps failing, so that an API that is
 // down does not slow every chat request by the timeout. Each bot has its own: a bot
 // whose API fails never makes another bot skip its API, even when both name the same

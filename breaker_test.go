@@ -296,7 +296,7 @@ func TestBreakerIgnoresACallerWhoLeft(t *testing.T) {
 	// The handler's calls never see their visitor leave (the cache shares them), so
 	// this asks the client directly, as a caller that can leave would.
 	client := &identityClient{config: context.Background(), metrics: h.env.metrics}
-	call := func(ctx context.Context, token string) lookupResult {
+	call := func(ctx context.Context, token string) verdict {
 		return client.identify(ctx, h.bots["shop"], identityRequest{token: token})
 	}
 
@@ -308,14 +308,14 @@ func TestBreakerIgnoresACallerWhoLeft(t *testing.T) {
 		<-arrived
 		leave()
 	}()
-	if res := call(ctx, "hang-token"); res.result != resultError || res.health != apiUnknown {
-		t.Fatalf("caller left: result %v, health %v (%v)", res.result, res.health, res.err)
+	if res := call(ctx, "hang-token"); res.kind != verdictError || res.health != apiUnknown {
+		t.Fatalf("caller left: result %v, health %v (%v)", res.kind, res.health, res.err)
 	}
 	calls := api.calls.Load()
 	if res := call(context.Background(), "boom-token"); api.calls.Load() != calls+1 { // failure 2
 		t.Fatalf("the caller who left counted as a failure: the breaker opened early (%v)", res.err)
 	}
 	if res := call(context.Background(), "alice-token"); res.err != errBreakerOpen {
-		t.Errorf("the caller who left counted as a success: two failures did not open the breaker (%v, %v)", res.result, res.err)
+		t.Errorf("the caller who left counted as a success: two failures did not open the breaker (%v, %v)", res.kind, res.err)
 	}
 }

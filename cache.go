@@ -108,15 +108,15 @@ func (c *caches) store(key string, value any, cost int64, stored, expires time.T
 
 // verdict returns a copy of the verdict cached under key, young or old: its reader
 // checks its age, which the block carries (verdict.stored).
-func (c *caches) verdict(key []byte) (verdict, bool) {
+func (c *caches) verdict(key []byte) (storedVerdict, bool) {
 	v, ok := c.blocks.get(key)
-	return verdict(v), ok
+	return storedVerdict(v), ok
 }
 
 // storeVerdict caches a verdict. It stays until the store's first-in, first-out
 // eviction reaches it, so stored, expires and keepFor are not kept apart: the block
 // carries when it was stored, and its reader checks its age against the bot's TTL.
-func (c *caches) storeVerdict(key string, v verdict, stored, expires time.Time, keepFor time.Duration) {
+func (c *caches) storeVerdict(key string, v storedVerdict, stored, expires time.Time, keepFor time.Duration) {
 	c.blocks.set(key, v)
 }
 
@@ -149,7 +149,7 @@ func (h *Handler) cachedIdentities(next identifier) identifier {
 	return &cachedIdentifier{caches: h.caches, next: next, metrics: h.env.metrics, now: h.now, shared: h.shared, marks: h.marks}
 }
 
-func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
 	digest := identityDigest(b, req)
 	caching := b.cacheTTL > 0 || b.negativeTTL > 0
 	if caching {
@@ -195,7 +195,7 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 
 // foundVerdict is a verdict a request waited for, and whether the shared cache gave it.
 type foundVerdict struct {
-	res    lookupResult
+	res    verdict
 	shared bool
 }
 
@@ -216,14 +216,14 @@ func awaitFlight[T any](ctx context.Context, flights *singleflight.Group, key st
 }
 
 // cached returns a verdict of the local cache that may be served (servable).
-func (ci *cachedIdentifier) cached(key []byte, b *botSettings, req identityRequest) (lookupResult, bool) {
+func (ci *cachedIdentifier) cached(key []byte, b *botSettings, req identityRequest) (verdict, bool) {
 	v, ok := ci.caches.verdict(key)
 	if !ok {
-		return lookupResult{}, false
+		return verdict{}, false
 	}
-	res := v.lookupResult()
+	res := v.verdict()
 	if _, ok := ci.servable(b, req, res, v.stored()); !ok {
-		return lookupResult{}, false
+		return verdict{}, false
 	}
 	res.cacheHit = true
 	res.apiTime = 0
@@ -233,20 +233,20 @@ func (ci *cachedIdentifier) cached(key []byte, b *botSettings, req identityReque
 // sharedCached looks a verdict up in the shared cache after a local miss. One found
 // is served as a local one would be (servable); it is then kept locally for the rest
 // of its life.
-func (ci *cachedIdentifier) sharedCached(ctx context.Context, key string, b *botSettings, req identityRequest) (lookupResult, bool) {
+func (ci *cachedIdentifier) sharedCached(ctx context.Context, key string, b *botSettings, req identityRequest) (verdict, bool) {
 	if ci.shared == nil {
-		return lookupResult{}, false
+		return verdict{}, false
 	}
 	v, read := ci.shared.get(ctx, key)
 	if read != sharedHit {
 		ci.metrics.observeShared(read)
-		return lookupResult{}, false
+		return verdict{}, false
 	}
-	res, stored := v.lookupResult(), v.stored()
+	res, stored := v.verdict(), v.stored()
 	ttl, ok := ci.servable(b, req, res, stored)
 	if !ok {
 		ci.metrics.observeShared(sharedMiss)
-		return lookupResult{}, false
+		return verdict{}, false
 	}
 	ci.metrics.observeShared(sharedHit)
 	ci.caches.storeVerdict(key, v, stored, stored.Add(ttl), ttl-ci.now().Sub(stored))
@@ -259,7 +259,7 @@ func (ci *cachedIdentifier) sharedCached(ctx context.Context, key string, b *bot
 // TTL applies to verdicts cached before it), and no purge covers it. Purges name the
 // bot whose settings served the verdict: `*` for every id that `bot *` serves, as
 // their verdicts share its keys. It returns the verdict's TTL.
-func (ci *cachedIdentifier) servable(b *botSettings, req identityRequest, res lookupResult, stored time.Time) (time.Duration, bool) {
+func (ci *cachedIdentifier) servable(b *botSettings, req identityRequest, res verdict, stored time.Time) (time.Duration, bool) {
 	ttl := cacheTTL(b, res)
 	if ci.now().Sub(stored) >= ttl || ci.marks.hides(b.id, req.token, res, stored, ttl) {
 		return 0, false
@@ -269,12 +269,12 @@ func (ci *cachedIdentifier) servable(b *botSettings, req identityRequest, res lo
 
 // cacheTTL is how long a verdict may be served: verified identities for cache_ttl,
 // rejections for negative_ttl, errors never, capped by the answer's Cache-Control.
-func cacheTTL(b *botSettings, res lookupResult) time.Duration {
+func cacheTTL(b *botSettings, res verdict) time.Duration {
 	var ttl time.Duration
-	switch res.result {
-	case resultVerified:
+	switch res.kind {
+	case verdictVerified:
 		ttl = b.cacheTTL
-	case resultRejected:
+	case verdictRejected:
 		ttl = b.negativeTTL
 	default:
 		return 0

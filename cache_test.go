@@ -301,9 +301,9 @@ func TestNoGoroutineLeftAfterCleanup(t *testing.T) {
 
 // staticIdentifier answers every token with the same realistic contact, without HTTP,
 // so that a test can fill the cache quickly through the real caching path.
-type staticIdentifier struct{ res lookupResult }
+type staticIdentifier struct{ res verdict }
 
-func (s staticIdentifier) identify(context.Context, *botSettings, identityRequest) lookupResult {
+func (s staticIdentifier) identify(context.Context, *botSettings, identityRequest) verdict {
 	return s.res
 }
 
@@ -311,7 +311,7 @@ func (s staticIdentifier) identify(context.Context, *botSettings, identityReques
 // so that every cached identity has memory of its own.
 type parsingIdentifier struct{}
 
-func (parsingIdentifier) identify(_ context.Context, _ *botSettings, req identityRequest) lookupResult {
+func (parsingIdentifier) identify(_ context.Context, _ *botSettings, req identityRequest) verdict {
 	return parseAnswer(200, []byte(`{"data":{"id":"`+req.token+`","name":"Nguyễn Văn B","email":"b@example.com",`+
 		`"phone_number":"0912345678","country_code":"+84","avatar":"https://cdn.example.com/b.png","label":"VIP",`+
 		`"metadata":{"order_id":"ORD-5578XZ","order_quantity":3}}}`), "id")

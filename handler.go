@@ -141,10 +141,9 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 
 // Defaults of the handler's values.
 const (
-	defaultBotID              = "{http.request.header.X-Bot-Id}"
-	defaultToken              = "{http.request.header.X-Access-Token}"
-	defaultCacheSize    int64 = 64_000_000 // 64MB, as cache_size reads it
-	defaultAssertionTTL       = 60 * time.Second
+	defaultBotID           = "{http.request.header.X-Bot-Id}"
+	defaultToken           = "{http.request.header.X-Access-Token}"
+	defaultCacheSize int64 = 64_000_000 // 64MB, as cache_size reads it
 )
 
 var defaultFields = map[string]Sources{
@@ -168,7 +167,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	var err error
-	if h.assertions, err = newAssertionSigner(h, repl); err != nil {
+	if h.assertions, err = newAssertionSigner(assertionOptions{ttl: h.AssertionTTL, signKey: h.SignKey, signKeyFiles: h.SignKeyFiles, jwksPath: h.JWKSPath}, repl); err != nil {
 		return err
 	}
 	if h.metrics == nil {
@@ -375,8 +374,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.token.removeFrom(r) // the token is the customer's secret, not the backend's
 	}
 	publishOutcome(repl, out)
+	out.log(h.env.logger)
 	h.env.metrics.observeRequest(&out)
-	h.logDecision(&out)
 
 	if h.Answer {
 		return h.answer(w, &out) // the proxy that asked passes the request on itself
@@ -385,28 +384,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if err := h.injectContact(r.Header, &out); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
-	} else if h.rejects(&out) {
+	} else if out.rejects(h.reject) {
 		return writeProblem(w, out.reason)
 	}
 	return next.ServeHTTP(w, r)
-}
-
-// visit is what a request says about the visitor.
-type visit struct {
-	botID, origin, token string
-	fields               fieldValues
-}
-
-func (h *Handler) visitOf(r *http.Request, repl *caddy.Replacer) visit {
-	if h.Answer {
-		r = originalRequest(r)
-	}
-	return visit{
-		botID:  h.botID.value(r, repl),
-		origin: h.requestOrigin(r, repl),
-		token:  h.token.value(r, repl),
-		fields: h.visitorFields(r, repl),
-	}
 }
 
 // identify runs steps 1–3 of the flow and returns the outcome, which records the step
@@ -434,19 +415,19 @@ func (h *Handler) identify(ctx context.Context, v visit) outcome {
 		return out.fallback(stepIdentity, reasonMissingToken)
 	}
 	res := h.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields, bot: v.botID})
-	out.cacheHit, out.apiTime, out.apiStatus, out.err = res.cacheHit, res.apiTime, res.status, res.err
-	switch res.result {
-	case resultRejected:
+	out.cacheHit, out.apiTime, out.apiStatus, out.err = res.cacheHit, res.apiTime, res.apiStatus, res.err
+	switch res.kind {
+	case verdictRejected:
 		return out.fallback(stepIdentity, reasonRejected)
-	case resultError:
+	case verdictError:
 		if ctx.Err() == nil { // a visitor who left is no news about the API
 			h.env.warn("identity:"+b.id, "identity API failed; visitors of this bot fall back to anonymous",
 				zap.String("bot", b.id), zap.Error(res.err))
 		}
 		return out.fallback(stepIdentity, reasonError)
 	}
-	if claimed, ok := v.fields.get(b.primaryField); ok && !b.samePrimary(claimed, res.identity.primary()) {
-		out.err = fmt.Errorf("the API says %s %q, the visitor claimed %q", b.identifyBy, res.identity.primary(), claimed)
+	if err := b.primaryMismatch(v.fields, res.identity); err != nil {
+		out.err = err
 		return out.fallback(stepIdentity, reasonIdentityMismatch)
 	}
 
@@ -472,39 +453,6 @@ func (h *Handler) lookupBot(ctx context.Context, id string) (*botSettings, reaso
 		return h.defaultBot, ""
 	}
 	return nil, reasonUnknownBot
-}
-
-// requestOrigin is the browser's origin: the configured placeholder, else the Origin
-// header when present (authoritative even when it is `null`), else Referer's origin.
-func (h *Handler) requestOrigin(r *http.Request, repl *caddy.Replacer) string {
-	if len(h.origin) > 0 {
-		return h.origin.value(r, repl)
-	}
-	if v, ok := r.Header["Origin"]; ok {
-		if len(v) == 0 {
-			return ""
-		}
-		return v[0]
-	}
-	return r.Header.Get("Referer")
-}
-
-func (h *Handler) logDecision(out *outcome) {
-	if ce := h.env.logger.Check(zap.DebugLevel, "custom authentication"); ce != nil {
-		fields := []zap.Field{
-			zap.String("bot", out.botID),
-			zap.String("status", out.status.String()),
-			zap.String("reason", string(out.reason)),
-			zap.Bool("cache_hit", out.cacheHit),
-		}
-		if out.apiTime > 0 {
-			fields = append(fields, zap.Duration("api_latency", out.apiTime))
-		}
-		if out.err != nil {
-			fields = append(fields, zap.Error(out.err))
-		}
-		ce.Write(fields...)
-	}
 }
 
 func isPreflight(r *http.Request) bool {

@@ -38,9 +38,9 @@ func TestZipfHitRatio(t *testing.T) {
 }
 
 // realisticVerdict is the verdict of the small contact the memory scenario uses.
-func realisticVerdict(t *testing.T) verdict {
+func realisticVerdict(t *testing.T) storedVerdict {
 	res := parsingIdentifier{}.identify(t.Context(), nil, identityRequest{token: "visitor-123456"})
-	if res.result != resultVerified {
+	if res.kind != verdictVerified {
 		t.Fatalf("not verified: %v", res.err)
 	}
 	return encodeVerdict(res, time.Unix(1_700_000_000, 0))
@@ -49,13 +49,13 @@ func realisticVerdict(t *testing.T) verdict {
 // verdictLookup is one store under test: get reports a hit, set stores.
 type verdictLookup struct {
 	get   func(key string) bool
-	set   func(key string, v verdict)
+	set   func(key string, v storedVerdict)
 	count func() int
 }
 
 // zipfHits runs the request sequence (the same for every store: a fixed seed) and
 // returns the hit ratio and how many of the visitors the store still holds.
-func zipfHits(t *testing.T, l verdictLookup, v verdict) (float64, int) {
+func zipfHits(t *testing.T, l verdictLookup, v storedVerdict) (float64, int) {
 	t.Helper()
 	zipf := rand.NewZipf(rand.New(rand.NewSource(1)), zipfS, 1, zipfVisitors-1)
 	hits := 0
@@ -82,7 +82,7 @@ func newStoreLookup(t *testing.T, size int64) verdictLookup {
 	t.Cleanup(func() { c.Destruct() })
 	return verdictLookup{
 		get: func(key string) bool { _, ok := c.verdict([]byte(key)); return ok },
-		set: func(key string, v verdict) { c.storeVerdict(key, v, time.Time{}, time.Time{}, 0) },
+		set: func(key string, v storedVerdict) { c.storeVerdict(key, v, time.Time{}, time.Time{}, 0) },
 		count: func() int {
 			n := 0
 			for i := range uint64(zipfVisitors) {
@@ -99,7 +99,7 @@ func newStoreLookup(t *testing.T, size int64) verdictLookup {
 // per expected 1 KiB entry), each verdict charged at its heap (allocator size class,
 // plus the entry and ristretto's maps), a store waited for.
 func newRistrettoLookup(t *testing.T, size int64) verdictLookup {
-	items, err := ristretto.NewCache(&ristretto.Config[string, verdict]{
+	items, err := ristretto.NewCache(&ristretto.Config[string, storedVerdict]{
 		NumCounters: max(10*size/(1<<10), 1000),
 		MaxCost:     size,
 		BufferItems: 64,
@@ -110,7 +110,7 @@ func newRistrettoLookup(t *testing.T, size int64) verdictLookup {
 	t.Cleanup(items.Close)
 	return verdictLookup{
 		get: func(key string) bool { _, ok := items.Get(key); return ok },
-		set: func(key string, v verdict) {
+		set: func(key string, v storedVerdict) {
 			if items.Set(key, v, replacedVerdictCost(v)) {
 				items.Wait()
 			}
@@ -129,7 +129,7 @@ func newRistrettoLookup(t *testing.T, size int64) verdictLookup {
 
 // replacedVerdictCost is what the replaced store charged for a verdict: its block in
 // the allocator's size class, and 224 bytes for the entry and ristretto's maps.
-func replacedVerdictCost(v verdict) int64 {
+func replacedVerdictCost(v storedVerdict) int64 {
 	n := cap(v)
 	step := 8192
 	switch {

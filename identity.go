@@ -3,12 +3,10 @@ package customauth
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/custom-auth/custom_auth/contact"
 )
@@ -24,7 +21,7 @@ import (
 // identifier answers who a visitor's access token belongs to. The identity API client
 // and a bot's verify_jwt implement it; the cache wraps them.
 type identifier interface {
-	identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult
+	identify(ctx context.Context, b *botSettings, req identityRequest) verdict
 }
 
 // botIdentifier asks each bot's own source of verdicts: its verifier of
@@ -33,7 +30,7 @@ type botIdentifier struct {
 	api identifier
 }
 
-func (bi botIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+func (bi botIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
 	if b.jwt != nil {
 		return b.jwt.identify(ctx, b, req)
 	}
@@ -49,30 +46,22 @@ type identityRequest struct {
 	bot string
 }
 
-type result uint8
+// primaryMismatch is why a verified identity is not the visitor's: the visitor claimed
+// a primary key (identify_by's field) that is not the verified one. Nil when the claim
+// matches or there is none.
+func (b *botSettings) primaryMismatch(fields fieldValues, id identity) error {
+	if claimed, ok := fields.get(b.primaryField); ok && !b.samePrimary(claimed, id.primary()) {
+		return fmt.Errorf("the API says %s %q, the visitor claimed %q", b.identifyBy, id.primary(), claimed)
+	}
+	return nil
+}
 
-const (
-	resultError result = iota
-	resultVerified
-	resultRejected
-)
-
-// lookupResult is the identity API's verdict on a token.
-type lookupResult struct {
-	result   result
-	identity identity // when verified
-	err      error    // when an error, why
-	// health is what the call tells about the API, for the circuit breaker: only
-	// apiDown (connection error, timeout, 5xx) opens it.
-	health apiHealth
-	// noStore and maxAge come from the answer's Cache-Control.
-	noStore bool
-	maxAge  time.Duration // -1 when absent
-	// status is the API's HTTP status code, 0 when there was no answer.
-	status int
-	// cacheHit and apiTime describe how the verdict was reached, for logs and metrics.
-	cacheHit bool
-	apiTime  time.Duration
+// samePrimary compares the visitor's claimed primary key with the API's.
+func (b *botSettings) samePrimary(claimed, verified string) bool {
+	if b.identifyBy == "email" {
+		return strings.EqualFold(claimed, verified)
+	}
+	return claimed == verified
 }
 
 // maxAnswerSize is the largest identity API answer read; a larger one is an error.
@@ -128,7 +117,7 @@ func newAPITransport(proxy func(*http.Request) (*url.URL, error), control func(c
 
 // identify makes one call within the bot's bounds: its calls in flight and its
 // circuit breaker.
-func (c *identityClient) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+func (c *identityClient) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
 	if !b.callSlots.acquire() {
 		return inconclusive(errTooManyCalls)
 	}
@@ -153,7 +142,7 @@ var (
 	errTooManyCalls = errors.New("identity API skipped: too many calls to it in flight for this bot")
 )
 
-func (c *identityClient) call(parent context.Context, b *botSettings, req identityRequest) lookupResult {
+func (c *identityClient) call(parent context.Context, b *botSettings, req identityRequest) verdict {
 	ctx, cancel := context.WithTimeout(parent, b.timeout)
 	defer cancel()
 	// A config being unloaded ends its calls at once rather than at their timeout.
@@ -171,7 +160,7 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", err))
 	}
 	res := parseAnswer(answer.status, answer.body, b.identifyBy)
-	res.status = answer.status
+	res.apiStatus = answer.status
 	res.noStore, res.maxAge = cacheControl(answer.header.Get("Cache-Control"))
 	return res
 }
@@ -180,7 +169,7 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 // refused, timeout) unless the gateway cut it short, because the config is being
 // unloaded, the caller stopped waiting or max_in_flight was full; that tells nothing
 // about the API.
-func (c *identityClient) unfinished(parent context.Context, err error) lookupResult {
+func (c *identityClient) unfinished(parent context.Context, err error) verdict {
 	if c.config.Err() != nil || parent.Err() != nil || errors.Is(err, errAllSlotsBusy) {
 		return inconclusive(err)
 	}
@@ -207,10 +196,10 @@ type answer struct {
 }
 
 // parseAnswer turns the API's status code and body into a verdict.
-func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
+func parseAnswer(code int, body []byte, identifyBy string) verdict {
 	switch {
 	case code == http.StatusUnauthorized, code == http.StatusForbidden, code == http.StatusNotFound:
-		return lookupResult{result: resultRejected, maxAge: -1}
+		return verdict{kind: verdictRejected, maxAge: -1}
 	case code >= 500:
 		return failure(fmt.Errorf("identity API answered %d", code), true)
 	case code < 200 || code > 299:
@@ -223,7 +212,7 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 	switch status := string(bytes.TrimSpace(a.Status)); status {
 	case "", "true":
 	case "false":
-		return lookupResult{result: resultRejected, maxAge: -1}
+		return verdict{kind: verdictRejected, maxAge: -1}
 	default:
 		return failure(fmt.Errorf("identity API answer's status is %s, not a JSON boolean", status), false)
 	}
@@ -239,74 +228,7 @@ func parseAnswer(code int, body []byte, identifyBy string) lookupResult {
 	if err != nil {
 		return failure(fmt.Errorf("identity API answer: %w", err), false)
 	}
-	return lookupResult{result: resultVerified, identity: id, maxAge: -1}
-}
-
-// identityOf is the identity of a verified contact's data object (raw is its compact
-// JSON). Its identify_by field must identify someone, and the contact must fit in the
-// request headers; whoever vouched for the data, an identity API or a signed token.
-func identityOf(data contact.Data, raw []byte, identifyBy string) (identity, error) {
-	primary, ok := primaryKey(data[identifyBy])
-	if !ok {
-		return nil, fmt.Errorf("no data.%s: it must be a non-blank string or a number", identifyBy)
-	}
-	id := newIdentity(data, raw, primary)
-	if size := id.size(); size > maxContactSize {
-		return nil, fmt.Errorf("the contact is %d bytes, over the %d that fit in request headers", size, maxContactSize)
-	}
-	return id, nil
-}
-
-// maxContactSize bounds a contact's encoded header values and its data object (which
-// the assertion carries): backends commonly refuse requests whose headers pass 8 to
-// 16 KiB, and a visitor whose contact cannot be sent whole chats anonymously instead.
-const maxContactSize = 8 << 10
-
-// primaryKey reads the primary-key field of the data object: a string that is not only
-// white space, or a number as its JSON text. Anything else identifies no one.
-func primaryKey(raw json.RawMessage) (string, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "", false
-	}
-	switch c := raw[0]; {
-	case c == '"':
-		var text string
-		if json.Unmarshal(raw, &text) != nil || strings.TrimSpace(text) == "" {
-			return "", false
-		}
-		return text, true
-	case c == '-' || '0' <= c && c <= '9':
-		var n json.Number
-		if json.Unmarshal(raw, &n) != nil {
-			return "", false
-		}
-		return string(raw), true
-	}
-	return "", false
-}
-
-func compactJSON(raw []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// failure is an error verdict; apiIsDown tells the breaker whether the API is down or
-// answered badly.
-func failure(err error, apiIsDown bool) lookupResult {
-	health := apiUp
-	if apiIsDown {
-		health = apiDown
-	}
-	return lookupResult{result: resultError, err: err, health: health, maxAge: -1}
-}
-
-// inconclusive is an error verdict that tells nothing about the API.
-func inconclusive(err error) lookupResult {
-	return lookupResult{result: resultError, err: err, health: apiUnknown, maxAge: -1}
+	return verdict{kind: verdictVerified, identity: id, maxAge: -1}
 }
 
 // cacheControl reads the directives of an answer's Cache-Control that bound caching.
@@ -325,102 +247,4 @@ func cacheControl(v string) (noStore bool, maxAge time.Duration) {
 		}
 	}
 	return noStore, maxAge
-}
-
-// identity is a contact verified by the identity API, in one pointer-free block that
-// the cache holds as is: the primary key, the data object exactly as the API sent it
-// (compacted) and each contact header's value, encoded once for every request that
-// the cached identity serves, back to back after their end offsets. The accessors
-// return strings that share the block (it is never written after newIdentity), so
-// serving a cached identity copies nothing, and a full cache is mostly memory that
-// the garbage collector does not scan.
-//
-// Layout: a uint16 bit set of the headers present, then one little-endian uint32 end
-// offset per part (primary, raw, one per contact.Fields), then the parts.
-type identity []byte
-
-const (
-	partPrimary = iota
-	partRaw
-	partFirstHeader
-	identityParts = partFirstHeader + contactFieldCount
-	// contactFieldCount is len(contact.Fields); a test keeps them equal.
-	contactFieldCount = 8
-	identityHeaderLen = 2 + 4*identityParts
-)
-
-func newIdentity(data contact.Data, raw []byte, primary string) identity {
-	var headers [contactFieldCount]string
-	var present uint16
-	size := identityHeaderLen + len(primary) + len(raw)
-	for i, field := range contact.Fields {
-		if text, ok := data.Text(field); ok {
-			headers[i] = contact.EncodeValue(text)
-			present |= 1 << i
-			size += len(headers[i])
-		}
-	}
-	id := make(identity, identityHeaderLen, size)
-	binary.LittleEndian.PutUint16(id, present)
-	appendPart := func(part int, text []byte) {
-		id = append(id, text...)
-		binary.LittleEndian.PutUint32(id[2+4*part:], uint32(len(id)))
-	}
-	appendPart(partPrimary, []byte(primary))
-	appendPart(partRaw, raw)
-	for i := range headers {
-		appendPart(partFirstHeader+i, []byte(headers[i]))
-	}
-	return id
-}
-
-// part returns one part of the block, sharing it.
-func (id identity) part(i int) []byte {
-	start := uint32(identityHeaderLen)
-	if i > 0 {
-		start = binary.LittleEndian.Uint32(id[2+4*(i-1):])
-	}
-	return id[start:binary.LittleEndian.Uint32(id[2+4*i:])]
-}
-
-// text returns a part as a string that shares the block.
-func (id identity) text(i int) string {
-	p := id.part(i)
-	return unsafe.String(unsafe.SliceData(p), len(p))
-}
-
-// primary is the value of the bot's identify_by field, as text.
-func (id identity) primary() string { return id.text(partPrimary) }
-
-// raw is the data object as the API sent it, compacted.
-func (id identity) raw() []byte { return id.part(partRaw) }
-
-// header returns the encoded header value of contact.Fields[field], if present.
-func (id identity) header(field int) (string, bool) {
-	if binary.LittleEndian.Uint16(id)&(1<<field) == 0 {
-		return "", false
-	}
-	return id.text(partFirstHeader + field), true
-}
-
-// headerCount is the number of contact headers present.
-func (id identity) headerCount() int { return bits.OnesCount16(binary.LittleEndian.Uint16(id)) }
-
-// size is what the contact adds to a request: its header values and its data object.
-func (id identity) size() int { return len(id) - identityHeaderLen - len(id.part(partPrimary)) }
-
-// fields parses the data object, field by field.
-func (id identity) fields() contact.Data {
-	var data contact.Data
-	_ = json.Unmarshal(id.raw(), &data) // valid: parseAnswer parsed it before
-	return data
-}
-
-// jsonObject returns a JSON object field by field; nil when raw is not an object.
-func jsonObject(raw json.RawMessage) contact.Data {
-	var obj contact.Data
-	if json.Unmarshal(raw, &obj) != nil {
-		return nil
-	}
-	return obj
 }

@@ -14,56 +14,56 @@ func TestParseAnswer(t *testing.T) {
 		code       int
 		body       string
 		identifyBy string
-		want       result
+		want       verdictKind
 		primary    string
 	}{
-		{"verified", 200, `{"status":true,"message":"ok","data":{"id":"2","name":"B"}}`, "id", resultVerified, "2"},
-		{"status and message optional", 200, `{"data":{"id":"2"}}`, "id", resultVerified, "2"},
-		{"201 is fine", 201, `{"data":{"id":"2"}}`, "id", resultVerified, "2"},
-		{"numeric id", 200, `{"data":{"id":42}}`, "id", resultVerified, "42"},
-		{"large numeric id keeps its digits", 200, `{"data":{"id":12345678901234567890}}`, "id", resultVerified, "12345678901234567890"},
-		{"by email", 200, `{"data":{"email":"b@example.com"}}`, "email", resultVerified, "b@example.com"},
-		{"by phone", 200, `{"data":{"phone_number":"0912"}}`, "phone_number", resultVerified, "0912"},
-		{"message of any type", 200, `{"message":{"code":1},"data":{"id":"2"}}`, "id", resultVerified, "2"},
-		{"status false", 200, `{"status":false,"data":{"id":"2"}}`, "id", resultRejected, ""},
-		{"401", 401, `{"data":{"id":"2"}}`, "id", resultRejected, ""},
-		{"403", 403, ``, "id", resultRejected, ""},
-		{"404", 404, `not json`, "id", resultRejected, ""},
-		{"500", 500, `{"data":{"id":"2"}}`, "id", resultError, ""},
-		{"302", 302, ``, "id", resultError, ""},
-		{"400", 400, `{}`, "id", resultError, ""},
-		{"not JSON", 200, `<html>`, "id", resultError, ""},
-		{"JSON array", 200, `[{"data":{"id":"2"}}]`, "id", resultError, ""},
-		{"no data", 200, `{"status":true}`, "id", resultError, ""},
-		{"null data", 200, `{"data":null}`, "id", resultError, ""},
-		{"string data", 200, `{"data":"2"}`, "id", resultError, ""},
-		{"missing primary", 200, `{"data":{"email":"b@example.com"}}`, "id", resultError, ""},
-		{"null primary", 200, `{"data":{"id":null}}`, "id", resultError, ""},
-		{"empty primary", 200, `{"data":{"id":""}}`, "id", resultError, ""},
-		{"empty body", 200, ``, "id", resultError, ""},
-		{"status true", 200, `{"status":true,"data":{"id":"2"}}`, "id", resultVerified, "2"},
-		{"status string false", 200, `{"status":"false","data":{"id":"2"}}`, "id", resultError, ""},
-		{"status string true", 200, `{"status":"true","data":{"id":"2"}}`, "id", resultError, ""},
-		{"status 0", 200, `{"status":0,"data":{"id":"2"}}`, "id", resultError, ""},
-		{"status 1", 200, `{"status":1,"data":{"id":"2"}}`, "id", resultError, ""},
-		{"status null", 200, `{"status":null,"data":{"id":"2"}}`, "id", resultError, ""},
-		{"object primary", 200, `{"data":{"id":{}}}`, "id", resultError, ""},
-		{"array primary", 200, `{"data":{"id":[]}}`, "id", resultError, ""},
-		{"blank primary", 200, `{"data":{"id":"   "}}`, "id", resultError, ""},
-		{"tab primary", 200, `{"data":{"id":"\t"}}`, "id", resultError, ""},
-		{"boolean primary", 200, `{"data":{"id":true}}`, "id", resultError, ""},
-		{"negative number primary", 200, `{"data":{"id":-7}}`, "id", resultVerified, "-7"},
-		{"contact too large for headers", 200, `{"data":{"id":"2","metadata":{"x":"` + strings.Repeat("a", maxContactSize) + `"}}}`, "id", resultError, ""},
+		{"verified", 200, `{"status":true,"message":"ok","data":{"id":"2","name":"B"}}`, "id", verdictVerified, "2"},
+		{"status and message optional", 200, `{"data":{"id":"2"}}`, "id", verdictVerified, "2"},
+		{"201 is fine", 201, `{"data":{"id":"2"}}`, "id", verdictVerified, "2"},
+		{"numeric id", 200, `{"data":{"id":42}}`, "id", verdictVerified, "42"},
+		{"large numeric id keeps its digits", 200, `{"data":{"id":12345678901234567890}}`, "id", verdictVerified, "12345678901234567890"},
+		{"by email", 200, `{"data":{"email":"b@example.com"}}`, "email", verdictVerified, "b@example.com"},
+		{"by phone", 200, `{"data":{"phone_number":"0912"}}`, "phone_number", verdictVerified, "0912"},
+		{"message of any type", 200, `{"message":{"code":1},"data":{"id":"2"}}`, "id", verdictVerified, "2"},
+		{"status false", 200, `{"status":false,"data":{"id":"2"}}`, "id", verdictRejected, ""},
+		{"401", 401, `{"data":{"id":"2"}}`, "id", verdictRejected, ""},
+		{"403", 403, ``, "id", verdictRejected, ""},
+		{"404", 404, `not json`, "id", verdictRejected, ""},
+		{"500", 500, `{"data":{"id":"2"}}`, "id", verdictError, ""},
+		{"302", 302, ``, "id", verdictError, ""},
+		{"400", 400, `{}`, "id", verdictError, ""},
+		{"not JSON", 200, `<html>`, "id", verdictError, ""},
+		{"JSON array", 200, `[{"data":{"id":"2"}}]`, "id", verdictError, ""},
+		{"no data", 200, `{"status":true}`, "id", verdictError, ""},
+		{"null data", 200, `{"data":null}`, "id", verdictError, ""},
+		{"string data", 200, `{"data":"2"}`, "id", verdictError, ""},
+		{"missing primary", 200, `{"data":{"email":"b@example.com"}}`, "id", verdictError, ""},
+		{"null primary", 200, `{"data":{"id":null}}`, "id", verdictError, ""},
+		{"empty primary", 200, `{"data":{"id":""}}`, "id", verdictError, ""},
+		{"empty body", 200, ``, "id", verdictError, ""},
+		{"status true", 200, `{"status":true,"data":{"id":"2"}}`, "id", verdictVerified, "2"},
+		{"status string false", 200, `{"status":"false","data":{"id":"2"}}`, "id", verdictError, ""},
+		{"status string true", 200, `{"status":"true","data":{"id":"2"}}`, "id", verdictError, ""},
+		{"status 0", 200, `{"status":0,"data":{"id":"2"}}`, "id", verdictError, ""},
+		{"status 1", 200, `{"status":1,"data":{"id":"2"}}`, "id", verdictError, ""},
+		{"status null", 200, `{"status":null,"data":{"id":"2"}}`, "id", verdictError, ""},
+		{"object primary", 200, `{"data":{"id":{}}}`, "id", verdictError, ""},
+		{"array primary", 200, `{"data":{"id":[]}}`, "id", verdictError, ""},
+		{"blank primary", 200, `{"data":{"id":"   "}}`, "id", verdictError, ""},
+		{"tab primary", 200, `{"data":{"id":"\t"}}`, "id", verdictError, ""},
+		{"boolean primary", 200, `{"data":{"id":true}}`, "id", verdictError, ""},
+		{"negative number primary", 200, `{"data":{"id":-7}}`, "id", verdictVerified, "-7"},
+		{"contact too large for headers", 200, `{"data":{"id":"2","metadata":{"x":"` + strings.Repeat("a", maxContactSize) + `"}}}`, "id", verdictError, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := parseAnswer(tc.code, []byte(tc.body), tc.identifyBy)
-			if res.result != tc.want {
-				t.Fatalf("result = %v (%v), want %v", res.result, res.err, tc.want)
+			if res.kind != tc.want {
+				t.Fatalf("result = %v (%v), want %v", res.kind, res.err, tc.want)
 			}
-			if tc.want == resultError && res.err == nil {
+			if tc.want == verdictError && res.err == nil {
 				t.Error("error without a reason")
 			}
-			if tc.want == resultVerified {
+			if tc.want == verdictVerified {
 				if res.identity.primary() != tc.primary {
 					t.Errorf("primary = %q, want %q", res.identity.primary(), tc.primary)
 				}
@@ -128,15 +128,15 @@ func FuzzParseAnswer(f *testing.F) {
 	f.Add(500, []byte(``), "phone_number")
 	f.Fuzz(func(t *testing.T, code int, body []byte, identifyBy string) {
 		res := parseAnswer(code, body, identifyBy)
-		switch res.result {
-		case resultVerified:
+		switch res.kind {
+		case verdictVerified:
 			if res.identity == nil || res.identity.primary() == "" || !json.Valid(res.identity.raw()) {
 				t.Fatalf("verified without a usable identity: %+v", res.identity)
 			}
 			if code < 200 || code > 299 {
 				t.Fatalf("verified with status %d", code)
 			}
-		case resultError:
+		case verdictError:
 			if res.err == nil {
 				t.Fatal("error without a reason")
 			}

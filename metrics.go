@@ -208,8 +208,8 @@ func (m *metrics) verifiedCounter(bot string) prometheus.Counter {
 	return m.requests.WithLabelValues(m.bots.label(bot), statusVerified.String(), "")
 }
 
-func (m *metrics) observeAPI(bot string, res lookupResult) {
-	m.apiDuration.WithLabelValues(m.bots.label(bot), res.result.String()).Observe(res.apiTime.Seconds())
+func (m *metrics) observeAPI(bot string, res verdict) {
+	m.apiDuration.WithLabelValues(m.bots.label(bot), res.kind.String()).Observe(res.apiTime.Seconds())
 }
 
 // observeCache counts a lookup in the identity, whitelist or bots cache, without a
@@ -303,11 +303,11 @@ func (m *metrics) botLabel(out *outcome) string {
 	return m.bots.label(out.bot.id)
 }
 
-func (r result) String() string {
+func (r verdictKind) String() string {
 	switch r {
-	case resultVerified:
+	case verdictVerified:
 		return "verified"
-	case resultRejected:
+	case verdictRejected:
 		return "rejected"
 	}
 	return "error"

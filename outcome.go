@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 )
 
 // status is the outcome of Custom Authentication for one request.
@@ -76,6 +77,30 @@ func (o outcome) fallback(at step, r reason) outcome {
 	o.step = at
 	o.reason = r
 	return o
+}
+
+// rejects reports whether on_fail reject (onFailReject) answers 401 for this outcome.
+func (o *outcome) rejects(onFailReject bool) bool {
+	return onFailReject && o.status != statusVerified && o.reason.rejectable()
+}
+
+// log writes the outcome to the debug log: never the token or a contact value.
+func (o *outcome) log(logger *zap.Logger) {
+	if ce := logger.Check(zap.DebugLevel, "custom authentication"); ce != nil {
+		fields := []zap.Field{
+			zap.String("bot", o.botID),
+			zap.String("status", o.status.String()),
+			zap.String("reason", string(o.reason)),
+			zap.Bool("cache_hit", o.cacheHit),
+		}
+		if o.apiTime > 0 {
+			fields = append(fields, zap.Duration("api_latency", o.apiTime))
+		}
+		if o.err != nil {
+			fields = append(fields, zap.Error(o.err))
+		}
+		ce.Write(fields...)
+	}
 }
 
 // Placeholders published for other handlers and logs.

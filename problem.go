@@ -18,11 +18,6 @@ type problem struct {
 
 var noStore = []string{"no-store"}
 
-// rejects reports whether on_fail reject answers 401 for this outcome.
-func (h *Handler) rejects(out *outcome) bool {
-	return h.reject && out.status != statusVerified && out.reason.rejectable()
-}
-
 // writeProblem answers 401 with the problem body for a reason.
 func writeProblem(w http.ResponseWriter, r reason) error {
 	body, err := json.Marshal(problem{Type: "about:blank", Title: "Unauthorized", Status: http.StatusUnauthorized, Reason: r})

@@ -456,7 +456,7 @@ func (m *purgeMarks) forget(ref markRef) {
 
 // hides reports whether a verdict of a bot, for a token, reached at stored and served
 // for up to ttl, is covered by a mark or below the floor.
-func (m *purgeMarks) hides(bot, token string, res lookupResult, stored time.Time, ttl time.Duration) bool {
+func (m *purgeMarks) hides(bot, token string, res verdict, stored time.Time, ttl time.Duration) bool {
 	if m == nil {
 		return false
 	}
@@ -479,7 +479,7 @@ func (m *purgeMarks) hides(bot, token string, res lookupResult, stored time.Time
 	if len(bm.tokens) > 0 && stored.Before(bm.tokens[tokenDigest(bot, token)]) {
 		return true
 	}
-	return len(bm.contacts) > 0 && res.result == resultVerified &&
+	return len(bm.contacts) > 0 && res.kind == verdictVerified &&
 		stored.Before(bm.contacts[contactDigest(bot, res.identity.primary())])
 }
 

@@ -17,8 +17,8 @@ import (
 func TestPurgeMarks(t *testing.T) {
 	clk := newClock()
 	m := newPurgeMarks()
-	alice := lookupResult{result: resultVerified, identity: newIdentity(nil, []byte(`{"id":"2"}`), "B@Example.com")}
-	rejected := lookupResult{result: resultRejected}
+	alice := verdict{kind: verdictVerified, identity: newIdentity(nil, []byte(`{"id":"2"}`), "B@Example.com")}
+	rejected := verdict{kind: verdictRejected}
 	const ttl = time.Minute
 	before := clk.Now()
 	clk.advance(time.Second)
@@ -33,7 +33,7 @@ func TestPurgeMarks(t *testing.T) {
 	m.set(markRef{bot: "news", scope: purgeBot, at: at})
 	for _, tc := range []struct {
 		bot, token string
-		res        lookupResult
+		res        verdict
 		stored     time.Time
 		hidden     bool
 	}{
@@ -92,7 +92,7 @@ func TestPurgeMarksBounded(t *testing.T) {
 	if want := first.Add(9); !floor.Equal(want) {
 		t.Errorf("floor = %v, want the tenth mark's time %v", floor, want)
 	}
-	res := lookupResult{result: resultRejected}
+	res := verdict{kind: verdictRejected}
 	if !m.hides("shop", "0", res, first, time.Minute) {
 		t.Error("the verdict of a forgotten mark is served")
 	}

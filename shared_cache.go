@@ -276,7 +276,7 @@ const (
 // get reads a verdict from the shared cache, waiting at most the timeout. A value is
 // a verdict only for the key it was stored under (sealVerdict): one copied to another
 // key, or malformed, is a miss.
-func (s *sharedCache) get(ctx context.Context, key string) (verdict, sharedRead) {
+func (s *sharedCache) get(ctx context.Context, key string) (storedVerdict, sharedRead) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var raw []byte
@@ -307,7 +307,7 @@ func (s *sharedCache) get(ctx context.Context, key string) (verdict, sharedRead)
 }
 
 // set stores a verdict in the shared cache for ttl, waiting at most the timeout.
-func (s *sharedCache) set(ctx context.Context, key string, v verdict, ttl time.Duration) {
+func (s *sharedCache) set(ctx context.Context, key string, v storedVerdict, ttl time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	_ = s.link.call(ctx, func(c rueidis.Client) error {
@@ -326,18 +326,18 @@ const sealLen = 16
 // sealVerdict binds a verdict to the key it is stored under: the value is a hash of
 // the key and the verdict, then the verdict. A value copied to another key, or
 // changed, no longer matches its seal; so a random corruption is a miss too.
-func sealVerdict(key string, v verdict) []byte {
+func sealVerdict(key string, v storedVerdict) []byte {
 	seal := verdictSeal(key, v)
 	return append(seal[:sealLen:sealLen], v...)
 }
 
 // openVerdict checks a value's seal against the key it was read under, then the
 // verdict itself.
-func openVerdict(key string, raw []byte) (verdict, error) {
+func openVerdict(key string, raw []byte) (storedVerdict, error) {
 	if len(raw) < sealLen {
 		return nil, errBadVerdict
 	}
-	v := verdict(raw[sealLen:])
+	v := storedVerdict(raw[sealLen:])
 	seal := verdictSeal(key, v)
 	if !hmac.Equal(seal[:sealLen], raw[:sealLen]) {
 		return nil, errors.New("the value was stored under another key, or changed")
@@ -348,13 +348,13 @@ func openVerdict(key string, raw []byte) (verdict, error) {
 	}
 	// The contact's fields are passed on as JSON (the assertion): a value whose JSON
 	// is broken would fail the request.
-	if res := v.lookupResult(); res.result == resultVerified && !json.Valid(res.identity.raw()) {
+	if res := v.verdict(); res.kind == verdictVerified && !json.Valid(res.identity.raw()) {
 		return nil, errBadVerdict
 	}
 	return v, nil
 }
 
-func verdictSeal(key string, v verdict) [sha256.Size]byte {
+func verdictSeal(key string, v storedVerdict) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write([]byte("shared verdict\x00"))
 	h.Write([]byte(key))

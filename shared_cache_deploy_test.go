@@ -611,7 +611,7 @@ func TestSharedCacheMalformedValueIsAMiss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := verdict(raw[sealLen:])
+	alice := storedVerdict(raw[sealLen:])
 	second := provision(t, &Handler{CacheSize: gatewayCacheSize(), marks: newPurgeMarks(), SignKey: strings.Repeat("k", 32),
 		SharedCache: &SharedCache{URL: r.url("/09"), Timeout: caddy.Duration(2 * time.Second)},
 		Bots:        map[string]*Bot{"shop": {AuthURL: api.URL}}})

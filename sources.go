@@ -297,6 +297,60 @@ func (h *Handler) visitorFields(r *http.Request, repl *caddy.Replacer) fieldValu
 	return out
 }
 
+// visit is what a request says about the visitor.
+type visit struct {
+	botID, origin, token string
+	fields               fieldValues
+}
+
+// visitOf reads the visit from the request, or, when the handler answers another
+// proxy, from the request that proxy asks about.
+func (h *Handler) visitOf(r *http.Request, repl *caddy.Replacer) visit {
+	if h.Answer {
+		r = originalRequest(r)
+	}
+	return visit{
+		botID:  h.botID.value(r, repl),
+		origin: h.requestOrigin(r, repl),
+		token:  h.token.value(r, repl),
+		fields: h.visitorFields(r, repl),
+	}
+}
+
+// requestOrigin is the browser's origin: the configured placeholder, else the Origin
+// header when present (authoritative even when it is `null`), else Referer's origin.
+func (h *Handler) requestOrigin(r *http.Request, repl *caddy.Replacer) string {
+	if len(h.origin) > 0 {
+		return h.origin.value(r, repl)
+	}
+	if v, ok := r.Header["Origin"]; ok {
+		if len(v) == 0 {
+			return ""
+		}
+		return v[0]
+	}
+	return r.Header.Get("Referer")
+}
+
+// originalURIHeader carries the URI of the request that another proxy asks about: its
+// auth subrequest has a URI of its own (nginx: `proxy_set_header X-Original-URI
+// $request_uri`).
+const originalURIHeader = "X-Original-URI"
+
+// originalRequest is the subrequest as the sources read it: with the original
+// request's URI from X-Original-URI, so that a query-parameter source reads the
+// visitor's query, not the auth location's. Without a valid original URI, the query
+// is empty. Headers and cookies are the subrequest's, which carries the original's.
+func originalRequest(r *http.Request) *http.Request {
+	original, err := url.ParseRequestURI(r.Header.Get(originalURIHeader))
+	if err != nil {
+		original = new(url.URL)
+	}
+	view := *r
+	view.URL = original
+	return &view
+}
+
 // orDefault is the configured sources, or the default when none are.
 func orDefault(srcs Sources, def string) Sources {
 	if len(srcs) == 0 {

@@ -199,7 +199,7 @@ func BenchmarkIdentityCall(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if res := client.identify(bc.ctx, bc.bot, identityRequest{token: "alice-token"}); res.result != resultVerified {
+				if res := client.identify(bc.ctx, bc.bot, identityRequest{token: "alice-token"}); res.kind != verdictVerified {
 					b.Fatalf("not verified: %v", res.err)
 				}
 			}

@@ -17,12 +17,12 @@ func TestIdentityHasEveryContactField(t *testing.T) {
 func TestVerdictRoundTrip(t *testing.T) {
 	stored := time.Unix(1795520000, 123456789)
 	verified := parseAnswer(200, []byte(`{"data":`+aliceData+`}`), "id")
-	verified.status, verified.maxAge, verified.noStore = 201, 10*time.Second, true
-	rejected := lookupResult{result: resultRejected, status: 401, maxAge: -1}
-	for _, res := range []lookupResult{verified, rejected} {
+	verified.apiStatus, verified.maxAge, verified.noStore = 201, 10*time.Second, true
+	rejected := verdict{kind: verdictRejected, apiStatus: 401, maxAge: -1}
+	for _, res := range []verdict{verified, rejected} {
 		v := encodeVerdict(res, stored)
-		got := v.lookupResult()
-		if got.result != res.result || got.status != res.status || got.maxAge != res.maxAge || got.noStore != res.noStore ||
+		got := v.verdict()
+		if got.kind != res.kind || got.apiStatus != res.apiStatus || got.maxAge != res.maxAge || got.noStore != res.noStore ||
 			!bytes.Equal(got.identity, res.identity) || !v.stored().Equal(stored) {
 			t.Errorf("%v came back as %+v, stored %v", res, got, v.stored())
 		}
@@ -53,7 +53,7 @@ func TestVerdictRoundTrip(t *testing.T) {
 // decoding either refuses them or gives a verdict whose parts can all be read.
 func FuzzDecodeVerdict(f *testing.F) {
 	f.Add([]byte(encodeVerdict(parseAnswer(200, []byte(`{"data":`+aliceData+`}`), "id"), time.Unix(1, 0))))
-	f.Add([]byte(encodeVerdict(lookupResult{result: resultRejected, status: 403, maxAge: -1}, time.Unix(1, 0))))
+	f.Add([]byte(encodeVerdict(verdict{kind: verdictRejected, apiStatus: 403, maxAge: -1}, time.Unix(1, 0))))
 	f.Add([]byte{})
 	f.Add(make([]byte, verdictHeaderLen+identityHeaderLen))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -61,8 +61,8 @@ func FuzzDecodeVerdict(f *testing.F) {
 		if err != nil {
 			return
 		}
-		res := v.lookupResult()
-		if res.result == resultVerified {
+		res := v.verdict()
+		if res.kind == verdictVerified {
 			_ = res.identity.primary()
 			_ = res.identity.raw()
 			for i := range contactFieldCount {

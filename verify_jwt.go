@@ -167,9 +167,9 @@ var errNoKeys = errors.New("the customer's keys cannot be had")
 
 // identify verifies the token and reads the contact from its claims. A token that
 // fails any check is rejected, with the check in the verdict's error.
-func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identityRequest) lookupResult {
+func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
 	if len(req.token) > maxTokenSize {
-		return lookupResult{result: resultRejected, err: fmt.Errorf("token refused unread: over %d bytes", maxTokenSize), maxAge: -1}
+		return verdict{kind: verdictRejected, err: fmt.Errorf("token refused unread: over %d bytes", maxTokenSize), maxAge: -1}
 	}
 	var claims tokenClaims
 	token, err := v.parser.ParseWithClaims(req.token, &claims, v.keyfunc(ctx))
@@ -180,7 +180,7 @@ func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identity
 	case errors.Is(err, errNoKeys):
 		return failure(err, false)
 	case err != nil:
-		return lookupResult{result: resultRejected, err: fmt.Errorf("token refused: %w", err), maxAge: -1}
+		return verdict{kind: verdictRejected, err: fmt.Errorf("token refused: %w", err), maxAge: -1}
 	}
 	data, raw, err := claims.contactData()
 	if err != nil {
@@ -192,7 +192,7 @@ func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identity
 	}
 	// The verdict is cached no longer than the token is valid; exp is there
 	// (WithExpirationRequired).
-	return lookupResult{result: resultVerified, identity: id, maxAge: max(0, claims.ExpiresAt.Sub(v.env.now()))}
+	return verdict{kind: verdictVerified, identity: id, maxAge: max(0, claims.ExpiresAt.Sub(v.env.now()))}
 }
 
 // keyfunc gives the parser the key of a token whose algorithm it has already checked

@@ -770,8 +770,8 @@ func FuzzVerifyJWT(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, token string) {
 		res := h.bots["shop"].jwt.identify(context.Background(), h.bots["shop"], identityRequest{token: token})
-		switch res.result {
-		case resultVerified:
+		switch res.kind {
+		case verdictVerified:
 			if res.identity == nil || res.identity.primary() == "" {
 				t.Fatalf("verified without a primary key: %+v", res)
 			}
@@ -779,7 +779,7 @@ func FuzzVerifyJWT(f *testing.F) {
 				jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(clk.Now), jwt.WithoutClaimsValidation()); err != nil {
 				t.Fatalf("verified a token that is not signed with the secret: %v", err)
 			}
-		case resultRejected, resultError:
+		case verdictRejected, verdictError:
 			if res.err == nil {
 				t.Fatalf("refused without a reason: %+v", res)
 			}

@@ -8,8 +8,24 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 )
+
+// WhitelistSource is an API that answers a bot's domain whitelist.
+type WhitelistSource struct {
+	// The API's absolute http or https URL, asked with GET.
+	URL string `json:"url,omitempty"`
+
+	// Headers sent with the request. Default: none.
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// How often the list is fetched again. Default: 5m.
+	Refresh caddy.Duration `json:"refresh,omitempty"`
+}
+
+// defaultWhitelistTTL is how often a whitelist is fetched again by default.
+const defaultWhitelistTTL = 5 * time.Minute
 
 // remoteWhitelist is a bot's whitelist fetched from its whitelist_url, kept fresh as a
 // remoteValue: fetched on first need, and again on the next need after it was

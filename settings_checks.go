@@ -1,0 +1,59 @@
+package customauth
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// expandConfigured expands global placeholders in a configured value. A value that is
+// written but expands to nothing, such as an unset {env.X}, is an error: a secret or a
+// URL that silently disappears is never accepted.
+func expandConfigured(option, raw string, expand func(string) string) (string, error) {
+	v := expand(raw)
+	if raw != "" && strings.TrimSpace(v) == "" {
+		return "", fmt.Errorf("%s: %q expands to an empty value", option, raw)
+	}
+	return v, nil
+}
+
+// checkURL accepts absolute http and https URLs with a host. Its errors show the URL
+// redacted: it may carry credentials.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("invalid URL: %v", redactURLError(err))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must be an absolute http or https URL", redactURL(raw))
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("%q has no host", redactURL(raw))
+	}
+	return nil
+}
+
+// durationOrDefault checks a duration that must not be negative; zero means the default.
+func durationOrDefault(name string, d caddy.Duration, def time.Duration) (time.Duration, error) {
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("%s: must not be negative", name)
+	case d == 0:
+		return def, nil
+	}
+	return time.Duration(d), nil
+}
+
+// optionalDuration checks a duration that may be zero (off); absent means the default.
+func optionalDuration(name string, d *caddy.Duration, def time.Duration) (time.Duration, error) {
+	switch {
+	case d == nil:
+		return def, nil
+	case *d < 0:
+		return 0, fmt.Errorf("%s: must not be negative", name)
+	}
+	return time.Duration(*d), nil
+}
