@@ -27,7 +27,7 @@ func (h *Handler) answer(w http.ResponseWriter, out *outcome) error {
 	}
 	// Who a token belongs to is personal data: a cache on the way stores it only when
 	// its operator says so (nginx: proxy_ignore_headers Cache-Control).
-	header["Cache-Control"] = noStore
+	header["Cache-Control"] = []string{"no-store"} // its own: a later handler may change it
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

@@ -16,8 +16,6 @@ type problem struct {
 	Reason reason `json:"reason"`
 }
 
-var noStore = []string{"no-store"}
-
 // writeProblem answers 401 with the problem body for a reason.
 func writeProblem(w http.ResponseWriter, r reason) error {
 	body, err := json.Marshal(problem{Type: "about:blank", Title: "Unauthorized", Status: http.StatusUnauthorized, Reason: r})
@@ -26,7 +24,7 @@ func writeProblem(w http.ResponseWriter, r reason) error {
 	}
 	header := w.Header()
 	header["Content-Type"] = []string{"application/problem+json"}
-	header["Cache-Control"] = noStore
+	header["Cache-Control"] = []string{"no-store"}
 	header["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(http.StatusUnauthorized)
 	w.Write(body) // a visitor who left needs no error log

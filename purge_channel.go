@@ -218,7 +218,7 @@ func (l *fleetLink) onMessage(m rueidis.PubSubMessage) {
 	ctx, cancel := context.WithTimeout(context.Background(), purgeTimeout)
 	defer cancel()
 	if _, err := l.publish(ctx, n.Reply, n.ID); err != nil {
-		l.logger.Warn("shared cache: cannot acknowledge a purge", zap.Error(err))
+		l.logger.Warn("shared cache: cannot acknowledge a purge", zap.Error(l.secrets.scrub(err)))
 	}
 }
 
