@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -206,11 +208,20 @@ func (l *fleetLink) logDown(failures int, msg string, err error) {
 	if failures == 0 {
 		log = l.logger.Warn
 	}
-	var unverified *tls.CertificateVerificationError
-	if l.opt.TLSConfig != nil && err != nil && (errors.As(err, &unverified) || strings.Contains(err.Error(), "tls: ")) {
+	if l.opt.TLSConfig != nil && failedHandshake(err) {
 		msg += "; the TLS handshake failed: check tls_ca (the servers' CA) and tls_client (this gateway's certificate)"
 	}
 	log(msg, zap.Error(l.secrets.scrub(err)))
+}
+
+// failedHandshake reports whether a connection failed in its TLS handshake: the
+// server's certificate was refused, TLS reported an alert, or the server dropped the
+// connection, which is how a server that requires a client certificate refuses a
+// missing one under TLS 1.3 (the client's side of the handshake has already ended).
+func failedHandshake(err error) bool {
+	var unverified *tls.CertificateVerificationError
+	return err != nil && (errors.As(err, &unverified) || strings.Contains(err.Error(), "tls: ") ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF))
 }
 
 // backoff spaces out retries of a connection that keeps failing.

@@ -258,7 +258,13 @@ func TestSharedCacheTLS(t *testing.T) {
 			h := tlsHandler(cfg, zap.New(core))
 			verify(t, h, "alice-token")
 			eventuallyWithin(t, 10*time.Second, "a failed handshake logged", func() bool {
-				return logs.FilterMessageSnippet("the TLS handshake failed: check tls_ca").Len() > 0
+				if logs.FilterMessageSnippet("the TLS handshake failed: check tls_ca").Len() > 0 {
+					return true
+				}
+				for _, e := range logs.TakeAll() {
+					t.Logf("logged: %s %v", e.Message, e.ContextMap())
+				}
+				return false
 			})
 			if h.shared.link.synced.Load() {
 				t.Error("the link synced with a server it must refuse")
