@@ -6,23 +6,23 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// answer tells the proxy that asked (nginx's auth_request) the verdict, instead of
+// writeAnswer tells the proxy that asked (nginx's auth_request) the verdict, instead of
 // passing the request on: 200 with the headers the backend is to receive and the
 // outcome's status and reason, or, with on_fail reject, the 401 problem for a fallback
 // that rejects. The proxy copies the headers onto the request it passes on. Only the
 // handler's own headers are set: nothing the client sent, never the token.
-func (h *Handler) answer(w http.ResponseWriter, out *outcome) error {
+func writeAnswer(w http.ResponseWriter, out *outcome, contact *contactHeaders, reject bool) error {
 	header := w.Header()
 	if out.status == statusVerified {
-		if err := h.injectContact(header, out); err != nil {
+		if err := contact.inject(header, out); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	}
-	header[h.headerNames.status] = []string{out.status.String()}
+	header[contact.names.status] = []string{out.status.String()}
 	if out.reason != "" {
-		header[h.headerNames.reason] = []string{string(out.reason)}
+		header[contact.names.reason] = []string{string(out.reason)}
 	}
-	if out.rejects(h.reject) {
+	if out.rejects(reject) {
 		return writeProblem(w, out.reason)
 	}
 	// Who a token belongs to is personal data: a cache on the way stores it only when

@@ -206,7 +206,7 @@ func TestSharedVerdictRoundTripThroughTheStore(t *testing.T) {
 	if got := verify(t, second, "alice-token"); got != "verified/" || api.calls.Load() != 1 {
 		t.Errorf("from the store: %s after %d API calls, want verified after 1", got, api.calls.Load())
 	}
-	res, err := purge(t.Context(), []*Handler{second}, purgeRequest{Bot: "shop", Token: ptr("alice-token")})
+	res, err := purgeHandlers(t.Context(), []*Handler{second}, purgeRequest{Bot: "shop", Token: ptr("alice-token")})
 	if err != nil || res.Purged != 1 {
 		t.Fatalf("purge: %+v, %v", res, err)
 	}

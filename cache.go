@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -38,12 +36,18 @@ type cacheEntry struct {
 
 var cachePool = caddy.NewUsagePool()
 
+// cacheOwner names whose caches they are: a handler's listed bot ids and bots_url.
+type cacheOwner struct {
+	Bots    []string
+	BotsURL string
+}
+
 // loadCaches returns the caches of a handler. A handler with the same bots (listed
 // ids and bots_url) and the same cache_size in the next config, after a reload, finds
 // the caches it had; an unrelated handler has caches of its own, so one handler's
 // visitors never take another's cache_size. Each call must be matched by a release.
-func loadCaches(h *Handler, size int64) (*caches, error) {
-	key := cachePoolKey(h, size)
+func loadCaches(owner cacheOwner, size int64, logger *zap.Logger) (*caches, error) {
+	key := cachePoolKey(owner, size)
 	v, loaded, err := cachePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		return newCaches(key, size)
 	})
@@ -51,22 +55,17 @@ func loadCaches(h *Handler, size int64) (*caches, error) {
 		return nil, fmt.Errorf("cache_size: %w", err)
 	}
 	if loaded {
-		h.logger.Debug("reusing caches", zap.Int64("cache_size", size))
+		logger.Debug("reusing caches", zap.Int64("cache_size", size))
 	}
 	return v.(*caches), nil
 }
 
 // cachePoolKey names what a handler's caches are for: its size and its bots.
-func cachePoolKey(h *Handler, size int64) string {
-	var botsURL string
-	if h.BotsURL != nil {
-		botsURL = h.BotsURL.URL
-	}
+func cachePoolKey(owner cacheOwner, size int64) string {
 	shape, _ := json.Marshal(struct {
-		Size    int64
-		Bots    []string
-		BotsURL string
-	}{size, slices.Sorted(maps.Keys(h.Bots)), botsURL})
+		Size int64
+		cacheOwner
+	}{size, owner})
 	return "custom_auth/" + string(shape)
 }
 
@@ -143,10 +142,6 @@ type cachedIdentifier struct {
 	now     func() time.Time
 	shared  *sharedCache // the fleet's cache behind the local one; nil: none (shared_cache.go)
 	marks   *purgeMarks  // purges: verdicts not to serve (purge.go)
-}
-
-func (h *Handler) cachedIdentities(next identifier) identifier {
-	return &cachedIdentifier{caches: h.caches, next: next, metrics: h.env.metrics, now: h.now, shared: h.shared, marks: h.marks}
 }
 
 func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {

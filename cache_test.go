@@ -222,7 +222,7 @@ func TestUnrelatedHandlersHaveTheirOwnCaches(t *testing.T) {
 
 func TestCacheClosedWithLastConfig(t *testing.T) {
 	h := &Handler{}
-	key := cachePoolKey(h, defaultCacheSize)
+	key := cachePoolKey(h.cacheOwner(), defaultCacheSize)
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {

@@ -243,7 +243,7 @@ func runTestReport(ctx context.Context, h *Handler, v visit) *testReport {
 	}
 	if out.status == statusVerified {
 		backendRequest := &http.Request{Header: http.Header{}}
-		if err := h.injectContact(backendRequest.Header, &out); err != nil {
+		if err := h.contact.inject(backendRequest.Header, &out); err != nil {
 			report.Error = err.Error()
 		}
 		report.Headers = make(map[string]string, len(backendRequest.Header))
@@ -271,7 +271,7 @@ func (h *Handler) withoutVerdictCache() *Handler {
 func testFields(h *Handler, given fieldValues) (fieldValues, error) {
 	var fields fieldValues
 	for _, f := range given {
-		if !slices.ContainsFunc(h.fields, func(vf visitorField) bool { return vf.name == f.name }) {
+		if !slices.ContainsFunc(h.visits.fields, func(vf visitorField) bool { return vf.name == f.name }) {
 			return nil, fmt.Errorf("%s: the config defines no such field", f.name)
 		}
 		if f.value != "" {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -111,24 +112,23 @@ type Handler struct {
 	// Settings by bot id; the id `*` applies to every bot not listed.
 	Bots map[string]*Bot `json:"bots,omitempty"`
 
-	botID, token, origin sourceList
-	fields               []visitorField
-	prefix               string
-	headerNames          contactHeaderNames
-	reject               bool
-	bots                 map[string]*botSettings
-	defaultBot           *botSettings
-	remoteBots           *remoteBots
-	breakers             *listedBreakers
-	identities           identifier
-	caches               *caches
-	shared               *sharedCache // nil without shared_cache
-	marks                *purgeMarks  // the process's; tests give a handler its own
-	assertions           *assertionSigner
-	env                  *environment
-	metrics              *metrics         // the process's collectors; tests give a handler its own
-	now                  func() time.Time // the clock; tests replace it
-	logger               *zap.Logger      // instead of Caddy's; the CLI's is quiet
+	visits     visitSources
+	prefix     string
+	contact    contactHeaders
+	reject     bool
+	bots       map[string]*botSettings
+	defaultBot *botSettings
+	remoteBots *remoteBots
+	breakers   *listedBreakers
+	identities identifier
+	caches     *caches
+	shared     *sharedCache // nil without shared_cache
+	marks      *purgeMarks  // the process's; tests give a handler its own
+	assertions *assertionSigner
+	env        *environment
+	metrics    *metrics         // the process's collectors; tests give a handler its own
+	now        func() time.Time // the clock; tests replace it
+	logger     *zap.Logger      // instead of Caddy's; the CLI's is quiet
 }
 
 // CaddyModule returns the Caddy module information.
@@ -170,13 +170,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.assertions, err = newAssertionSigner(assertionOptions{ttl: h.AssertionTTL, signKey: h.SignKey, signKeyFiles: h.SignKeyFiles, jwksPath: h.JWKSPath}, repl); err != nil {
 		return err
 	}
+	h.contact.assertions, h.contact.now = h.assertions, h.now
 	if h.metrics == nil {
 		if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 			return err
 		}
 	}
 	h.env.metrics = h.metrics
-	if h.caches, err = loadCaches(h, cmp.Or(h.CacheSize, defaultCacheSize)); err != nil {
+	if h.caches, err = loadCaches(h.cacheOwner(), cmp.Or(h.CacheSize, defaultCacheSize), h.logger); err != nil {
 		return err
 	}
 	h.env.caches = h.caches
@@ -189,7 +190,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionBots(repl); err != nil {
 		return err
 	}
-	h.identities = h.cachedIdentities(botIdentifier{api: &identityClient{config: ctx, metrics: h.env.metrics}})
+	h.identities = &cachedIdentifier{next: botIdentifier{api: &identityClient{config: ctx, metrics: h.env.metrics}},
+		caches: h.caches, metrics: h.env.metrics, now: h.now, shared: h.shared, marks: h.marks}
 	return nil
 }
 
@@ -201,12 +203,15 @@ func (h *Handler) compileRequestHandling(repl *caddy.Replacer) error {
 			return err
 		}
 	}
-	h.botID = compileSources(orDefault(h.BotID, defaultBotID), repl)
-	h.token = compileSources(orDefault(h.Token, defaultToken), repl)
-	h.origin = compileSources(h.Origin, repl)
-	h.fields = compileFields(h.allFields(), repl)
+	h.visits = visitSources{
+		botID:       compileSources(orDefault(h.BotID, defaultBotID), repl),
+		token:       compileSources(orDefault(h.Token, defaultToken), repl),
+		origin:      compileSources(h.Origin, repl),
+		fields:      compileFields(h.allFields(), repl),
+		originalURI: h.Answer,
+	}
 	if !h.PassToken {
-		for _, src := range h.token {
+		for _, src := range h.visits.token {
 			if !src.removable() {
 				h.logger.Warn("this token source cannot be removed from the request; the backend may see the token",
 					zap.String("token", src.template))
@@ -218,7 +223,7 @@ func (h *Handler) compileRequestHandling(repl *caddy.Replacer) error {
 	if err := checkHeaderPrefix(h.prefix, h.readHeaders()); err != nil {
 		return err
 	}
-	h.headerNames = newContactHeaderNames(h.prefix)
+	h.contact.names = newContactHeaderNames(h.prefix)
 	var err error
 	if h.reject, err = parseOnFail(h.OnFail); err != nil {
 		return err
@@ -231,7 +236,7 @@ func (h *Handler) compileRequestHandling(repl *caddy.Replacer) error {
 
 // provisionBots prepares the listed bots and the source of the others.
 func (h *Handler) provisionBots(repl *caddy.Replacer) error {
-	knownFields := h.fieldNames()
+	knownFields := h.visits.fieldNames()
 	h.breakers = new(listedBreakers)
 	listed := operatorPolicy(repl, h.env.client, h.breakers)
 	h.bots = make(map[string]*botSettings, len(h.Bots))
@@ -260,6 +265,15 @@ func (h *Handler) provisionBots(repl *caddy.Replacer) error {
 		}
 	}
 	return nil
+}
+
+// cacheOwner names the bots whose visitors this handler's caches serve.
+func (h *Handler) cacheOwner() cacheOwner {
+	owner := cacheOwner{Bots: slices.Sorted(maps.Keys(h.Bots))}
+	if h.BotsURL != nil {
+		owner.BotsURL = h.BotsURL.URL
+	}
+	return owner
 }
 
 // allFields are the visitor-supplied fields: the defaults, and the configured ones,
@@ -368,20 +382,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// A browser's preflight carries no credentials: recognised before step 1.
 		out.reason = reasonPreflight
 	} else {
-		out = h.identify(r.Context(), h.visitOf(r, repl))
+		out = h.identify(r.Context(), h.visits.read(r, repl))
 	}
 	if !h.PassToken {
-		h.token.removeFrom(r) // the token is the customer's secret, not the backend's
+		h.visits.token.removeFrom(r) // the token is the customer's secret, not the backend's
 	}
 	publishOutcome(repl, out)
 	out.log(h.env.logger)
 	h.env.metrics.observeRequest(&out)
 
 	if h.Answer {
-		return h.answer(w, &out) // the proxy that asked passes the request on itself
+		return writeAnswer(w, &out, &h.contact, h.reject) // the proxy that asked passes the request on itself
 	}
 	if out.status == statusVerified {
-		if err := h.injectContact(r.Header, &out); err != nil {
+		if err := h.contact.inject(r.Header, &out); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	} else if out.rejects(h.reject) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"time"
 
 	"github.com/custom-auth/custom_auth/contact"
 	"golang.org/x/net/http/httpguts"
@@ -73,11 +74,18 @@ func newContactHeaderNames(prefix string) contactHeaderNames {
 	return names
 }
 
-// injectContact sets the contact headers of a verified visitor, and the signed
-// assertion when a key is configured, in the request passed on or in the answer to
-// another proxy. The values were encoded when the identity was verified, and all of
-// them share one allocation.
-func (h *Handler) injectContact(header http.Header, out *outcome) error {
+// contactHeaders writes what the backend receives of a verified visitor: the contact
+// headers, and the signed assertion when a key is configured.
+type contactHeaders struct {
+	names      contactHeaderNames
+	assertions *assertionSigner // nil without a signing key
+	now        func() time.Time
+}
+
+// inject sets the contact headers of a verified visitor, and the assertion, in the
+// request passed on or in the answer to another proxy. The values were encoded when
+// the identity was verified, and all of them share one allocation.
+func (c *contactHeaders) inject(header http.Header, out *outcome) error {
 	id := out.identity
 	n := id.headerCount()
 	values := make([]string, n+2)
@@ -85,21 +93,21 @@ func (h *Handler) injectContact(header http.Header, out *outcome) error {
 	for field := range contactFieldCount {
 		if value, ok := id.header(field); ok {
 			values[i] = value
-			header[h.headerNames.fields[field]] = values[i : i+1 : i+1]
+			header[c.names.fields[field]] = values[i : i+1 : i+1]
 			i++
 		}
 	}
 	values[n] = contact.EncodeValue(out.bot.identifyBy)
-	header[h.headerNames.identifyBy] = values[n : n+1 : n+1]
-	if h.assertions == nil {
+	header[c.names.identifyBy] = values[n : n+1 : n+1]
+	if c.assertions == nil {
 		return nil
 	}
-	token, err := h.assertions.sign(out.botID, id.primary(), out.bot.identifyBy, id.raw(), h.now())
+	token, err := c.assertions.sign(out.botID, id.primary(), out.bot.identifyBy, id.raw(), c.now())
 	if err != nil {
 		return fmt.Errorf("signing the contact assertion: %w", err)
 	}
 	values[n+1] = token
-	header[h.headerNames.assertion] = values[n+1 : n+2 : n+2]
+	header[c.names.assertion] = values[n+1 : n+2 : n+2]
 	return nil
 }
 

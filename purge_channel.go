@@ -2,7 +2,9 @@ package customauth
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -288,4 +290,43 @@ func (l *fleetLink) announce(ctx context.Context, n purgeNotice, verdictKeys []s
 		}
 	}
 	return int(receivers), nil
+}
+
+// purgeTimeout bounds a purge: telling the fleet and hearing back from every gateway.
+const purgeTimeout = 5 * time.Second
+
+// purgeNotice is a purge as the fleet hears it, on the purge channel and in the purge
+// log. It names the contact and the token by their digests only.
+type purgeNotice struct {
+	ID      string `json:"id"`
+	Reply   string `json:"reply,omitempty"` // the channel that acknowledgements go to
+	Bot     string `json:"bot"`
+	Contact string `json:"contact,omitempty"` // hex contactDigest
+	Token   string `json:"token,omitempty"`   // hex tokenDigest
+	At      int64  `json:"at"`                // Unix nanoseconds
+}
+
+// markRef is the mark a notice sets.
+func (n purgeNotice) markRef() (markRef, error) {
+	ref := markRef{bot: n.Bot, scope: purgeBot, at: time.Unix(0, n.At)}
+	if n.Bot == "" || n.At <= 0 {
+		return ref, errors.New("purge notice without a bot or a time")
+	}
+	hexDigest := ""
+	switch {
+	case n.Contact != "" && n.Token != "":
+		return ref, errors.New("purge notice with a contact and a token")
+	case n.Contact != "":
+		ref.scope, hexDigest = purgeContact, n.Contact
+	case n.Token != "":
+		ref.scope, hexDigest = purgeToken, n.Token
+	default:
+		return ref, nil
+	}
+	b, err := hex.DecodeString(hexDigest)
+	if err != nil || len(b) != len(ref.digest) {
+		return ref, errors.New("purge notice with a malformed digest")
+	}
+	copy(ref.digest[:], b)
+	return ref, nil
 }

@@ -118,7 +118,7 @@ func purgeNow(t *testing.T, handlers []*Handler, req purgeRequest) purgeResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), purgeTimeout)
 	defer cancel()
-	result, err := purge(ctx, handlers, req)
+	result, err := purgeHandlers(ctx, handlers, req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -373,7 +373,7 @@ func TestSharedCacheSentinelFailover(t *testing.T) {
 	// A purge during the failover: answered at once or with 503, it reaches the
 	// other gateway either way.
 	ctx, cancel := context.WithTimeout(t.Context(), purgeTimeout)
-	purge(ctx, []*Handler{first}, purgeRequest{Bot: "shop", Token: ptr("alice-during-token")})
+	purgeHandlers(ctx, []*Handler{first}, purgeRequest{Bot: "shop", Token: ptr("alice-during-token")})
 	cancel()
 	eventuallyWithin(t, 30*time.Second, "the replica is the master", func() bool {
 		return strings.Contains(redisCLI(t, "-p", strconv.Itoa(replica.port), "role"), "master")
@@ -584,7 +584,7 @@ func TestSharedCacheMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	if _, err := purge(ctx, []*Handler{second}, purgeRequest{Bot: "shop"}); err == nil {
+	if _, err := purgeHandlers(ctx, []*Handler{second}, purgeRequest{Bot: "shop"}); err == nil {
 		t.Error("a purge with the server down told the fleet")
 	}
 	if got := testutil.ToFloat64(m.purges.WithLabelValues("partial")); got != 1 {

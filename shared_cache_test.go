@@ -390,7 +390,7 @@ func TestSharedCacheNeverShowsThePassword(t *testing.T) {
 	verify(t, h, "one-more-token")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	_, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"})
+	_, err := purgeHandlers(ctx, []*Handler{h}, purgeRequest{Bot: "shop"})
 	if err == nil {
 		t.Error("a purge whose fleet could not be told succeeded")
 	}
@@ -440,7 +440,7 @@ func TestNoGoroutineLeftAfterSharedCacheCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	verify(t, h, "alice-token")
-	if _, err := purge(ctx, []*Handler{h}, purgeRequest{Bot: "shop"}); err != nil {
+	if _, err := purgeHandlers(ctx, []*Handler{h}, purgeRequest{Bot: "shop"}); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

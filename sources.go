@@ -259,9 +259,18 @@ func compileFields(fields map[string]Sources, repl *caddy.Replacer) []visitorFie
 	return out
 }
 
-func (h *Handler) fieldNames() map[string]bool {
-	names := make(map[string]bool, len(h.fields))
-	for _, f := range h.fields {
+// visitSources are where a request's visit is read from.
+type visitSources struct {
+	botID, token, origin sourceList
+	fields               []visitorField
+	// originalURI: the handler answers another proxy, whose subrequest carries the
+	// visitor's URI in X-Original-URI.
+	originalURI bool
+}
+
+func (s *visitSources) fieldNames() map[string]bool {
+	names := make(map[string]bool, len(s.fields))
+	for _, f := range s.fields {
 		names[f.name] = true
 	}
 	return names
@@ -284,12 +293,12 @@ func (fv fieldValues) get(name string) (string, bool) {
 }
 
 // visitorFields evaluates the visitor-supplied fields of a request, in name order.
-func (h *Handler) visitorFields(r *http.Request, repl *caddy.Replacer) fieldValues {
+func (s *visitSources) visitorFields(r *http.Request, repl *caddy.Replacer) fieldValues {
 	var out fieldValues
-	for _, f := range h.fields {
+	for _, f := range s.fields {
 		if v := f.sources.value(r, repl); v != "" {
 			if out == nil {
-				out = make(fieldValues, 0, len(h.fields))
+				out = make(fieldValues, 0, len(s.fields))
 			}
 			out = append(out, fieldValue{name: f.name, value: v})
 		}
@@ -303,25 +312,25 @@ type visit struct {
 	fields               fieldValues
 }
 
-// visitOf reads the visit from the request, or, when the handler answers another
+// read reads the visit from the request, or, when the handler answers another
 // proxy, from the request that proxy asks about.
-func (h *Handler) visitOf(r *http.Request, repl *caddy.Replacer) visit {
-	if h.Answer {
+func (s *visitSources) read(r *http.Request, repl *caddy.Replacer) visit {
+	if s.originalURI {
 		r = originalRequest(r)
 	}
 	return visit{
-		botID:  h.botID.value(r, repl),
-		origin: h.requestOrigin(r, repl),
-		token:  h.token.value(r, repl),
-		fields: h.visitorFields(r, repl),
+		botID:  s.botID.value(r, repl),
+		origin: s.requestOrigin(r, repl),
+		token:  s.token.value(r, repl),
+		fields: s.visitorFields(r, repl),
 	}
 }
 
 // requestOrigin is the browser's origin: the configured placeholder, else the Origin
 // header when present (authoritative even when it is `null`), else Referer's origin.
-func (h *Handler) requestOrigin(r *http.Request, repl *caddy.Replacer) string {
-	if len(h.origin) > 0 {
-		return h.origin.value(r, repl)
+func (s *visitSources) requestOrigin(r *http.Request, repl *caddy.Replacer) string {
+	if len(s.origin) > 0 {
+		return s.origin.value(r, repl)
 	}
 	if v, ok := r.Header["Origin"]; ok {
 		if len(v) == 0 {
