@@ -14,10 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-func init() {
-	caddy.RegisterModule(new(AdminAPI))
-}
-
 // AdminAPI serves custom_auth's endpoint on Caddy's admin API:
 //
 //	POST /custom-auth/test

@@ -396,3 +396,8 @@ func (s *blockStore) close() error {
 	}
 	return err
 }
+
+// blockEntrySize is the chunk bytes an entry takes (cost.go).
+func blockEntrySize(keyLen, valueLen int) int {
+	return (entryHeaderLen + keyLen + valueLen + entryAlign - 1) / entryAlign * entryAlign
+}

@@ -154,27 +154,27 @@ func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reas
 		return nil, reasonUnknownBot
 	}
 	key := rb.cachePrefix + id
-	answer, err := rb.settings.get(ctx, key)
+	rbot, err := rb.settings.get(ctx, key)
 	if err != nil {
 		return nil, reasonError
 	}
-	return rb.adopted(id, key, answer).usable()
+	return rb.adopted(id, key, rbot).usable()
 }
 
 // adopted returns a cached bot prepared for this config. The cache outlives a reload,
 // so a bot may have been prepared by the config that was replaced: it is prepared again
 // from its settings (no fetch), so that its background work runs under this config
 // rather than stopping with the old one.
-func (rb *remoteBots) adopted(id, key string, answer *remoteBot) *remoteBot {
-	if answer.bot == nil || answer.env == rb.env {
-		return answer
+func (rb *remoteBots) adopted(id, key string, rbot *remoteBot) *remoteBot {
+	if rbot.bot == nil || rbot.env == rb.env {
+		return rbot
 	}
-	fresh := rb.prepare(id, answer.settings)
+	fresh := rb.prepare(id, rbot.settings)
 	rb.settings.replace(key, fresh, remoteBotCost(fresh))
 	return fresh
 }
 
-// usable is the bot's settings, or why there are none: the backend's answer was
+// usable is the bot's settings, or why there are none: the backend's rbot was
 // invalid, or it knows no such bot.
 func (r *remoteBot) usable() (*botSettings, reason) {
 	switch {
@@ -204,22 +204,22 @@ func (r *remoteBot) evicted() {
 func (rb *remoteBots) refresh(ctx context.Context, key string, last *remoteBot) (*remoteBot, int64, error) {
 	id := strings.TrimPrefix(key, rb.cachePrefix)
 	settings, status, err := rb.fetch(ctx, id)
-	var answer *remoteBot
+	var rbot *remoteBot
 	switch {
 	case err != nil:
 		return nil, 0, err
 	case status == http.StatusNotFound:
-		answer = &remoteBot{}
+		rbot = &remoteBot{}
 	case last != nil && last.bot != nil && last.env == rb.env && !last.gone.Load() && bytes.Equal(last.settings, settings):
-		answer = last
+		rbot = last
 	default:
-		answer = rb.prepare(id, settings)
-		if answer.invalid != nil {
+		rbot = rb.prepare(id, settings)
+		if rbot.invalid != nil {
 			rb.env.warn("bots_url-invalid:"+id, "bot settings from bots_url are invalid; the bot falls back with reason error",
-				zap.String("bot", id), zap.Error(answer.invalid))
+				zap.String("bot", id), zap.Error(rbot.invalid))
 		}
 	}
-	return answer, remoteBotCost(answer), nil
+	return rbot, remoteBotCost(rbot), nil
 }
 
 // prepare makes a bot of its settings, its background work under a context of its
@@ -228,26 +228,26 @@ func (rb *remoteBots) prepare(id string, settings []byte) *remoteBot {
 	ctx, stop := context.WithCancel(rb.env.ctx)
 	policy := *rb.tenant
 	policy.background = ctx
-	answer := &remoteBot{settings: settings, env: rb.env, stop: stop}
-	answer.bot, answer.invalid = parseBot(id, settings, rb.knownFields, &policy, rb.env)
-	return answer
+	rbot := &remoteBot{settings: settings, env: rb.env, stop: stop}
+	rbot.bot, rbot.invalid = parseBot(id, settings, rb.knownFields, &policy, rb.env)
+	return rbot
 }
 
 // fetch returns the answer's body and status (200 or 404); anything else is an error.
 func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, rb.timeout)
 	defer cancel()
-	answer, err := callAPI(ctx, rb.client, http.MethodGet, rb.base+"/"+url.PathEscape(id), rb.headers, nil, maxBotSettingsSize)
+	reply, err := callAPI(ctx, rb.client, http.MethodGet, rb.base+"/"+url.PathEscape(id), rb.headers, nil, maxBotSettingsSize)
 	if err != nil {
 		return nil, 0, fmt.Errorf("calling bots_url: %w", err)
 	}
-	switch answer.status {
+	switch reply.status {
 	case http.StatusOK:
-		return answer.body, http.StatusOK, nil
+		return reply.body, http.StatusOK, nil
 	case http.StatusNotFound:
 		return nil, http.StatusNotFound, nil
 	}
-	return nil, 0, fmt.Errorf("bots_url answered %d", answer.status)
+	return nil, 0, fmt.Errorf("bots_url answered %d", reply.status)
 }
 
 // parse checks a bot settings answer like a bot block of the config, and bounds it as
@@ -276,4 +276,16 @@ func lookableBotID(id string) bool {
 		}
 	}
 	return true
+}
+
+// remoteBotCost is the heap, in bytes, that a cached answer holds: the overhead, the
+// answer (kept to compare with the next one) and about as much again for the strings
+// decoded from it, and each compiled entry of its manual whitelist.
+func remoteBotCost(rbot *remoteBot) int64 {
+	cost := int64(remoteBotOverhead + 2*len(rbot.settings))
+	if rbot.bot != nil && rbot.bot.whitelist != nil {
+		w := rbot.bot.whitelist
+		cost += int64(whitelistEntryOverhead * (len(w.exact) + len(w.wildcards)))
+	}
+	return cost
 }

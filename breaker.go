@@ -173,9 +173,9 @@ type listedBreakers struct {
 // kept its auth_url and tuning. A new one counts in m's breaker_open gauge.
 func (lb *listedBreakers) load(botID, url string, tuning breakerTuning, m *metrics) *breaker {
 	key, _ := json.Marshal(struct {
-		Bot, URL string
-		Failures int
-		OpenFor  time.Duration
+		BotID, URL string
+		Failures   int
+		OpenFor    time.Duration
 	}{botID, url, tuning.failures, tuning.openFor})
 	v, _, _ := breakerPool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
 		return newBreaker(botID, tuning, m), nil // cannot fail

@@ -104,7 +104,7 @@ func TestListedBreakersOutliveAReload(t *testing.T) {
 	if err := newConfig.release(); err != nil {
 		t.Fatal(err)
 	}
-	if _, used := breakerPool.References(`{"Bot":"shop","URL":"` + url + `","Failures":5,"OpenFor":10000000000}`); used {
+	if _, used := breakerPool.References(`{"BotID":"shop","URL":"` + url + `","Failures":5,"OpenFor":10000000000}`); used {
 		t.Error("the breaker stayed after every config that used it was cleaned up")
 	}
 	if fresh := new(listedBreakers).load("shop", url, tuning, processMetrics); fresh == shop {

@@ -10,13 +10,6 @@ import (
 	"go.uber.org/zap"
 )
 
-func init() {
-	httpcaddyfile.RegisterHandlerDirective("custom_auth", parseCaddyfile)
-	// After forward_auth and before every routing and responding directive, so that a
-	// top-level custom_auth runs before `handle`, `route`, `respond`, `reverse_proxy`…
-	httpcaddyfile.RegisterDirectiveOrder("custom_auth", httpcaddyfile.After, "forward_auth")
-}
-
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	handler := new(Handler)
 	err := handler.UnmarshalCaddyfile(h.Dispenser)

@@ -21,8 +21,9 @@ import (
 	"github.com/custom-auth/custom_auth/contact"
 )
 
-func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
+// customAuthCommand is `caddy custom-auth`: test and purge.
+func customAuthCommand() caddycmd.Command {
+	return caddycmd.Command{
 		Name: "custom-auth",
 		Usage: "test --config <file> [--adapter <name>] --bot <id> --token <token> [--origin <url>] [--field <name>=<value>...] [--json]\n" +
 			"  purge --bot <id> [--token <token> | --contact <value>] [--address <admin>]",
@@ -46,7 +47,7 @@ Exit status: 0 purged, 1 the purge failed, 2 bad usage.`,
 			cmd.AddCommand(newTestCommand(os.Stdout, os.Stderr, os.Exit))
 			cmd.AddCommand(newPurgeCommand(os.Stdout, os.Stderr, os.Exit))
 		},
-	})
+	}
 }
 
 // Exit statuses of `caddy custom-auth test` and `purge`.

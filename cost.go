@@ -10,10 +10,6 @@ package customauth
 // the resident memory this costs through the real handler.
 const entryHeaderLen = 8
 
-func blockEntrySize(keyLen, valueLen int) int {
-	return (entryHeaderLen + keyLen + valueLen + entryAlign - 1) / entryAlign * entryAlign
-}
-
 // indexBytesPer is the chunk bytes per index slot (8 bytes): the index is 1/17 of
 // the budget, a slot for every 128 bytes of chunk, so that an entry of a few hundred
 // bytes seldom finds its bucket full.
@@ -24,18 +20,6 @@ const indexBytesPer = 128
 // and metric series, and the cache's own entry (cacheEntry, heapValue, its map slot
 // and queue element). Measured by TestRemoteBotCostMatchesHeap.
 const remoteBotOverhead = 4096
-
-// remoteBotCost is the heap, in bytes, that a cached answer holds: the overhead, the
-// answer (kept to compare with the next one) and about as much again for the strings
-// decoded from it, and each compiled entry of its manual whitelist.
-func remoteBotCost(answer *remoteBot) int64 {
-	cost := int64(remoteBotOverhead + 2*len(answer.settings))
-	if answer.bot != nil && answer.bot.whitelist != nil {
-		w := answer.bot.whitelist
-		cost += int64(whitelistEntryOverhead * (len(w.exact) + len(w.wildcards)))
-	}
-	return cost
-}
 
 // The heap a cached list holds, measured by TestWhitelistCostMatchesHeap: per entry,
 // its map slot, rule and string header (the text comes on top, since the compiled host

@@ -24,10 +24,6 @@ import (
 	"github.com/custom-auth/custom_auth/contact"
 )
 
-func init() {
-	caddy.RegisterModule(new(Handler))
-}
-
 // Handler identifies chat-widget visitors through the customer's identity API.
 //
 // Every value may use placeholders: request placeholders such as

@@ -152,16 +152,16 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 	if err != nil {
 		return inconclusive(err)
 	}
-	answer, err := callAPI(ctx, b.client, http.MethodPost, b.authURL, b.authHeaders, body, maxAnswerSize)
+	reply, err := callAPI(ctx, b.client, http.MethodPost, b.authURL, b.authHeaders, body, maxAnswerSize)
 	switch {
 	case errors.Is(err, errTooLarge):
 		return failure(fmt.Errorf("identity API %w", err), false)
 	case err != nil:
 		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", err))
 	}
-	res := parseAnswer(answer.status, answer.body, b.identifyBy)
-	res.apiStatus = answer.status
-	res.noStore, res.maxAge = cacheControl(answer.header.Get("Cache-Control"))
+	res := parseAnswer(reply.status, reply.body, b.identifyBy)
+	res.apiStatus = reply.status
+	res.noStore, res.maxAge = cacheControl(reply.header.Get("Cache-Control"))
 	return res
 }
 
@@ -189,8 +189,8 @@ func requestBody(b *botSettings, req identityRequest) ([]byte, error) {
 	return json.Marshal(body)
 }
 
-// answer is the identity API's JSON answer.
-type answer struct {
+// identityAnswer is the identity API's JSON answer.
+type identityAnswer struct {
 	Status json.RawMessage `json:"status"`
 	Data   json.RawMessage `json:"data"`
 }
@@ -205,7 +205,7 @@ func parseAnswer(code int, body []byte, identifyBy string) verdict {
 	case code < 200 || code > 299:
 		return failure(fmt.Errorf("identity API answered %d", code), false)
 	}
-	var a answer
+	var a identityAnswer
 	if err := json.Unmarshal(body, &a); err != nil {
 		return failure(fmt.Errorf("identity API answer is not a JSON object: %w", err), false)
 	}

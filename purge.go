@@ -14,10 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-func init() {
-	caddy.RegisterModule(new(PurgeAPI))
-}
-
 // PurgeAPI serves the purge endpoint on Caddy's admin API:
 //
 //	POST /custom-auth/purge

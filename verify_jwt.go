@@ -314,7 +314,7 @@ func newRemoteKeySet(botID, url string, timeout time.Duration, policy *botPolicy
 	// As for whitelists (newRemoteWhitelist): the bot and whether a tenant wrote it
 	// are part of the key.
 	source, _ := json.Marshal(struct {
-		Bot, URL, Scope string
+		BotID, URL, Scope string
 	}{botID, url, policy.fetchScope()})
 	ks.cacheKey = "jwks\x00" + string(source)
 	ks.keys = remoteValue[*keySet]{env: env, background: policy.backgroundOf(env), ttl: jwksRefresh, fetch: ks.fetch,
@@ -477,12 +477,12 @@ const (
 	maxJWKSKeys = 100
 )
 
-// go-jose refuses an RSA modulus over jose.MaxRSAModulusBits (4096 by default) as it
-// reads a key, and asks applications that need larger keys to raise it before any
+// allowRSAKeysOfMaxBits raises go-jose's limit to maxRSABits. go-jose refuses an RSA
+// modulus over jose.MaxRSAModulusBits (4096 by default) as it reads a key, and asks applications that need larger keys to raise it before any
 // parsing. Keys up to maxRSABits are used here. The limit is the whole process's, and
 // 8192 bits still bound a key's cost for every reader of JWKs: verifying with e=65537
 // takes microseconds; it is moduli of 100 kbit that cost seconds.
-func init() {
+func allowRSAKeysOfMaxBits() {
 	if jose.MaxRSAModulusBits < maxRSABits {
 		jose.MaxRSAModulusBits = maxRSABits
 	}

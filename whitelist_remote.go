@@ -77,9 +77,9 @@ func newRemoteWhitelist(botID string, cfg *WhitelistSource, timeout time.Duratio
 	// someone else or through another client. The same bot with the same source in
 	// the next config finds its list.
 	source, _ := json.Marshal(struct {
-		Bot, URL string
-		Headers  http.Header
-		Scope    string
+		BotID, URL string
+		Headers    http.Header
+		Scope      string
 	}{botID, rw.url, rw.headers, policy.fetchScope()})
 	rw.cacheKey = "whitelist\x00" + string(source)
 	return rw, nil
