@@ -166,7 +166,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.assertions, err = newAssertionSigner(assertionOptions{ttl: h.AssertionTTL, signKey: h.SignKey, signKeyFiles: h.SignKeyFiles, jwksPath: h.JWKSPath}, repl); err != nil {
 		return err
 	}
-	h.contact.assertions, h.contact.now = h.assertions, h.now
+	h.contact.assertions = h.assertions
 	if h.metrics == nil {
 		if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 			return err
@@ -388,10 +388,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.env.metrics.observeRequest(&out)
 
 	if h.Answer {
-		return writeAnswer(w, &out, &h.contact, h.reject) // the proxy that asked passes the request on itself
+		return writeAnswer(w, &out, &h.contact, h.reject, h.now()) // the proxy that asked passes the request on itself
 	}
 	if out.status == statusVerified {
-		if err := h.contact.inject(r.Header, &out); err != nil {
+		if err := h.contact.inject(r.Header, &out, h.now()); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	} else if out.rejects(h.reject) {

@@ -79,13 +79,13 @@ func newContactHeaderNames(prefix string) contactHeaderNames {
 type contactHeaders struct {
 	names      contactHeaderNames
 	assertions *assertionSigner // nil without a signing key
-	now        func() time.Time
 }
 
-// inject sets the contact headers of a verified visitor, and the assertion, in the
+// inject sets the contact headers of a verified visitor, and the assertion issued at
+// now, in the
 // request passed on or in the answer to another proxy. The values were encoded when
 // the identity was verified, and all of them share one allocation.
-func (c *contactHeaders) inject(header http.Header, out *outcome) error {
+func (c *contactHeaders) inject(header http.Header, out *outcome, now time.Time) error {
 	id := out.identity
 	n := id.headerCount()
 	values := make([]string, n+2)
@@ -102,7 +102,7 @@ func (c *contactHeaders) inject(header http.Header, out *outcome) error {
 	if c.assertions == nil {
 		return nil
 	}
-	token, err := c.assertions.sign(out.botID, id.primary(), out.bot.identifyBy, id.raw(), c.now())
+	token, err := c.assertions.sign(out.botID, id.primary(), out.bot.identifyBy, id.raw(), now)
 	if err != nil {
 		return fmt.Errorf("signing the contact assertion: %w", err)
 	}
