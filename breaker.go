@@ -113,21 +113,6 @@ func (b *breaker) retire() {
 	g.retired = true
 }
 
-// apiHealth is what one call tells the breaker about the API.
-type apiHealth uint8
-
-const (
-	// apiUp: the API answered, whatever it said (a rejection and a malformed answer
-	// included).
-	apiUp apiHealth = iota
-	// apiDown: connection error, timeout or 5xx.
-	apiDown
-	// apiUnknown: the call ended for a reason of the gateway's (its config is being
-	// unloaded, its caller stopped waiting, the request could not be built); it counts
-	// neither way.
-	apiUnknown
-)
-
 var (
 	errAPIDown     = errors.New("identity API down")
 	errNoNewsOfAPI = errors.New("the call tells nothing about the identity API")

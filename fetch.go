@@ -11,7 +11,7 @@ import (
 
 // apiAnswer is what an API the gateway calls answered.
 type apiAnswer struct {
-	status int
+	code int
 	header http.Header
 	body   []byte
 }
@@ -44,7 +44,7 @@ func callAPI(ctx context.Context, client *http.Client, method, target string, he
 		return apiAnswer{}, redactURLError(err)
 	}
 	defer resp.Body.Close()
-	answer := apiAnswer{status: resp.StatusCode, header: resp.Header}
+	answer := apiAnswer{code: resp.StatusCode, header: resp.Header}
 	if answer.body, err = io.ReadAll(io.LimitReader(resp.Body, int64(maxAnswer)+1)); err != nil {
 		return answer, fmt.Errorf("reading the answer: %w", err)
 	}

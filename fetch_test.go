@@ -23,8 +23,8 @@ func TestCallAPI(t *testing.T) {
 	headers := http.Header{"X-Api-Key": {"k"}}
 
 	answer, err := callAPI(ctx, api.Client(), http.MethodPost, api.URL+"?size=aaaa", headers, []byte(`{}`), 4)
-	if err != nil || answer.status != 200 || string(answer.body) != "xxxx" {
-		t.Fatalf("%d %q %v", answer.status, answer.body, err)
+	if err != nil || answer.code != 200 || string(answer.body) != "xxxx" {
+		t.Fatalf("%d %q %v", answer.code, answer.body, err)
 	}
 	if got.Get("X-Api-Key") != "k" || got.Get("Accept") != "application/json" || got.Get("Content-Type") != "application/json" {
 		t.Errorf("sent %v", got)

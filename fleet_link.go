@@ -105,7 +105,7 @@ func (l *fleetLink) breakerMoved(_ string, from, to gobreaker.State) {
 	switch to {
 	case gobreaker.StateOpen:
 		if from == gobreaker.StateClosed {
-			l.logger.Warn("shared cache skipped after repeated errors; gateways go on with their local caches",
+			l.logger.Warn("shared cache skipped after repeated errors; each gateway goes on with its local cache",
 				zap.Duration("retry_in", sharedBreakerOpenFor))
 		}
 	case gobreaker.StateClosed:

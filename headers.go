@@ -110,30 +110,3 @@ func (c *contactHeaders) inject(header http.Header, out *outcome, now time.Time)
 	header[c.names.assertion] = values[n+1 : n+2 : n+2]
 	return nil
 }
-
-// checkHeaderName refuses a configured header name that is not a valid field name.
-func checkHeaderName(name string) error {
-	if !httpguts.ValidHeaderFieldName(name) {
-		return fmt.Errorf("invalid header name %q", name)
-	}
-	return nil
-}
-
-// headerValues checks configured request headers and expands their values.
-func headerValues(in map[string]string, expand func(string) string) (http.Header, error) {
-	out := make(http.Header, len(in))
-	for name, raw := range in {
-		if err := checkHeaderName(name); err != nil {
-			return nil, err
-		}
-		value, err := expandConfigured(name, raw, expand)
-		if err != nil {
-			return nil, err
-		}
-		if value == "" || !httpguts.ValidHeaderFieldValue(value) {
-			return nil, fmt.Errorf("header %s: the value is empty or has a control character", name)
-		}
-		out.Set(name, value)
-	}
-	return out, nil
-}

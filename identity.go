@@ -159,8 +159,8 @@ func (c *identityClient) call(parent context.Context, b *botSettings, req identi
 	case err != nil:
 		return c.unfinished(parent, fmt.Errorf("calling identity API: %w", err))
 	}
-	res := parseAnswer(reply.status, reply.body, b.identifyBy)
-	res.apiStatus = reply.status
+	res := parseAnswer(reply.code, reply.body, b.identifyBy)
+	res.apiStatus = reply.code
 	res.noStore, res.maxAge = cacheControl(reply.header.Get("Cache-Control"))
 	return res
 }

@@ -2,11 +2,13 @@ package customauth
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"golang.org/x/net/http/httpguts"
 )
 
 // expandConfigured expands global placeholders in a configured value. A value that is
@@ -56,4 +58,31 @@ func optionalDuration(name string, d *caddy.Duration, def time.Duration) (time.D
 		return 0, fmt.Errorf("%s: must not be negative", name)
 	}
 	return time.Duration(*d), nil
+}
+
+// checkHeaderName refuses a configured header name that is not a valid field name.
+func checkHeaderName(name string) error {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return fmt.Errorf("invalid header name %q", name)
+	}
+	return nil
+}
+
+// headerValues checks configured request headers and expands their values.
+func headerValues(in map[string]string, expand func(string) string) (http.Header, error) {
+	out := make(http.Header, len(in))
+	for name, raw := range in {
+		if err := checkHeaderName(name); err != nil {
+			return nil, err
+		}
+		value, err := expandConfigured(name, raw, expand)
+		if err != nil {
+			return nil, err
+		}
+		if value == "" || !httpguts.ValidHeaderFieldValue(value) {
+			return nil, fmt.Errorf("header %s: the value is empty or has a control character", name)
+		}
+		out.Set(name, value)
+	}
+	return out, nil
 }

@@ -159,21 +159,21 @@ func removeQueryParam(r *http.Request, name string) {
 	if raw == "" || (!strings.Contains(raw, name) && !strings.ContainsRune(raw, '%') && !strings.ContainsRune(raw, '+')) {
 		return
 	}
-	kept := withoutQueryParam(raw, name)
-	if kept == raw {
+	remaining := withoutQueryParam(raw, name)
+	if remaining == raw {
 		return
 	}
-	r.URL.RawQuery = kept
+	r.URL.RawQuery = remaining
 	r.URL.ForceQuery = false
 	if path, _, ok := strings.Cut(r.RequestURI, "?"); ok {
 		r.RequestURI = path
-		if kept != "" {
-			r.RequestURI += "?" + kept
+		if remaining != "" {
+			r.RequestURI += "?" + remaining
 		}
 	}
 }
 
-// withoutQueryParam returns a raw query without the parameter; each kept parameter
+// withoutQueryParam returns a raw query without the parameter; each remaining parameter
 // keeps the separator that came before it.
 func withoutQueryParam(raw, name string) string {
 	var b strings.Builder
@@ -213,23 +213,23 @@ func removeCookie(h http.Header, name string) {
 	if !ok {
 		return
 	}
-	kept := values[:0:0]
+	remaining := values[:0:0]
 	for _, line := range values {
 		if line = withoutCookie(line, name); line != "" {
-			kept = append(kept, line)
+			remaining = append(remaining, line)
 		}
 	}
-	if len(kept) == 0 {
+	if len(remaining) == 0 {
 		delete(h, "Cookie")
 		return
 	}
-	h["Cookie"] = kept
+	h["Cookie"] = remaining
 }
 
 // withoutCookie returns a Cookie header line without the named cookie, as Go's
 // http.Request.Cookies reads the line: pairs separated by ';', spaces trimmed.
 func withoutCookie(line, name string) string {
-	var kept []string
+	var remaining []string
 	for pair := range strings.SplitSeq(line, ";") {
 		pair = textproto.TrimString(pair)
 		if pair == "" {
@@ -238,9 +238,9 @@ func withoutCookie(line, name string) string {
 		if key, _, _ := strings.Cut(pair, "="); strings.EqualFold(textproto.TrimString(key), name) {
 			continue
 		}
-		kept = append(kept, pair)
+		remaining = append(remaining, pair)
 	}
-	return strings.Join(kept, "; ")
+	return strings.Join(remaining, "; ")
 }
 
 // visitorField is one visitor-supplied field, such as user_id, and where it comes from.
@@ -276,7 +276,7 @@ func (s *visitSources) fieldNames() map[string]bool {
 	return names
 }
 
-// fieldValue is a visitor-supplied value; only fields the visitor supplied are kept.
+// fieldValue is a visitor-supplied value; only fields the visitor supplied are remaining.
 type fieldValue struct {
 	name, value string
 }

@@ -8,7 +8,48 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
+
+// BotsSource is the chat backend's API that answers the settings of bots that are not
+// listed in the config: `GET <url>/<url-escaped bot id>` answers a bot's JSON form,
+// 404 an unknown bot.
+type BotsSource struct {
+	// The API's base URL, an absolute http or https URL.
+	URL string `json:"url,omitempty"`
+
+	// Headers sent with each request, e.g. an API key. Default: none.
+	Headers map[string]string `json:"headers,omitempty"`
+
+	// How long an answer is used before the bot's settings are asked again; after
+	// that the cached settings keep serving while they are asked again in the
+	// background. Default: 1m.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+
+	// Cap on a remote bot's `timeout`: however long a tenant sets it, a visitor and
+	// a connection never wait longer for its identity or whitelist API.
+	// Default: 10s.
+	MaxTimeout caddy.Duration `json:"max_timeout,omitempty"`
+
+	// Lets a remote bot's `auth_url` and `whitelist_url` reach loopback, private
+	// (RFC 1918, IPv6 ULA), link-local, unspecified, multicast and other
+	// special-purpose addresses, Caddy's admin endpoint included. Only for a chat
+	// backend whose every tenant is trusted, or for tests. Default: false, such
+	// connections are refused.
+	AllowPrivate bool `json:"allow_private,omitempty"`
+
+	// Time limit of one settings request. Only the visitors of a bot with no settings
+	// cached wait for it; refreshes happen in the background. Default: 3s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Bound on the calls in flight of all remote bots together: identity calls and
+	// whitelist, JWKS and settings fetches. A visitor whose call finds it full falls
+	// back with `error` at once, without waiting, so that however many bots a tenant
+	// has, APIs that accept connections and never answer hold at most this many
+	// connections. Default: 256.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+}
 
 // Settings from bots_url are written by the chat product's tenants, from its
 // dashboard: strangers to the operator. What they may do is bounded here.

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -278,4 +279,13 @@ func sameValue(old, value any) bool {
 // unsafeUint64s views mapped memory, which is page-aligned, as uint64s.
 func unsafeUint64s(b []byte) []uint64 {
 	return unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
+}
+
+// cacheEntry is a cached heap value, with when it was stored and when it stops being
+// served; both are checked by its reader, against the handler's clock.
+type cacheEntry struct {
+	value   any
+	cost    int64
+	stored  time.Time
+	expires time.Time
 }

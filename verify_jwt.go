@@ -448,8 +448,8 @@ func (ks *remoteKeySet) fetch(ctx context.Context, _ string, _ *keySet) (*keySet
 	if err != nil {
 		return nil, 0, fmt.Errorf("fetching jwks_url: %w", err)
 	}
-	if answer.status < 200 || answer.status > 299 {
-		return nil, 0, fmt.Errorf("jwks_url answered %d", answer.status)
+	if answer.code < 200 || answer.code > 299 {
+		return nil, 0, fmt.Errorf("jwks_url answered %d", answer.code)
 	}
 	keys, ignored, err := parseJWKS(answer.body)
 	if err != nil {

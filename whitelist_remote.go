@@ -122,8 +122,8 @@ func (rw *remoteWhitelist) fetch(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("calling whitelist_url: %w", err)
 	}
-	if answer.status < 200 || answer.status > 299 {
-		return nil, fmt.Errorf("whitelist API answered %d", answer.status)
+	if answer.code < 200 || answer.code > 299 {
+		return nil, fmt.Errorf("whitelist API answered %d", answer.code)
 	}
 	entries, err := parseWhitelistAnswer(answer.body)
 	if err != nil {
