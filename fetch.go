@@ -11,7 +11,7 @@ import (
 
 // apiAnswer is what an API the gateway calls answered.
 type apiAnswer struct {
-	code int
+	code   int
 	header http.Header
 	body   []byte
 }

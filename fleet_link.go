@@ -118,7 +118,7 @@ func (l *fleetLink) breakerMoved(_ string, from, to gobreaker.State) {
 // showUp sets shared_cache_up: the link is up while its purge channel is synced and
 // its breaker closed.
 func (l *fleetLink) showUp() {
-	l.metrics.observeLink(l, l.synced.Load() && l.breakerClosed.Load())
+	l.metrics.observeLink(l.id, l.synced.Load() && l.breakerClosed.Load())
 }
 
 func (l *fleetLink) setSynced(synced bool) {
@@ -130,7 +130,7 @@ func (l *fleetLink) setSynced(synced bool) {
 func (l *fleetLink) Destruct() error {
 	l.cancel()
 	<-l.done
-	l.metrics.forgetLink(l)
+	l.metrics.forgetLink(l.id)
 	return nil
 }
 

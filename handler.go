@@ -385,7 +385,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	publishOutcome(repl, out)
 	out.log(h.env.logger)
-	h.env.metrics.observeRequest(&out)
+	out.count(h.env.metrics)
 
 	if h.Answer {
 		return writeAnswer(w, &out, &h.contact, h.reject, h.now()) // the proxy that asked passes the request on itself

@@ -19,7 +19,7 @@ import (
 )
 
 // identifier answers who a visitor's access token belongs to. The identity API client
-// and a bot's verify_jwt implement it; the cache wraps them.
+// implements it, botIdentifier adds a bot's verify_jwt, and the cache wraps them.
 type identifier interface {
 	identify(ctx context.Context, b *botSettings, req identityRequest) verdict
 }
@@ -32,7 +32,7 @@ type botIdentifier struct {
 
 func (bi botIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
 	if b.jwt != nil {
-		return b.jwt.identify(ctx, b, req)
+		return b.jwt.verify(ctx, req.token, b.identifyBy)
 	}
 	return bi.api.identify(ctx, b, req)
 }

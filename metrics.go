@@ -47,7 +47,7 @@ type metrics struct {
 // is 1 while every one is.
 type linkStates struct {
 	mu sync.Mutex
-	up map[*fleetLink]bool
+	up map[string]bool // by fleetLink.id
 }
 
 const (
@@ -195,17 +195,22 @@ func (m *metrics) collectors() []prometheus.Collector {
 		m.sharedRequests, m.sharedUp, m.purges}
 }
 
-func (m *metrics) observeRequest(out *outcome) {
-	if out.status == statusVerified {
-		out.bot.verifiedRequests.Inc() // the everyday path skips the label lookup
-		return
+// observeFallback counts a request that was not verified. bot is the id of the
+// settings that applied ("*" for the default bot), empty when none did: a bot id that
+// names no bot comes from the visitor and could be anything, so it is never a label
+// value.
+func (m *metrics) observeFallback(bot, status, reason string) {
+	label := ""
+	if bot != "" {
+		label = m.bots.label(bot)
 	}
-	m.requests.WithLabelValues(m.botLabel(out), out.status.String(), string(out.reason)).Inc()
+	m.requests.WithLabelValues(label, status, reason).Inc()
 }
 
-// verifiedCounter is a bot's counter of verified requests, looked up once per bot.
+// verifiedCounter is a bot's counter of verified requests, looked up once per bot, so
+// that the everyday path skips the label lookup.
 func (m *metrics) verifiedCounter(bot string) prometheus.Counter {
-	return m.requests.WithLabelValues(m.bots.label(bot), statusVerified.String(), "")
+	return m.requests.WithLabelValues(m.bots.label(bot), "verified", "")
 }
 
 func (m *metrics) observeAPI(bot string, res verdict) {
@@ -233,6 +238,17 @@ func (m *metrics) observeCache(cache string, hit bool) {
 	}
 }
 
+// sharedRead is what a read of the shared cache found, as
+// caddy_custom_auth_shared_cache_requests_total counts it.
+type sharedRead uint8
+
+const (
+	sharedMiss    sharedRead = iota
+	sharedHit                // a verdict that may be served
+	sharedError              // the server failed or was too slow
+	sharedSkipped            // not asked: the link or its purge channel is down, or its breaker open
+)
+
 // observeShared counts a read of the shared cache.
 func (m *metrics) observeShared(read sharedRead) {
 	m.sharedReads[read].Inc()
@@ -248,21 +264,21 @@ func (m *metrics) observePurge(ok bool) {
 }
 
 // observeLink records whether a link to a shared cache is up, and sets shared_cache_up.
-func (m *metrics) observeLink(l *fleetLink, up bool) {
+func (m *metrics) observeLink(link string, up bool) {
 	m.links.mu.Lock()
 	defer m.links.mu.Unlock()
 	if m.links.up == nil {
-		m.links.up = map[*fleetLink]bool{}
+		m.links.up = map[string]bool{}
 	}
-	m.links.up[l] = up
+	m.links.up[link] = up
 	m.showLinks()
 }
 
 // forgetLink drops a link that was closed.
-func (m *metrics) forgetLink(l *fleetLink) {
+func (m *metrics) forgetLink(link string) {
 	m.links.mu.Lock()
 	defer m.links.mu.Unlock()
-	delete(m.links.up, l)
+	delete(m.links.up, link)
 	m.showLinks()
 }
 
@@ -291,24 +307,4 @@ func (m *metrics) breakerOpenGauge(bot string) prometheus.Gauge {
 // identityCallsInFlight is the identity_calls_in_flight series of a bot.
 func (m *metrics) identityCallsInFlight(bot string) prometheus.Gauge {
 	return m.callsInFlight.WithLabelValues(m.bots.label(bot))
-}
-
-// botLabel is the bot label value of a request's outcome: that of the settings that
-// applied ("*" for the default bot). A bot id that names no bot comes from the visitor
-// and could be anything, so it is never a label value.
-func (m *metrics) botLabel(out *outcome) string {
-	if out.bot == nil {
-		return ""
-	}
-	return m.bots.label(out.bot.id)
-}
-
-func (r verdictKind) String() string {
-	switch r {
-	case verdictVerified:
-		return "verified"
-	case verdictRejected:
-		return "rejected"
-	}
-	return "error"
 }

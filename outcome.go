@@ -138,3 +138,16 @@ func publishOutcome(repl *caddy.Replacer, out outcome) {
 		return nil, false
 	})
 }
+
+// count counts the request in requests_total: a verified one on its bot's own counter.
+func (o *outcome) count(m *metrics) {
+	if o.status == statusVerified {
+		o.bot.verifiedRequests.Inc()
+		return
+	}
+	bot := ""
+	if o.bot != nil {
+		bot = o.bot.id
+	}
+	m.observeFallback(bot, o.status.String(), string(o.reason))
+}

@@ -262,17 +262,6 @@ func (cfg *SharedCache) loadTLS(opt *rueidis.ClientOption) error {
 	return nil
 }
 
-// sharedRead is what a read of the shared cache found, as
-// caddy_custom_auth_shared_cache_requests_total counts it.
-type sharedRead uint8
-
-const (
-	sharedMiss    sharedRead = iota
-	sharedHit                // a verdict that may be served
-	sharedError              // the server failed or was too slow
-	sharedSkipped            // not asked: the link or its purge channel is down, or its breaker open
-)
-
 // get reads a verdict from the shared cache, waiting at most the timeout. A value is
 // a verdict only for the key it was stored under (sealVerdict): one copied to another
 // key, or malformed, is a miss.

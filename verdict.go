@@ -15,6 +15,16 @@ const (
 	verdictRejected
 )
 
+func (r verdictKind) String() string {
+	switch r {
+	case verdictVerified:
+		return "verified"
+	case verdictRejected:
+		return "rejected"
+	}
+	return "error"
+}
+
 // verdict is what the identity step decided about a token (the identity API's answer,
 // a verified JWT, or a cached verdict): its kind, the identity, the cache directives
 // and how it was reached. The handler's outcome takes what it needs from it.

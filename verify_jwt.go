@@ -89,8 +89,8 @@ func checkJWTSecret(secret string) error {
 	return nil
 }
 
-// jwtVerifier verifies a bot's tokens locally. It is the bot's identifier in place of
-// the identity API, and its verdicts are cached like the API's.
+// jwtVerifier verifies a bot's tokens locally. It answers for the bot in place of the
+// identity API (botIdentifier), and its verdicts are cached like the API's.
 type jwtVerifier struct {
 	// settings are the bot's verify_jwt with placeholders expanded and the audience
 	// set: what shapes a verdict (settingsKey).
@@ -165,16 +165,17 @@ func newJWTVerifier(botID string, cfg *JWTSettings, timeout time.Duration, polic
 // well be good.
 var errNoKeys = errors.New("the customer's keys cannot be had")
 
-// identify verifies the token and reads the contact from its claims. A token that
-// fails any check is rejected, with the check in the verdict's error.
-func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
-	if len(req.token) > maxTokenSize {
+// verify verifies the token and reads the contact from its claims, whose primary key
+// is identifyBy's. A token that fails any check is rejected, with the check in the
+// verdict's error.
+func (v *jwtVerifier) verify(ctx context.Context, token, identifyBy string) verdict {
+	if len(token) > maxTokenSize {
 		return verdict{kind: verdictRejected, err: fmt.Errorf("token refused unread: over %d bytes", maxTokenSize), maxAge: -1}
 	}
 	var claims tokenClaims
-	token, err := v.parser.ParseWithClaims(req.token, &claims, v.keyfunc(ctx))
+	parsed, err := v.parser.ParseWithClaims(token, &claims, v.keyfunc(ctx))
 	if err == nil {
-		err = checkCritical(token)
+		err = checkCritical(parsed)
 	}
 	switch {
 	case errors.Is(err, errNoKeys):
@@ -186,7 +187,7 @@ func (v *jwtVerifier) identify(ctx context.Context, b *botSettings, req identity
 	if err != nil {
 		return failure(fmt.Errorf("token's contact: %w", err), false)
 	}
-	id, err := identityOf(data, raw, b.identifyBy)
+	id, err := identityOf(data, raw, identifyBy)
 	if err != nil {
 		return failure(fmt.Errorf("token's contact: %w", err), false)
 	}
@@ -583,6 +584,3 @@ func parseJWK(raw json.RawMessage) (publicKey, error) {
 	}
 	return key, nil
 }
-
-// Interface guard
-var _ identifier = (*jwtVerifier)(nil)

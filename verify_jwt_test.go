@@ -769,7 +769,7 @@ func FuzzVerifyJWT(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, token string) {
-		res := h.bots["shop"].jwt.identify(context.Background(), h.bots["shop"], identityRequest{token: token})
+		res := h.bots["shop"].jwt.verify(context.Background(), token, h.bots["shop"].identifyBy)
 		switch res.kind {
 		case verdictVerified:
 			if res.identity == nil || res.identity.primary() == "" {
