@@ -2,7 +2,9 @@ package customauth
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -15,6 +17,16 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
+)
+
+// sharedPrefix starts every name custom_auth uses in the shared cache.
+const sharedPrefix = "custom_auth:v1:"
+
+// The breaker in front of the shared cache: after sharedBreakerFailures errors or
+// timeouts in a row it is skipped for sharedBreakerOpenFor, then one call probes it.
+const (
+	sharedBreakerFailures = 3
+	sharedBreakerOpenFor  = 5 * time.Second
 )
 
 var (
@@ -310,3 +322,10 @@ func (l *fleetLink) subscribe(ctx context.Context) error {
 
 // Interface guard
 var _ caddy.Destructor = (*fleetLink)(nil)
+
+// randomID names a link, and a purge, uniquely in the fleet.
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

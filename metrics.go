@@ -157,7 +157,7 @@ func (m *metrics) addFleetCollectors() {
 		Namespace: "caddy",
 		Subsystem: "custom_auth",
 		Name:      "shared_cache_requests_total",
-		Help:      "Reads of the shared cache, by result: hit, miss, error (failed or too slow) or skipped (its link or purge channel down, or its breaker open).",
+		Help:      "Reads of the shared cache, by result: hit, miss, error (failed or too slow) or skipped (not asked while its link or purge channel is down, or while it fails too often).",
 	}, []string{"result"})
 	m.sharedUp = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "caddy",
@@ -199,12 +199,12 @@ func (m *metrics) collectors() []prometheus.Collector {
 // settings that applied ("*" for the default bot), empty when none did: a bot id that
 // names no bot comes from the visitor and could be anything, so it is never a label
 // value.
-func (m *metrics) observeFallback(bot, status, reason string) {
+func (m *metrics) observeFallback(bot, statusName, reasonName string) {
 	label := ""
 	if bot != "" {
 		label = m.bots.label(bot)
 	}
-	m.requests.WithLabelValues(label, status, reason).Inc()
+	m.requests.WithLabelValues(label, statusName, reasonName).Inc()
 }
 
 // verifiedCounter is a bot's counter of verified requests, looked up once per bot, so

@@ -3,7 +3,6 @@ package customauth
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -54,19 +53,10 @@ type SharedCache struct {
 
 const defaultSharedTimeout = 50 * time.Millisecond
 
-// Names in the shared cache. Verdict keys are hashes (identityKey), never a token;
-// each is a key of its own, so that on a cluster they spread over every slot.
-const (
-	sharedPrefix        = "custom_auth:v1:"
-	sharedVerdictPrefix = sharedPrefix + "verdict:"
-)
-
-// The breaker in front of the shared cache: after sharedBreakerFailures errors or
-// timeouts in a row it is skipped for sharedBreakerOpenFor, then one call probes it.
-const (
-	sharedBreakerFailures = 3
-	sharedBreakerOpenFor  = 5 * time.Second
-)
+// sharedVerdictPrefix starts a verdict's key in the shared cache. Verdict keys are
+// hashes (identityKey), never a token; each is a key of its own, so that on a cluster
+// they spread over every slot.
+const sharedVerdictPrefix = sharedPrefix + "verdict:"
 
 // sharedCache is one config's use of a shared cache: the process's link to the server,
 // shared by every config that names the same URL and TLS files, and this config's
@@ -351,10 +341,4 @@ func verdictSeal(key string, v storedVerdict) [sha256.Size]byte {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	return sum
-}
-
-func randomID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
