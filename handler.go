@@ -9,7 +9,6 @@ package customauth
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -112,16 +111,12 @@ type Handler struct {
 	prefix     string
 	contact    contactHeaders
 	reject     bool
-	bots       map[string]*botSettings
-	defaultBot *botSettings
-	remoteBots *remoteBots
+	flow       // steps 1–3 (flow.go), and the environment the handler's parts share
 	breakers   *listedBreakers
-	identities identifier
 	caches     *caches
 	shared     *sharedCache // nil without shared_cache
 	marks      *purgeMarks  // the process's; tests give a handler its own
 	assertions *assertionSigner
-	env        *environment
 	metrics    *metrics         // the process's collectors; tests give a handler its own
 	now        func() time.Time // the clock; tests replace it
 	logger     *zap.Logger      // instead of Caddy's; the CLI's is quiet
@@ -398,71 +393,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return writeProblem(w, out.reason)
 	}
 	return next.ServeHTTP(w, r)
-}
-
-// identify runs steps 1–3 of the flow and returns the outcome, which records the step
-// that decided it.
-func (h *Handler) identify(ctx context.Context, v visit) outcome {
-	out := outcome{botID: v.botID}
-
-	// Step 1: the bot.
-	b, reason := h.lookupBot(ctx, v.botID)
-	if b == nil {
-		return out.fallback(stepBot, reason)
-	}
-	out.bot = b
-	if b.off {
-		return out.fallback(stepBot, reasonDisabled)
-	}
-
-	// Step 2: the domain whitelist.
-	if b.hasWhitelist() && !b.allowsOrigin(ctx, v.origin) {
-		return out.fallback(stepWhitelist, reasonDomainNotAllowed)
-	}
-
-	// Step 3: the identity API.
-	if v.token == "" {
-		return out.fallback(stepIdentity, reasonMissingToken)
-	}
-	res := h.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields, bot: v.botID})
-	out.cacheHit, out.apiTime, out.apiStatus, out.err = res.cacheHit, res.apiTime, res.apiStatus, res.err
-	switch res.kind {
-	case verdictRejected:
-		return out.fallback(stepIdentity, reasonRejected)
-	case verdictError:
-		if ctx.Err() == nil { // a visitor who left is no news about the API
-			h.env.warn("identity:"+b.id, "identity API failed; visitors of this bot fall back to anonymous",
-				zap.String("bot", b.id), zap.Error(res.err))
-		}
-		return out.fallback(stepIdentity, reasonError)
-	}
-	if err := b.primaryMismatch(v.fields, res.identity); err != nil {
-		out.err = err
-		return out.fallback(stepIdentity, reasonIdentityMismatch)
-	}
-
-	// Step 4: verified.
-	out.step = stepIdentity
-	out.status = statusVerified
-	out.identity = res.identity
-	return out
-}
-
-// lookupBot finds the settings of a bot: listed, fetched from bots_url, or `bot *`.
-func (h *Handler) lookupBot(ctx context.Context, id string) (*botSettings, reason) {
-	if b, ok := h.bots[id]; ok {
-		return b, ""
-	}
-	if h.remoteBots != nil {
-		b, reason := h.remoteBots.lookup(ctx, id)
-		if b != nil || reason != reasonUnknownBot {
-			return b, reason
-		}
-	}
-	if h.defaultBot != nil {
-		return h.defaultBot, ""
-	}
-	return nil, reasonUnknownBot
 }
 
 func isPreflight(r *http.Request) bool {

@@ -97,7 +97,7 @@ func (c *contactHeaders) inject(header http.Header, out *outcome, now time.Time)
 			i++
 		}
 	}
-	values[n] = contact.EncodeValue(out.bot.identifyBy)
+	values[n] = out.bot.identifyBy // id, email or phone_number (primaryFieldOf): no encoding changes it
 	header[c.names.identifyBy] = values[n : n+1 : n+1]
 	if c.assertions == nil {
 		return nil
