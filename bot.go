@@ -160,38 +160,35 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 	if policy.maxTimeout > 0 {
 		b.timeout = min(b.timeout, policy.maxTimeout)
 	}
-	if err := b.prepareIdentitySource(cfg, policy, env); err != nil {
-		return nil, err
-	}
 	if b.forward, err = forwardedFields(cfg.Forward, knownFields); err != nil {
 		return nil, err
 	}
-
 	b.identifyBy = cmp.Or(cfg.IdentifyBy, "id")
 	if b.primaryField, err = primaryFieldOf(b.identifyBy); err != nil {
 		return nil, err
 	}
-
 	if b.cacheTTL, err = optionalDuration("cache_ttl", cfg.CacheTTL, defaultCacheTTL); err != nil {
 		return nil, err
 	}
 	if b.negativeTTL, err = optionalDuration("negative_ttl", cfg.NegativeTTL, defaultNegativeTTL); err != nil {
 		return nil, err
 	}
-	if err := b.prepareWhitelists(cfg, policy, env); err != nil {
-		return nil, err
-	}
-
 	tuning, err := breakerTuningOf(cfg.CircuitBreaker)
 	if err != nil {
 		return nil, fmt.Errorf("circuit_breaker: %w", err)
 	}
+
+	if err := b.prepareIdentitySource(cfg, policy, env); err != nil {
+		return nil, err
+	}
+	if b.whitelist, b.remoteList, err = botWhitelists(id, cfg.Whitelist, cfg.WhitelistURL, b.timeout, policy, env); err != nil {
+		return nil, err
+	}
 	b.client = policy.client
 	b.breaker = policy.breakerFor(id, b.authURL, tuning, env.metrics)
 	b.callSlots = newCallSlots(policy.callsInFlight)
-
-	b.settingsKey = settingsKey(b)
 	b.verifiedRequests = env.metrics.verifiedCounter(id)
+	b.settingsKey = settingsKey(b)
 	return b, nil
 }
 
@@ -227,27 +224,6 @@ func forwardedFields(forward []string, knownFields map[string]bool) (map[string]
 		fields[f] = true
 	}
 	return fields, nil
-}
-
-// prepareWhitelists compiles the bot's manual whitelist, with placeholders expanded,
-// and prepares the fetching of its whitelist_url.
-func (b *botSettings) prepareWhitelists(cfg *Bot, policy *botPolicy, env *environment) error {
-	var err error
-	if len(cfg.Whitelist) > 0 {
-		entries := make([]string, len(cfg.Whitelist))
-		for i, e := range cfg.Whitelist {
-			entries[i] = policy.expand(e)
-		}
-		if b.whitelist, err = compileWhitelist(entries); err != nil {
-			return fmt.Errorf("whitelist: %w", err)
-		}
-	}
-	if cfg.WhitelistURL != nil {
-		if b.remoteList, err = newRemoteWhitelist(b.id, cfg.WhitelistURL, b.timeout, policy.expand, policy, env); err != nil {
-			return fmt.Errorf("whitelist_url: %w", err)
-		}
-	}
-	return nil
 }
 
 // settingsKey hashes the settings that shape an identity.

@@ -373,7 +373,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// A browser's preflight carries no credentials: recognised before step 1.
 		out.reason = reasonPreflight
 	} else {
-		out = h.identify(r.Context(), h.visits.read(r, repl))
+		out = h.flow.identify(r.Context(), h.visits.read(r, repl))
 	}
 	if !h.PassToken {
 		h.visits.token.removeFrom(r) // the token is the customer's secret, not the backend's

@@ -134,3 +134,27 @@ func (rw *remoteWhitelist) fetch(ctx context.Context) ([]string, error) {
 	}
 	return entries, nil
 }
+
+// botWhitelists compiles a bot's manual whitelist, with placeholders expanded, and
+// prepares the fetching of its whitelist_url.
+func botWhitelists(botID string, manual []string, source *WhitelistSource, timeout time.Duration, policy *botPolicy, env *environment) (*whitelist, *remoteWhitelist, error) {
+	var list *whitelist
+	if len(manual) > 0 {
+		entries := make([]string, len(manual))
+		for i, e := range manual {
+			entries[i] = policy.expand(e)
+		}
+		var err error
+		if list, err = compileWhitelist(entries); err != nil {
+			return nil, nil, fmt.Errorf("whitelist: %w", err)
+		}
+	}
+	if source == nil {
+		return list, nil, nil
+	}
+	remote, err := newRemoteWhitelist(botID, source, timeout, policy.expand, policy, env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("whitelist_url: %w", err)
+	}
+	return list, remote, nil
+}
