@@ -15,7 +15,7 @@ type cachedIdentifier struct {
 	metrics *metrics
 	now     func() time.Time
 	shared  *sharedCache // the fleet's cache behind the local one; nil: none (shared_cache.go)
-	marks   *purgeMarks  // purges: verdicts not to serve (purge.go)
+	marks   *purgeMarks  // purges: verdicts not to serve (marks.go)
 }
 
 func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req identityRequest) verdict {
