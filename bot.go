@@ -184,10 +184,11 @@ func newBot(id string, cfg *Bot, knownFields map[string]bool, policy *botPolicy,
 	if b.whitelist, b.remoteList, err = botWhitelists(id, cfg.Whitelist, cfg.WhitelistURL, b.timeout, policy, env); err != nil {
 		return nil, err
 	}
-	b.client = policy.client
-	b.breaker = policy.breakerFor(id, b.authURL, tuning, env.metrics)
-	b.callSlots = newCallSlots(policy.callsInFlight)
 	b.verifiedRequests = env.metrics.verifiedCounter(id)
+	breakerOpen := env.metrics.breakerOpenGauge(id)
+	b.client = policy.client
+	b.breaker = policy.breakerFor(id, b.authURL, tuning, breakerOpen)
+	b.callSlots = newCallSlots(policy.callsInFlight)
 	b.settingsKey = settingsKey(b)
 	return b, nil
 }

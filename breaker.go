@@ -62,8 +62,9 @@ func breakerTuningOf(cfg *BreakerSettings) (breakerTuning, error) {
 	return tuning, nil
 }
 
-func newBreaker(botID string, tuning breakerTuning, m *metrics) *breaker {
-	gauge := &breakerGauge{series: m.breakerOpenGauge(botID)}
+// newBreaker is a bot's breaker, which moves openGauge, the bot's breaker_open series.
+func newBreaker(botID string, tuning breakerTuning, openGauge prometheus.Gauge) *breaker {
+	gauge := &breakerGauge{series: openGauge}
 	b := &breaker{gauge: gauge, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:          fmt.Sprintf("identity API of bot %q", botID),
 		MaxRequests:   1, // one probe when half-open
@@ -155,15 +156,15 @@ type listedBreakers struct {
 }
 
 // load returns the breaker of a listed bot, the one an earlier config used if the bot
-// kept its auth_url and tuning. A new one counts in m's breaker_open gauge.
-func (lb *listedBreakers) load(botID, url string, tuning breakerTuning, m *metrics) *breaker {
+// kept its auth_url and tuning. A new one moves openGauge.
+func (lb *listedBreakers) load(botID, url string, tuning breakerTuning, openGauge prometheus.Gauge) *breaker {
 	key, _ := json.Marshal(struct {
 		BotID, URL string
 		Failures   int
 		OpenFor    time.Duration
 	}{botID, url, tuning.failures, tuning.openFor})
 	v, _, _ := breakerPool.LoadOrNew(string(key), func() (caddy.Destructor, error) {
-		return newBreaker(botID, tuning, m), nil // cannot fail
+		return newBreaker(botID, tuning, openGauge), nil // cannot fail
 	})
 	lb.keys = append(lb.keys, string(key))
 	return v.(*breaker)

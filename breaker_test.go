@@ -85,20 +85,20 @@ func TestListedBreakersOutliveAReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldConfig, newConfig := new(listedBreakers), new(listedBreakers)
-	shop := oldConfig.load("shop", url, tuning, processMetrics)
-	if other := oldConfig.load("other", url, tuning, processMetrics); other == shop {
+	shop := oldConfig.load("shop", url, tuning, processMetrics.breakerOpenGauge("shop"))
+	if other := oldConfig.load("other", url, tuning, processMetrics.breakerOpenGauge("other")); other == shop {
 		t.Error("two bots naming the same auth_url share a breaker")
 	}
-	if again := newConfig.load("shop", url, tuning, processMetrics); again != shop {
+	if again := newConfig.load("shop", url, tuning, processMetrics.breakerOpenGauge("shop")); again != shop {
 		t.Error("a reload of the same bot got a new breaker")
 	}
-	if changed := newConfig.load("shop", url, breakerTuning{failures: 3, openFor: tuning.openFor}, processMetrics); changed == shop {
+	if changed := newConfig.load("shop", url, breakerTuning{failures: 3, openFor: tuning.openFor}, processMetrics.breakerOpenGauge("shop")); changed == shop {
 		t.Error("a bot whose breaker settings changed kept the old breaker")
 	}
 	if err := oldConfig.release(); err != nil {
 		t.Fatal(err)
 	}
-	if again := newConfig.load("shop", url, tuning, processMetrics); again != shop {
+	if again := newConfig.load("shop", url, tuning, processMetrics.breakerOpenGauge("shop")); again != shop {
 		t.Error("the breaker went while a config still used it")
 	}
 	if err := newConfig.release(); err != nil {
@@ -107,7 +107,7 @@ func TestListedBreakersOutliveAReload(t *testing.T) {
 	if _, used := breakerPool.References(`{"BotID":"shop","URL":"` + url + `","Failures":5,"OpenFor":10000000000}`); used {
 		t.Error("the breaker stayed after every config that used it was cleaned up")
 	}
-	if fresh := new(listedBreakers).load("shop", url, tuning, processMetrics); fresh == shop {
+	if fresh := new(listedBreakers).load("shop", url, tuning, processMetrics.breakerOpenGauge("shop")); fresh == shop {
 		t.Error("a breaker no config used came back")
 	}
 	if _, err := breakerTuningOf(&BreakerSettings{Failures: -1}); err == nil {

@@ -331,7 +331,7 @@ func TestMetricsBreakerThatGoesStopsCounting(t *testing.T) {
 	tuning := breakerTuning{failures: 1, openFor: time.Minute}
 
 	config := new(listedBreakers)
-	trip(config.load("listed", "https://api.example.com/ca", tuning, m))
+	trip(config.load("listed", "https://api.example.com/ca", tuning, m.breakerOpenGauge("listed")))
 	if got := gathered(t, registry, "caddy_custom_auth_breaker_open", "listed"); got != 1 {
 		t.Fatalf("listed bot's breaker tripped: breaker_open = %v, want 1", got)
 	}
@@ -342,7 +342,7 @@ func TestMetricsBreakerThatGoesStopsCounting(t *testing.T) {
 		t.Errorf("config cleaned up: breaker_open = %v, want 0", got)
 	}
 
-	remote := &remoteBot{bot: &botSettings{breaker: newBreaker("remote", tuning, m)}}
+	remote := &remoteBot{bot: &botSettings{breaker: newBreaker("remote", tuning, m.breakerOpenGauge("remote"))}}
 	trip(remote.bot.breaker)
 	if got := gathered(t, registry, "caddy_custom_auth_breaker_open", "remote"); got != 1 {
 		t.Fatalf("remote bot's breaker tripped: breaker_open = %v, want 1", got)

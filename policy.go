@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // botPolicy is what a bot's settings may do, which depends on who wrote them: the
@@ -64,9 +65,9 @@ func operatorPolicy(repl *caddy.Replacer, client *http.Client, breakers *listedB
 }
 
 // breakerFor returns the circuit breaker of a bot's identity API.
-func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning, m *metrics) *breaker {
+func (p *botPolicy) breakerFor(botID, url string, tuning breakerTuning, openGauge prometheus.Gauge) *breaker {
 	if p.breakers == nil {
-		return newBreaker(botID, tuning, m)
+		return newBreaker(botID, tuning, openGauge)
 	}
-	return p.breakers.load(botID, url, tuning, m)
+	return p.breakers.load(botID, url, tuning, openGauge)
 }
