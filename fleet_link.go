@@ -37,25 +37,21 @@ var (
 )
 
 // fleetLink is the process's connection to one shared cache: the client, a breaker,
-// the subscription through which purges arrive from every gateway of the fleet, and
-// the purges this gateway took, kept until the fleet has them (purge_channel.go).
+// and the subscription through which purges arrive from every gateway of the fleet;
+// its side of the purge protocol is purges (purge_channel.go).
 type fleetLink struct {
-	// id names this link on the purge channel: acknowledgements of its purges come
-	// back on purgeAckPrefix + id.
+	// id names this link on the purge channel (fleetPurges).
 	id      string
 	opt     rueidis.ClientOption
 	secrets urlSecrets
-	marks   *purgeMarks
 	metrics *metrics
 	now     func() time.Time
 	logger  *zap.Logger
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	purges  *fleetPurges
 
-	// client is set once, before ready is closed.
-	client rueidis.Client
-	// sharded is true on a cluster, where purges travel by sharded pub/sub; set
-	// before ready is closed.
-	sharded bool
+	// server is set once, before ready is closed.
+	server pubsubServer
 	// ready is closed once the client exists and the purge log was read: verdicts
 	// may be read from then on.
 	ready     chan struct{}
@@ -65,18 +61,6 @@ type fleetLink struct {
 	synced atomic.Bool
 	// breakerClosed mirrors the breaker's state for shared_cache_up.
 	breakerClosed atomic.Bool
-	// lostAt is when the last subscription that was synced ended (Unix
-	// nanoseconds); zero until one did.
-	lostAt atomic.Int64
-	// epoch is the server's epoch when the link last synced: a server that answers
-	// another one lost its data. Only the background loop uses it.
-	epoch string
-
-	acksMu sync.Mutex
-	acks   map[string]*purgeAcks // by purge id, the purges of this link in flight
-
-	takenMu sync.Mutex
-	taken   []*takenPurge // the purges this link took, oldest first
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the background loop has stopped
@@ -88,15 +72,15 @@ func newFleetLink(opt rueidis.ClientOption, secrets urlSecrets, marks *purgeMark
 		id:      randomID(),
 		opt:     opt,
 		secrets: secrets,
-		marks:   marks,
 		metrics: m,
 		now:     now,
 		logger:  logger,
 		ready:   make(chan struct{}),
-		acks:    map[string]*purgeAcks{},
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
+	l.purges = &fleetPurges{id: l.id, server: &l.server, ready: l.ready, marks: marks, secrets: secrets, now: now,
+		logger: logger, acks: map[string]*purgeAcks{}}
 	l.breakerClosed.Store(true)
 	l.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:          "shared cache",
@@ -160,7 +144,7 @@ func (l *fleetLink) call(ctx context.Context, fn func(rueidis.Client) error) err
 		done(errNotReady)
 		return errNotReady
 	}
-	err = fn(l.client)
+	err = fn(l.server.client)
 	if rueidis.IsRedisNil(err) {
 		done(nil)
 		return err
@@ -181,8 +165,7 @@ func (l *fleetLink) run(ctx context.Context) {
 	for failures := 0; ; failures++ {
 		client, err := rueidis.NewClient(l.opt)
 		if err == nil {
-			l.client = client
-			l.sharded = client.Mode() == rueidis.ClientModeCluster
+			l.server = pubsubServer{client: client, sharded: client.Mode() == rueidis.ClientModeCluster}
 			break
 		}
 		// Without a server that answers, no client can tell a cluster from a
@@ -192,7 +175,7 @@ func (l *fleetLink) run(ctx context.Context) {
 			return
 		}
 	}
-	defer l.client.Close()
+	defer l.server.client.Close()
 	retry.next = 0
 	for failures := 0; ; failures++ {
 		err := l.subscribe(ctx)
@@ -200,7 +183,7 @@ func (l *fleetLink) run(ctx context.Context) {
 			// It worked until now: retry soon, say so, and read the purges
 			// announced from about now on when it is back.
 			failures, retry.next = 0, 0
-			l.lostAt.Store(l.now().UnixNano())
+			l.purges.lostAt.Store(l.now().UnixNano())
 		}
 		l.setSynced(false)
 		if ctx.Err() != nil {
@@ -254,39 +237,17 @@ func (b *backoff) wait(ctx context.Context) bool {
 	}
 }
 
-// publish sends a message on a channel of the purge channel's slot: by sharded
-// pub/sub on a cluster, where a plain PUBLISH would count only the subscribers of the
-// node it reached, and by plain pub/sub elsewhere. It returns how many received it.
-func (l *fleetLink) publish(ctx context.Context, channel, msg string) (int64, error) {
-	c := l.client
-	cmd := c.B().Publish().Channel(channel).Message(msg).Build()
-	if l.sharded {
-		cmd = c.B().Spublish().Channel(channel).Message(msg).Build()
-	}
-	n, err := c.Do(ctx, cmd).AsInt64()
-	return n, l.secrets.scrub(err)
-}
-
-// subscribeCommand subscribes to the purge channel and this link's acknowledgements,
-// which share a slot.
-func (l *fleetLink) subscribeCommand(dc rueidis.DedicatedClient) rueidis.Completed {
-	if l.sharded {
-		return dc.B().Ssubscribe().Channel(purgeChannel, purgeAckPrefix+l.id).Build()
-	}
-	return dc.B().Subscribe().Channel(purgeChannel, purgeAckPrefix+l.id).Build()
-}
-
 // subscribe listens to the purge channel and this link's acknowledgements, catches up
 // with what it may have missed, and returns when the subscription ends. While it
 // lasts, it delivers every second the purges taken here that the shared cache does not
 // have yet.
 func (l *fleetLink) subscribe(ctx context.Context) error {
-	dc, release := l.client.Dedicate()
+	dc, release := l.server.client.Dedicate()
 	defer release()
 	defer dc.Close() // a connection that carried subscriptions is not reused
 	moved := make(chan error, 1)
 	ended := dc.SetPubSubHooks(rueidis.PubSubHooks{
-		OnMessage: l.onMessage,
+		OnMessage: l.purges.onMessage,
 		OnSubscription: func(s rueidis.PubSubSubscription) {
 			if s.Kind == "sunsubscribe" { // the server dropped a sharded subscription
 				select {
@@ -296,10 +257,10 @@ func (l *fleetLink) subscribe(ctx context.Context) error {
 			}
 		},
 	})
-	if err := dc.Do(ctx, l.subscribeCommand(dc)).Error(); err != nil {
+	if err := dc.Do(ctx, l.server.subscribeCommand(dc, l.id)).Error(); err != nil {
 		return err
 	}
-	if err := l.catchUp(ctx); err != nil {
+	if err := l.purges.catchUp(ctx); err != nil {
 		return err
 	}
 	l.setSynced(true)
@@ -315,7 +276,7 @@ func (l *fleetLink) subscribe(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			l.deliver(ctx, unrecorded)
+			l.purges.deliver(ctx, unrecorded)
 		}
 	}
 }

@@ -154,7 +154,7 @@ func purgeHandlers(ctx context.Context, handlers []*Handler, req purgeRequest) (
 	var errs []error
 	for _, link := range plan.links {
 		for i, n := range notices {
-			confirmed, err := link.announce(ctx, n, plan.verdictKeys[link])
+			confirmed, err := link.purges.announce(ctx, n, plan.verdictKeys[link])
 			if i == 0 {
 				gateways += confirmed
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,63 @@ const (
 	maxTakenPurges = 10_000
 )
 
+// fleetPurges is one link's side of the purge protocol: the purges this gateway took,
+// kept until the fleet has them, the acknowledgements it waits for, and the marks it
+// sets for every purge it hears of.
+type fleetPurges struct {
+	// id names the link on the purge channel: acknowledgements of its purges come
+	// back on purgeAckPrefix + id.
+	id      string
+	server  *pubsubServer // the link's; set before ready is closed
+	ready   <-chan struct{}
+	marks   *purgeMarks
+	secrets urlSecrets
+	now     func() time.Time
+	logger  *zap.Logger
+
+	// epoch is the server's epoch when the link last synced: a server that answers
+	// another one lost its data. Only the link's background loop uses it.
+	epoch string
+	// lostAt is when the last subscription that was synced ended (Unix
+	// nanoseconds); zero until one did.
+	lostAt atomic.Int64
+
+	acksMu sync.Mutex
+	acks   map[string]*purgeAcks // by purge id, the purges of this link in flight
+
+	takenMu sync.Mutex
+	taken   []*takenPurge // the purges this link took, oldest first
+}
+
+// pubsubServer is a link's connection to the shared cache, as the purge protocol uses
+// it.
+type pubsubServer struct {
+	client rueidis.Client
+	// sharded is true on a cluster, where purges travel by sharded pub/sub.
+	sharded bool
+}
+
+// publish sends a message on a channel of the purge channel's slot: by sharded
+// pub/sub on a cluster, where a plain PUBLISH would count only the subscribers of the
+// node it reached, and by plain pub/sub elsewhere. It returns how many received it.
+func (s *pubsubServer) publish(ctx context.Context, channel, msg string) (int64, error) {
+	c := s.client
+	cmd := c.B().Publish().Channel(channel).Message(msg).Build()
+	if s.sharded {
+		cmd = c.B().Spublish().Channel(channel).Message(msg).Build()
+	}
+	return c.Do(ctx, cmd).AsInt64()
+}
+
+// subscribeCommand subscribes to the purge channel and a link's acknowledgements,
+// which share a slot.
+func (s *pubsubServer) subscribeCommand(dc rueidis.DedicatedClient, linkID string) rueidis.Completed {
+	if s.sharded {
+		return dc.B().Ssubscribe().Channel(purgeChannel, purgeAckPrefix+linkID).Build()
+	}
+	return dc.B().Subscribe().Channel(purgeChannel, purgeAckPrefix+linkID).Build()
+}
+
 // takenPurge is a purge this gateway took, kept to be announced again.
 type takenPurge struct {
 	notice      purgeNotice
@@ -66,47 +124,47 @@ type takenPurge struct {
 }
 
 // take keeps a purge this link announces, and forgets those older than the log.
-func (l *fleetLink) take(n purgeNotice, msg string, verdictKeys []string) *takenPurge {
+func (fp *fleetPurges) take(n purgeNotice, msg string, verdictKeys []string) *takenPurge {
 	p := &takenPurge{notice: n, msg: msg, verdictKeys: verdictKeys}
-	cutoff := l.now().Add(-purgeLogKeep).UnixNano()
-	l.takenMu.Lock()
-	defer l.takenMu.Unlock()
+	cutoff := fp.now().Add(-purgeLogKeep).UnixNano()
+	fp.takenMu.Lock()
+	defer fp.takenMu.Unlock()
 	drop := 0
-	for drop < len(l.taken) && (l.taken[drop].notice.At < cutoff || len(l.taken)-drop >= maxTakenPurges) {
+	for drop < len(fp.taken) && (fp.taken[drop].notice.At < cutoff || len(fp.taken)-drop >= maxTakenPurges) {
 		drop++
 	}
-	l.taken = append(l.taken[drop:], p)
+	fp.taken = append(fp.taken[drop:], p)
 	return p
 }
 
 // catchUp makes a new subscription's marks complete: it delivers the purges taken
 // here again (all of them when the server lost its data), then reads the purge log.
-func (l *fleetLink) catchUp(ctx context.Context) error {
+func (fp *fleetPurges) catchUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, purgeTimeout)
 	defer cancel()
-	c := l.client
+	c := fp.server.client
 	res := c.DoMulti(ctx,
 		c.B().Set().Key(epochKey).Value(randomID()).Nx().Build(),
 		c.B().Get().Key(epochKey).Build())
 	epoch, err := res[1].ToString()
 	if err != nil {
-		return l.secrets.scrub(err)
+		return fp.secrets.scrub(err)
 	}
-	lost := l.epoch != "" && epoch != l.epoch
+	lost := fp.epoch != "" && epoch != fp.epoch
 	if lost {
-		l.logger.Warn("shared cache: the server lost its data; the purges taken here are announced again")
+		fp.logger.Warn("shared cache: the server lost its data; the purges taken here are announced again")
 	}
-	l.epoch = epoch
+	fp.epoch = epoch
 	which := recent
 	if lost {
 		which = everyTaken
 	}
-	l.deliver(ctx, which)
-	if err := l.readPurgeLog(ctx, lost); err != nil {
+	fp.deliver(ctx, which)
+	if err := fp.readPurgeLog(ctx, lost); err != nil {
 		return err
 	}
-	if l.lostAt.Load() != 0 {
-		l.logger.Info("shared cache: purge channel back; the purges announced meanwhile were read from the purge log")
+	if fp.lostAt.Load() != 0 {
+		fp.logger.Info("shared cache: purge channel back; the purges announced meanwhile were read from the purge log")
 	}
 	return nil
 }
@@ -121,23 +179,23 @@ const (
 )
 
 // deliver records and announces again the purges taken here that the log may miss.
-func (l *fleetLink) deliver(ctx context.Context, which redelivery) {
-	since := l.now().Add(-purgeLogSlack).UnixNano()
-	l.takenMu.Lock()
+func (fp *fleetPurges) deliver(ctx context.Context, which redelivery) {
+	since := fp.now().Add(-purgeLogSlack).UnixNano()
+	fp.takenMu.Lock()
 	var due []*takenPurge
-	for _, p := range l.taken {
+	for _, p := range fp.taken {
 		if !p.recorded.Load() || which == everyTaken || (which == recent && p.notice.At >= since) {
 			due = append(due, p)
 		}
 	}
-	l.takenMu.Unlock()
+	fp.takenMu.Unlock()
 	for _, p := range due {
-		err := l.record(ctx, p)
+		err := fp.record(ctx, p)
 		if err == nil {
-			_, err = l.publish(ctx, purgeChannel, p.msg)
+			_, err = fp.publish(ctx, purgeChannel, p.msg)
 		}
 		if err != nil {
-			l.logger.Debug("shared cache: a purge is not delivered yet", zap.Error(err))
+			fp.logger.Debug("shared cache: a purge is not delivered yet", zap.Error(err))
 			return
 		}
 	}
@@ -146,20 +204,20 @@ func (l *fleetLink) deliver(ctx context.Context, which redelivery) {
 // record writes a purge to the purge log, trims the log, and deletes the purged
 // token's verdicts. Every command names one key: on a cluster each goes to its slot,
 // and none is sent with a keyless one (which rueidis refuses).
-func (l *fleetLink) record(ctx context.Context, p *takenPurge) error {
-	c := l.client
+func (fp *fleetPurges) record(ctx context.Context, p *takenPurge) error {
+	c := fp.server.client
 	cmds := make(rueidis.Commands, 0, 3+len(p.verdictKeys))
 	for _, key := range p.verdictKeys {
 		cmds = append(cmds, c.B().Del().Key(key).Build())
 	}
 	cmds = append(cmds,
 		c.B().Zadd().Key(purgeLogKey).ScoreMember().ScoreMember(float64(time.Unix(0, p.notice.At).UnixMilli()), p.msg).Build(),
-		c.B().Zremrangebyscore().Key(purgeLogKey).Min("-inf").Max(strconv.FormatInt(l.now().Add(-purgeLogKeep).UnixMilli(), 10)).Build(),
+		c.B().Zremrangebyscore().Key(purgeLogKey).Min("-inf").Max(strconv.FormatInt(fp.now().Add(-purgeLogKeep).UnixMilli(), 10)).Build(),
 		c.B().Pexpire().Key(purgeLogKey).Milliseconds(purgeLogKeep.Milliseconds()).Build(),
 	)
 	for _, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
-			return l.secrets.scrub(err)
+			return fp.secrets.scrub(err)
 		}
 	}
 	p.recorded.Store(true)
@@ -170,18 +228,18 @@ func (l *fleetLink) record(ctx context.Context, p *takenPurge) error {
 // whole log until the link was first synced or when the server lost its data, else
 // from a little before the last synced subscription was lost. Marks older than the
 // log may be missing, so a whole read raises the floor to its start.
-func (l *fleetLink) readPurgeLog(ctx context.Context, whole bool) error {
-	since := l.now().Add(-purgeLogKeep)
-	if lost := l.lostAt.Load(); !whole && lost != 0 && time.Unix(0, lost).Add(-purgeLogSlack).After(since) {
+func (fp *fleetPurges) readPurgeLog(ctx context.Context, whole bool) error {
+	since := fp.now().Add(-purgeLogKeep)
+	if lost := fp.lostAt.Load(); !whole && lost != 0 && time.Unix(0, lost).Add(-purgeLogSlack).After(since) {
 		since = time.Unix(0, lost).Add(-purgeLogSlack)
 	} else {
 		whole = true
 	}
-	c := l.client
+	c := fp.server.client
 	entries, err := c.Do(ctx, c.B().Zrange().Key(purgeLogKey).
 		Min(strconv.FormatInt(since.UnixMilli(), 10)).Max("+inf").Byscore().Build()).AsStrSlice()
 	if err != nil {
-		return l.secrets.scrub(err)
+		return fp.secrets.scrub(err)
 	}
 	for _, entry := range entries {
 		var n purgeNotice
@@ -189,20 +247,20 @@ func (l *fleetLink) readPurgeLog(ctx context.Context, whole bool) error {
 			continue
 		}
 		if ref, err := n.markRef(); err == nil {
-			l.marks.set(ref)
+			fp.marks.set(ref)
 		}
 	}
 	if whole {
-		l.marks.raiseFloor(since)
+		fp.marks.raiseFloor(since)
 	}
 	return nil
 }
 
 // onMessage applies a purge announced by a gateway and acknowledges it, or counts an
 // acknowledgement of one of this link's purges.
-func (l *fleetLink) onMessage(m rueidis.PubSubMessage) {
-	if id, ok := strings.CutPrefix(m.Channel, purgeAckPrefix); ok && id == l.id {
-		l.acked(m.Message)
+func (fp *fleetPurges) onMessage(m rueidis.PubSubMessage) {
+	if id, ok := strings.CutPrefix(m.Channel, purgeAckPrefix); ok && id == fp.id {
+		fp.acked(m.Message)
 		return
 	}
 	var n purgeNotice
@@ -213,15 +271,22 @@ func (l *fleetLink) onMessage(m rueidis.PubSubMessage) {
 	if err != nil {
 		return
 	}
-	l.marks.set(ref)
+	fp.marks.set(ref)
 	if n.Reply == "" || !strings.HasPrefix(n.Reply, purgeAckPrefix) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), purgeTimeout)
 	defer cancel()
-	if _, err := l.publish(ctx, n.Reply, n.ID); err != nil {
-		l.logger.Warn("shared cache: cannot acknowledge a purge", zap.Error(l.secrets.scrub(err)))
+	if _, err := fp.publish(ctx, n.Reply, n.ID); err != nil {
+		fp.logger.Warn("shared cache: cannot acknowledge a purge", zap.Error(fp.secrets.scrub(err)))
 	}
+}
+
+// publish publishes through the link's server, with the URL's secrets kept out of
+// the error.
+func (fp *fleetPurges) publish(ctx context.Context, channel, msg string) (int64, error) {
+	n, err := fp.server.publish(ctx, channel, msg)
+	return n, fp.secrets.scrub(err)
 }
 
 // purgeAcks counts the gateways that applied a purge.
@@ -230,10 +295,10 @@ type purgeAcks struct {
 	signal chan struct{} // one pending wake-up at most
 }
 
-func (l *fleetLink) acked(id string) {
-	l.acksMu.Lock()
-	acks := l.acks[id]
-	l.acksMu.Unlock()
+func (fp *fleetPurges) acked(id string) {
+	fp.acksMu.Lock()
+	acks := fp.acks[id]
+	fp.acksMu.Unlock()
 	if acks != nil {
 		acks.count.Add(1)
 		select {
@@ -245,15 +310,15 @@ func (l *fleetLink) acked(id string) {
 
 // expectAcks starts counting the acknowledgements of a purge, which may arrive before
 // PUBLISH answers how many to expect; the returned func stops.
-func (l *fleetLink) expectAcks(id string) (*purgeAcks, func()) {
+func (fp *fleetPurges) expectAcks(id string) (*purgeAcks, func()) {
 	acks := &purgeAcks{signal: make(chan struct{}, 1)}
-	l.acksMu.Lock()
-	l.acks[id] = acks
-	l.acksMu.Unlock()
+	fp.acksMu.Lock()
+	fp.acks[id] = acks
+	fp.acksMu.Unlock()
 	return acks, func() {
-		l.acksMu.Lock()
-		delete(l.acks, id)
-		l.acksMu.Unlock()
+		fp.acksMu.Lock()
+		delete(fp.acks, id)
+		fp.acksMu.Unlock()
 	}
 }
 
@@ -261,24 +326,24 @@ func (l *fleetLink) expectAcks(id string) (*purgeAcks, func()) {
 // log, and the deletion of the purged token's verdicts) and tells every gateway, then
 // waits until each gateway that received it has applied it. It returns how many did,
 // this one included. A purge it could not record is delivered later (see deliver).
-func (l *fleetLink) announce(ctx context.Context, n purgeNotice, verdictKeys []string) (int, error) {
-	n.Reply = purgeAckPrefix + l.id
+func (fp *fleetPurges) announce(ctx context.Context, n purgeNotice, verdictKeys []string) (int, error) {
+	n.Reply = purgeAckPrefix + fp.id
 	msg, err := json.Marshal(n)
 	if err != nil {
 		return 0, err
 	}
-	p := l.take(n, string(msg), verdictKeys)
+	p := fp.take(n, string(msg), verdictKeys)
 	select {
-	case <-l.ready:
+	case <-fp.ready:
 	case <-ctx.Done():
 		return 0, errNotReady
 	}
-	acks, stop := l.expectAcks(n.ID)
+	acks, stop := fp.expectAcks(n.ID)
 	defer stop()
-	if err := l.record(ctx, p); err != nil {
+	if err := fp.record(ctx, p); err != nil {
 		return 0, err
 	}
-	receivers, err := l.publish(ctx, purgeChannel, p.msg)
+	receivers, err := fp.publish(ctx, purgeChannel, p.msg)
 	if err != nil {
 		return 0, err
 	}

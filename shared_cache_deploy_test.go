@@ -111,7 +111,7 @@ func TestSharedCacheCluster(t *testing.T) {
 		first := fleetHandler(t, api, clusterURL(nodes, 0, ""), &Bot{})
 		second := fleetHandler(t, api, clusterURL(nodes, 1, ""), &Bot{})
 		<-first.shared.link.ready
-		if !first.shared.link.sharded {
+		if !first.shared.link.server.sharded {
 			t.Fatal("the cluster was not detected")
 		}
 		const visitors = 30
