@@ -2,9 +2,7 @@ package customauth
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -19,9 +17,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// sharedPrefix starts every name custom_auth uses in the shared cache.
-const sharedPrefix = "custom_auth:v1:"
-
 // The breaker in front of the shared cache: after sharedBreakerFailures errors or
 // timeouts in a row it is skipped for sharedBreakerOpenFor, then one call probes it.
 const (
@@ -32,7 +27,6 @@ const (
 var (
 	errSharedCacheSkipped = errors.New("shared cache skipped after repeated errors (circuit breaker open)")
 	errNotSynced          = errors.New("shared cache not read: the purge channel is down")
-	errNotReady           = errors.New("the shared cache has not answered since the gateway started")
 	errSlotMoved          = errors.New("the purge channel's slot moved to another shard")
 )
 
@@ -283,10 +277,3 @@ func (l *fleetLink) subscribe(ctx context.Context) error {
 
 // Interface guard
 var _ caddy.Destructor = (*fleetLink)(nil)
-
-// randomID names a link, and a purge, uniquely in the fleet.
-func randomID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}

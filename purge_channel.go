@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,12 @@ import (
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 )
+
+// sharedPrefix starts every name custom_auth uses in the shared cache.
+const sharedPrefix = "custom_auth:v1:"
+
+// errNotReady: the shared cache has not answered since the gateway started.
+var errNotReady = errors.New("the shared cache has not answered since the gateway started")
 
 // How purges reach every gateway of a fleet.
 //
@@ -394,4 +401,11 @@ func (n purgeNotice) markRef() (markRef, error) {
 	}
 	copy(ref.digest[:], b)
 	return ref, nil
+}
+
+// randomID names a link, and a purge, uniquely in the fleet.
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -17,7 +17,7 @@ type accountant struct {
 	size   int64
 	clock  atomic.Uint64
 	values heapValues
-	blocks *blockStore
+	blocks chunkStore
 
 	mu         sync.Mutex
 	available  int64
@@ -25,6 +25,13 @@ type accountant struct {
 	next       int   // the first chunk never taken
 	chunkCount int
 	chunkSize  int64
+}
+
+// chunkStore is the verdict store (blocks.go) as the heap values see it: how old its
+// oldest chunk is, and a way to give that chunk back.
+type chunkStore interface {
+	oldestChunk() (tick uint64, ok bool)
+	releaseOldest() bool
 }
 
 // maxEvictionsPerStore bounds the evictions one store may make before it gives up.
