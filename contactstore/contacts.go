@@ -93,9 +93,12 @@ func (s *Store) Save(ctx context.Context, seen Seen) (Result, error) {
 	var res Result
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		created, err := s.insertContact(ctx, tx, &incoming)
-		if err != nil || created {
-			res = Result{Outcome: Created, Contact: incoming}
+		if err != nil {
 			return err
+		}
+		if created {
+			res = Result{Outcome: Created, Contact: incoming}
+			return nil
 		}
 		stored, err := s.lockContact(ctx, tx, incoming.Bot, incoming.IdentifyBy, incoming.Key)
 		if err != nil {
@@ -136,7 +139,7 @@ func (s *Store) recordOf(seen Seen) (Record, error) {
 }
 
 // MatchKey is the value a contact is matched by, for its IdentifyBy:
-//   - id: data.id as the API sent it;
+//   - id: data.id as the API sent it, trimmed of surrounding spaces;
 //   - email: lower-cased, so that B@Example.com and b@example.com are one contact (the
 //     gateway compares emails the same way);
 //   - phone_number: its digits, with the leading '+' if any, after the country code's

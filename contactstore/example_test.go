@@ -46,6 +46,10 @@ func Example() {
 					http.Error(w, err.Error(), http.StatusBadRequest)
 					return
 				}
+				if err != nil {
+					http.Error(w, "the chat backend failed", http.StatusInternalServerError)
+					return
+				}
 				fmt.Fprintf(w, "Thank you, %s (unverified).", lead.Name)
 				return
 			}

@@ -38,9 +38,6 @@ type chatAnswer struct {
 	Outcome string        `json:"outcome,omitempty"`
 	Contact *shownContact `json:"contact,omitempty"`
 	Lead    *shownLead    `json:"lead,omitempty"`
-	// ContactHeaders are the X-Contact-* headers the backend received, to show what the
-	// gateway sends.
-	ContactHeaders map[string]string `json:"contact_headers"`
 }
 
 type historyMessage struct {
@@ -188,12 +185,7 @@ func (b *chatBackend) lead(w http.ResponseWriter, r *http.Request) {
 // visitor it saves the contact, for an anonymous one it reads their own lead. It has
 // answered the request when ok is false.
 func (b *chatBackend) start(w http.ResponseWriter, r *http.Request) (visit, chatAnswer, bool) {
-	answer := chatAnswer{Status: "fallback", Reason: r.Header.Get("X-Custom-Auth-Reason"), ContactHeaders: map[string]string{}}
-	for name, values := range r.Header {
-		if contact.HasPrefix(name, contact.DefaultPrefix) {
-			answer.ContactHeaders[name] = values[0]
-		}
-	}
+	answer := chatAnswer{Status: "fallback", Reason: r.Header.Get("X-Custom-Auth-Reason")}
 	v := b.identify(r)
 	if v.verified {
 		res, err := b.store.Save(r.Context(), v.seen)

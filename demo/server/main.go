@@ -197,8 +197,11 @@ func readyLine(config []byte, logs string) string {
 	json.Unmarshal(config, &c) // read before by addresses
 	var pages []string
 	for _, s := range c.Apps.HTTP.Servers {
+		if len(s.Listen) != 1 {
+			continue
+		}
 		na, err := caddy.ParseNetworkAddress(s.Listen[0])
-		if err != nil || len(s.Listen) != 1 {
+		if err != nil {
 			continue
 		}
 		for _, r := range s.Routes {

@@ -1,8 +1,8 @@
 // The chat backend's side of Custom Authentication in Node.js: verify the gateway's
 // assertion (HS256, sign_key) with node:crypto and keep the contact in SQLite, as the Go
 // package contactstore does, in the same tables. SQLite here is sql.js (WebAssembly, no
-// native build), which keeps the database in memory: save it with db.export(). With
-// Node 22+, better-sqlite3 takes the same SQL.
+// native build), which keeps the database in memory: save it with db.export().
+// node:sqlite (Node 22.5+) and better-sqlite3 take the same SQL through their own calls.
 import { createHmac, timingSafeEqual } from "node:crypto";
 
 export const SCHEMA = `
