@@ -76,6 +76,7 @@ func newFleetLink(opt rueidis.ClientOption, secrets urlSecrets, marks *purgeMark
 	l.purges = &fleetPurges{id: l.id, server: &l.server, ready: l.ready, marks: marks, secrets: secrets, now: now,
 		logger: logger, acks: map[string]*purgeAcks{}}
 	l.breakerClosed.Store(true)
+	m.addLink(l.id)
 	l.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:          "shared cache",
 		MaxRequests:   1,

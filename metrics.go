@@ -29,7 +29,7 @@ type metrics struct {
 	breakerOpen      *prometheus.GaugeVec
 	callsInFlight    *prometheus.GaugeVec
 	sharedRequests   *prometheus.CounterVec
-	sharedUp         prometheus.Gauge
+	sharedUp         *prometheus.GaugeVec // no labels: present only while a link is
 	purges           *prometheus.CounterVec
 
 	// The caches' counters, looked up once: they count every request.
@@ -159,12 +159,12 @@ func (m *metrics) addFleetCollectors() {
 		Name:      "shared_cache_requests_total",
 		Help:      "Reads of the shared cache, by result: hit, miss, error (failed or too slow) or skipped (not asked while its link or purge channel is down, or while it fails too often).",
 	}, []string{"result"})
-	m.sharedUp = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.sharedUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "caddy",
 		Subsystem: "custom_auth",
 		Name:      "shared_cache_up",
 		Help:      "1 while every shared cache answers and its purge channel works, else 0.",
-	})
+	}, nil)
 	m.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy",
 		Subsystem: "custom_auth",
@@ -263,12 +263,25 @@ func (m *metrics) observePurge(ok bool) {
 	m.purges.WithLabelValues(result).Inc()
 }
 
-// observeLink records whether a link to a shared cache is up, and sets shared_cache_up.
-func (m *metrics) observeLink(link string, up bool) {
+// addLink counts a new link to a shared cache, down until it says otherwise.
+func (m *metrics) addLink(link string) {
 	m.links.mu.Lock()
 	defer m.links.mu.Unlock()
 	if m.links.up == nil {
 		m.links.up = map[string]bool{}
+	}
+	m.links.up[link] = false
+	m.showLinks()
+}
+
+// observeLink records whether a link to a shared cache is up, and sets shared_cache_up.
+// A link that was forgotten stays forgotten: a call still under way when it closed
+// says nothing of it.
+func (m *metrics) observeLink(link string, up bool) {
+	m.links.mu.Lock()
+	defer m.links.mu.Unlock()
+	if _, ok := m.links.up[link]; !ok {
+		return
 	}
 	m.links.up[link] = up
 	m.showLinks()
@@ -282,17 +295,20 @@ func (m *metrics) forgetLink(link string) {
 	m.showLinks()
 }
 
-// showLinks sets shared_cache_up; m.links.mu is held.
+// showLinks sets shared_cache_up, which a process without links does not have (an
+// alert on it would fire on every gateway without shared_cache); m.links.mu is held.
 func (m *metrics) showLinks() {
-	up := len(m.links.up) > 0
+	if len(m.links.up) == 0 {
+		m.sharedUp.Reset()
+		return
+	}
+	up := 1.0
 	for _, linkUp := range m.links.up {
-		up = up && linkUp
+		if !linkUp {
+			up = 0
+		}
 	}
-	if up {
-		m.sharedUp.Set(1)
-	} else {
-		m.sharedUp.Set(0)
-	}
+	m.sharedUp.WithLabelValues().Set(up)
 }
 
 func (m *metrics) observeWhitelistRefreshError(bot string) {

@@ -392,3 +392,27 @@ func TestMetricsIdentityCallsInFlight(t *testing.T) {
 		t.Errorf("once answered: identity_calls_in_flight = %v, want 0", got)
 	}
 }
+
+// TestSharedCacheUpOnlyWithALink: shared_cache_up is in a scrape only while a shared
+// cache is in use, so that its alert stays quiet on gateways without one; a link that
+// closed is not brought back by a late report of its state.
+func TestSharedCacheUpOnlyWithALink(t *testing.T) {
+	m := newProcessMetrics()
+	series := func() int { return testutil.CollectAndCount(m.sharedUp) }
+	if n := series(); n != 0 {
+		t.Fatalf("without a link: %d shared_cache_up series, want 0", n)
+	}
+	m.addLink("a")
+	if n, up := series(), testutil.ToFloat64(m.sharedUp); n != 1 || up != 0 {
+		t.Fatalf("a new link: %d series at %v, want 1 at 0", n, up)
+	}
+	m.observeLink("a", true)
+	if up := testutil.ToFloat64(m.sharedUp); up != 1 {
+		t.Fatalf("the link is up: %v, want 1", up)
+	}
+	m.forgetLink("a")
+	m.observeLink("a", false) // a breaker that moved as the link closed
+	if n := series(); n != 0 {
+		t.Fatalf("after the link closed: %d series, want 0", n)
+	}
+}
