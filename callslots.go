@@ -66,6 +66,14 @@ func (t boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the transport
+// underneath, so that a config that is unloaded leaves no idle connection behind.
+func (t boundedTransport) CloseIdleConnections() {
+	if closer, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		closer.CloseIdleConnections()
+	}
+}
+
 // slotBody gives its call's slot back when closed.
 type slotBody struct {
 	io.ReadCloser

@@ -337,6 +337,7 @@ func (h *Handler) Cleanup() error {
 		h.env.client.CloseIdleConnections()
 	}
 	if h.remoteBots != nil {
+		h.remoteBots.client.CloseIdleConnections()
 		h.remoteBots.tenant.client.CloseIdleConnections()
 	}
 	var errs []error

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"runtime"
@@ -383,4 +384,34 @@ func TestMaxInFlightBoundsAllRemoteBots(t *testing.T) {
 	eventually(t, "the bots to be verified", func() bool {
 		return botOutcome(t, h, "bot-1", "after") == "verified/" && botOutcome(t, h, "never-seen", "after") == "verified/"
 	})
+}
+
+// TestTenantClientClosesIdleConnections: when a config is unloaded, its tenant client
+// closes its idle connections through the slot bound and the tracing around them.
+func TestTenantClientClosesIdleConnections(t *testing.T) {
+	closed := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			select {
+			case closed <- struct{}{}:
+			default:
+			}
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	client := newTenantClient(true, newCallSlots(4))
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	client.CloseIdleConnections()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle connection is still open")
+	}
 }
