@@ -12,7 +12,7 @@ import (
 // outcome's status and reason, or, with on_fail reject, the 401 problem for a fallback
 // that rejects. The proxy copies the headers onto the request it passes on. Only the
 // handler's own headers are set: nothing the client sent, never the token.
-func writeAnswer(w http.ResponseWriter, out *outcome, contact *contactHeaders, reject bool, now time.Time) error {
+func writeAnswer(w http.ResponseWriter, out *outcome, contact *contactHeaders, reject bool, now func() time.Time) error {
 	header := w.Header()
 	if out.status == statusVerified {
 		if err := contact.inject(header, out, now); err != nil {

@@ -135,7 +135,7 @@ func (rb *remoteBots) adopted(id, key string, rbot *remoteBot) *remoteBot {
 	return fresh
 }
 
-// usable is the bot's settings, or why there are none: the backend's rbot was
+// usable is the bot's settings, or why there are none: the backend's answer was
 // invalid, or it knows no such bot.
 func (r *remoteBot) usable() (*botSettings, reason) {
 	switch {

@@ -384,10 +384,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	out.count(h.env.metrics)
 
 	if h.Answer {
-		return writeAnswer(w, &out, &h.contact, h.reject, h.now()) // the proxy that asked passes the request on itself
+		return writeAnswer(w, &out, &h.contact, h.reject, h.now) // the proxy that asked passes the request on itself
 	}
 	if out.status == statusVerified {
-		if err := h.contact.inject(r.Header, &out, h.now()); err != nil {
+		if err := h.contact.inject(r.Header, &out, h.now); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	} else if out.rejects(h.reject) {

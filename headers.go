@@ -82,10 +82,9 @@ type contactHeaders struct {
 }
 
 // inject sets the contact headers of a verified visitor, and the assertion issued at
-// now, in the
-// request passed on or in the answer to another proxy. The values were encoded when
-// the identity was verified, and all of them share one allocation.
-func (c *contactHeaders) inject(header http.Header, out *outcome, now time.Time) error {
+// now(), in the request passed on or in the answer to another proxy. The values were
+// encoded when the identity was verified, and all of them share one allocation.
+func (c *contactHeaders) inject(header http.Header, out *outcome, now func() time.Time) error {
 	id := out.identity
 	n := id.headerCount()
 	values := make([]string, n+2)
@@ -102,7 +101,7 @@ func (c *contactHeaders) inject(header http.Header, out *outcome, now time.Time)
 	if c.assertions == nil {
 		return nil
 	}
-	token, err := c.assertions.sign(out.botID, id.primary(), out.bot.identifyBy, id.raw(), now)
+	token, err := c.assertions.sign(out.botID, id.primary(), out.bot.identifyBy, id.raw(), now())
 	if err != nil {
 		return fmt.Errorf("signing the contact assertion: %w", err)
 	}

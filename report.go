@@ -107,7 +107,7 @@ func runTestReport(ctx context.Context, h *Handler, v visit) *testReport {
 	}
 	if out.status == statusVerified {
 		backendRequest := &http.Request{Header: http.Header{}}
-		if err := h.contact.inject(backendRequest.Header, &out, h.now()); err != nil {
+		if err := h.contact.inject(backendRequest.Header, &out, h.now); err != nil {
 			report.Error = err.Error()
 		}
 		report.Headers = make(map[string]string, len(backendRequest.Header))

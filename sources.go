@@ -173,7 +173,7 @@ func removeQueryParam(r *http.Request, name string) {
 	}
 }
 
-// withoutQueryParam returns a raw query without the parameter; each remaining parameter
+// withoutQueryParam returns a raw query without the parameter; each kept parameter
 // keeps the separator that came before it.
 func withoutQueryParam(raw, name string) string {
 	var b strings.Builder
@@ -276,7 +276,7 @@ func (s *visitSources) fieldNames() map[string]bool {
 	return names
 }
 
-// fieldValue is a visitor-supplied value; only fields the visitor supplied are remaining.
+// fieldValue is a visitor-supplied value; only fields the visitor supplied are kept.
 type fieldValue struct {
 	name, value string
 }
