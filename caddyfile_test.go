@@ -114,6 +114,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"header_prefix too short", "header_prefix X-", `header_prefix: "X-" is shorter than 5 characters, at Testfile:2`},
 		{"header_prefix strips the bot id", "header_prefix X-Bot-", `header_prefix: "X-Bot-" would strip X-Bot-Id, which the module reads, at Testfile:2`},
 		{"header_prefix strips a source declared later", "header_prefix X-Widget-\ntoken {http.request.header.X-Widget-Token}", `would strip X-Widget-Token, which the module reads, at Testfile:2`},
+		{"header_prefix strips X-Original-URI in answer mode", "header_prefix X-Original-\nanswer", `would strip X-Original-URI, which the module reads, at Testfile:2`},
 		{"header_prefix strips a standard header", "header_prefix Authorization", `would strip the standard header Authorization`},
 		{"header_prefix strips Content-", "header_prefix Content-", `would strip the standard header Content-`},
 		{"auth_url twice", "bot b {\nauth_url https://a.example/one\nauth_url https://a.example/two\n}", `auth_url: given twice, at Testfile:4`},

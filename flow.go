@@ -41,7 +41,7 @@ func (f *flow) identify(ctx context.Context, v visit) outcome {
 	if v.token == "" {
 		return out.fallback(stepIdentity, reasonMissingToken)
 	}
-	res := f.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields, bot: v.botID})
+	res := f.identities.identify(ctx, b, identityRequest{token: v.token, fields: v.fields})
 	out.cacheHit, out.apiTime, out.apiStatus, out.err = res.cacheHit, res.apiTime, res.apiStatus, res.err
 	switch res.kind {
 	case verdictRejected:

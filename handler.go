@@ -107,19 +107,18 @@ type Handler struct {
 	// Settings by bot id; the id `*` applies to every bot not listed.
 	Bots map[string]*Bot `json:"bots,omitempty"`
 
-	visits     visitSources
-	prefix     string
-	contact    contactHeaders
-	reject     bool
-	flow       // steps 1–3 (flow.go), and the environment the handler's parts share
-	breakers   *listedBreakers
-	caches     *caches
-	shared     *sharedCache // nil without shared_cache
-	marks      *purgeMarks  // the process's; tests give a handler its own
-	assertions *assertionSigner
-	metrics    *metrics         // the process's collectors; tests give a handler its own
-	now        func() time.Time // the clock; tests replace it
-	logger     *zap.Logger      // instead of Caddy's; the CLI's is quiet
+	visits   visitSources
+	prefix   string
+	contact  contactHeaders
+	reject   bool
+	flow     // steps 1–3 (flow.go), and the environment the handler's parts share
+	breakers *listedBreakers
+	caches   *caches
+	shared   *sharedCache     // nil without shared_cache
+	marks    *purgeMarks      // the process's; tests give a handler its own
+	metrics  *metrics         // the process's collectors; tests give a handler its own
+	now      func() time.Time // the clock; tests replace it
+	logger   *zap.Logger      // instead of Caddy's; the CLI's is quiet
 }
 
 // CaddyModule returns the Caddy module information.
@@ -158,10 +157,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	var err error
-	if h.assertions, err = newAssertionSigner(assertionOptions{ttl: h.AssertionTTL, signKey: h.SignKey, signKeyFiles: h.SignKeyFiles, jwksPath: h.JWKSPath}, repl); err != nil {
+	if h.contact.assertions, err = newAssertionSigner(assertionOptions{ttl: h.AssertionTTL, signKey: h.SignKey, signKeyFiles: h.SignKeyFiles, jwksPath: h.JWKSPath}, repl); err != nil {
 		return err
 	}
-	h.contact.assertions = h.assertions
 	if h.metrics == nil {
 		if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 			return err
@@ -279,6 +277,9 @@ func (h *Handler) allFields() map[string]Sources {
 // the ones the origin comes from.
 func (h *Handler) readHeaders() []string {
 	names := []string{"Origin", "Referer"}
+	if h.Answer {
+		names = append(names, originalURIHeader)
+	}
 	sources := []Sources{orDefault(h.BotID, defaultBotID), orDefault(h.Token, defaultToken), h.Origin}
 	for _, srcs := range h.allFields() {
 		sources = append(sources, srcs)
@@ -366,7 +367,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	stripSpoofing(r, h.prefix)
 
 	if h.JWKSPath != "" && r.URL.Path == h.JWKSPath {
-		return h.assertions.serveJWKS(w, r)
+		return h.contact.assertions.serveJWKS(w, r)
 	}
 
 	var out outcome

@@ -1,6 +1,7 @@
 package customauth
 
 import (
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/custom-auth/custom_auth/contact"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func flowHandler(t *testing.T, api *identityAPI) *Handler {
@@ -357,5 +360,24 @@ func BenchmarkServeHTTPWarm(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestMismatchLogsNoContactValue: an identity_mismatch's error quotes the API's primary
+// key and the visitor's claim, which the test report shows; the debug log has neither.
+func TestMismatchLogsNoContactValue(t *testing.T) {
+	api := newIdentityAPI(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	h := provision(t, &Handler{logger: zap.New(core), Bots: map[string]*Bot{"shop": {AuthURL: api.URL}}})
+	got := serve(t, h, widgetRequest("shop", "alice-token", "", "X-User-Id", "claimed-9"))
+	if r := got.placeholder("http.custom_auth.reason"); r != "identity_mismatch" {
+		t.Fatalf("reason = %q, want identity_mismatch", r)
+	}
+	for _, e := range logs.All() {
+		for _, f := range e.Context {
+			if text := fmt.Sprint(f.String, f.Interface); strings.Contains(text, "claimed-9") || strings.Contains(text, `"2"`) {
+				t.Errorf("%q logs %s = %s", e.Message, f.Key, text)
+			}
+		}
 	}
 }

@@ -41,9 +41,6 @@ func (bi botIdentifier) identify(ctx context.Context, b *botSettings, req identi
 type identityRequest struct {
 	token  string
 	fields fieldValues
-	// bot is the bot id the visitor named, which purges name: the settings may be
-	// those of `bot *`.
-	bot string
 }
 
 // primaryMismatch is why a verified identity is not the visitor's: the visitor claimed

@@ -206,7 +206,7 @@ func planPurge(ctx context.Context, handlers []*Handler, req purgeRequest) *purg
 		}
 		// The token's verdict without forwarded fields has a key that can be
 		// computed; others are covered by the mark.
-		key := identityKey(b, identityRequest{token: *req.Token, bot: req.Bot})
+		key := identityKey(b, identityRequest{token: *req.Token})
 		if !slices.Contains(plan.local[h.caches], key) {
 			plan.local[h.caches] = append(plan.local[h.caches], key)
 		}
