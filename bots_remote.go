@@ -100,7 +100,7 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 		MaxTimeout   time.Duration
 	}{rb.base, rb.headers, cfg.AllowPrivate, rb.tenant.maxTimeout})
 	rb.cachePrefix = "bot\x00" + string(source) + "\x00"
-	rb.settings = remoteValue[*remoteBot]{env: env, background: env.ctx, ttl: rb.ttl, fetch: rb.refresh, metric: "bots",
+	rb.settings = remoteValue[*remoteBot]{env: env, background: env.ctx, slots: env.refreshSlots, ttl: rb.ttl, fetch: rb.refresh, metric: "bots",
 		failed: func(key string, err error) {
 			id := strings.TrimPrefix(key, rb.cachePrefix)
 			env.warn("bots_url:"+id, "fetching bot settings failed", zap.String("bot", id), zap.Error(err))

@@ -30,6 +30,9 @@ type botPolicy struct {
 	// background is the context of the bot's background work (whitelist and JWKS
 	// refreshes): a remote bot's own, which its eviction ends; nil: the config's.
 	background context.Context
+	// refreshSlots bounds those refreshes: the tenants' own pool; nil: the
+	// environment's, the operator's.
+	refreshSlots callSlots
 }
 
 // fetchScope tells apart what is fetched with different clients, for the cache keys
@@ -52,6 +55,14 @@ func (p *botPolicy) backgroundOf(env *environment) context.Context {
 		return p.background
 	}
 	return env.ctx
+}
+
+// refreshSlotsOf bounds the background refreshes of a bot's fetched values.
+func (p *botPolicy) refreshSlotsOf(env *environment) callSlots {
+	if p.refreshSlots != nil {
+		return p.refreshSlots
+	}
+	return env.refreshSlots
 }
 
 // operatorPolicy is what bots listed in the config may do: anything the operator

@@ -19,7 +19,7 @@ import (
 //     the background context (the config's, or a remote bot's own), and is answered
 //     with the value at hand, which keeps serving while refreshes fail. At most one
 //     refresh per value is under way, and at most maxBackgroundRefreshes in all for
-//     one config (environment.refreshSlots), so that a hanging API holds a bounded
+//     one config and writer (remoteValue.slots), so that a hanging API holds a bounded
 //     number of connections and goroutines however many values are cached. A value
 //     whose refresh finds no slot free tries again on its next request.
 //   - After a failed fetch the API is not asked again for holdBackAfterFailure: the
@@ -30,8 +30,11 @@ import (
 // A value evicted from the cache is fetched again on next need.
 type remoteValue[T comparable] struct {
 	env *environment
-	// background is the context of the refreshes.
+	// background is the context of the refreshes, and slots bounds how many run at
+	// once: the operator's values and the tenants' have pools of their own
+	// (botPolicy.refreshSlotsOf), so that no tenant holds back the operator's.
 	background context.Context
+	slots      callSlots
 	ttl        time.Duration
 	// fetch asks the API for the value of key; last is the value at hand (zero:
 	// none). cost is the heap the value holds. A value returned with an error serves
@@ -50,7 +53,7 @@ type remoteValue[T comparable] struct {
 const holdBackAfterFailure = 5 * time.Second
 
 // maxBackgroundRefreshes bounds the background refreshes under way at once for one
-// config.
+// config: for the operator's values, and for all the tenants' together.
 const maxBackgroundRefreshes = 32
 
 // kept is what the cache holds for a remote value: the last good value, and why the
@@ -174,13 +177,13 @@ func (rv *remoteValue[T]) refreshInBackground(key string) {
 	if _, busy := rv.refreshing.LoadOrStore(key, struct{}{}); busy {
 		return
 	}
-	if !rv.env.refreshSlots.acquire() {
+	if !rv.slots.acquire() {
 		rv.refreshing.Delete(key)
 		return
 	}
 	go func() {
 		defer func() {
-			rv.env.refreshSlots.release()
+			rv.slots.release()
 			rv.refreshing.Delete(key)
 		}()
 		// Joins a first fetch of the same key that requests may be waiting for.

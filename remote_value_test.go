@@ -80,7 +80,7 @@ func newTestRemoteValue(t *testing.T) *testRemoteValue {
 	tv := &testRemoteValue{clk: clk}
 	env := &environment{ctx: t.Context(), caches: c, now: clk.Now, metrics: newProcessMetrics(), warned: map[string]time.Time{},
 		refreshSlots: newCallSlots(maxBackgroundRefreshes)}
-	tv.remoteValue = remoteValue[*leaving]{env: env, background: t.Context(), ttl: time.Minute, failed: func(string, error) {},
+	tv.remoteValue = remoteValue[*leaving]{env: env, background: t.Context(), slots: env.refreshSlots, ttl: time.Minute, failed: func(string, error) {},
 		fetch: func(ctx context.Context, _ string, _ *leaving) (*leaving, int64, error) {
 			tv.calls.Add(1)
 			tv.mu.Lock()

@@ -75,7 +75,8 @@ const (
 
 // newTenantPolicy is what a remote bot may do: placeholders stay literal, so a tenant
 // cannot read the gateway's environment; its URLs are dialled by tenantClient; its
-// timeout is capped; its calls in flight are bounded; its breaker is its own.
+// timeout is capped; its calls in flight are bounded; its breaker is its own; its
+// background refreshes have a pool of their own, shared by every remote bot.
 // slots is the bound of all remote bots' calls together (remoteBots.slots).
 func newTenantPolicy(cfg *BotsSource, slots callSlots) (*botPolicy, error) {
 	maxTimeout, err := durationOrDefault("max_timeout", cfg.MaxTimeout, defaultMaxTimeout)
@@ -89,6 +90,7 @@ func newTenantPolicy(cfg *BotsSource, slots callSlots) (*botPolicy, error) {
 		callsInFlight: tenantCallsInFlight,
 		tenant:        true,
 		allowPrivate:  cfg.AllowPrivate,
+		refreshSlots:  newCallSlots(maxBackgroundRefreshes),
 	}, nil
 }
 

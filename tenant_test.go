@@ -415,3 +415,34 @@ func TestTenantClientClosesIdleConnections(t *testing.T) {
 		t.Fatal("the idle connection is still open")
 	}
 }
+
+// TestTenantRefreshesApart: a tenant's whitelist and JWKS refreshes take slots from a
+// pool of the tenants' own, never the operator's, and a tenant's whitelist_url is
+// fetched at most once a minute, whatever refresh it sets.
+func TestTenantRefreshesApart(t *testing.T) {
+	listed := provision(t, &Handler{})
+	tenant, err := newTenantPolicy(&BotsSource{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator := operatorPolicy(caddy.NewReplacer(), listed.env.client, nil)
+	tenantSlots, operatorSlots := tenant.refreshSlotsOf(listed.env), operator.refreshSlotsOf(listed.env)
+	if operatorSlots != listed.env.refreshSlots || tenantSlots == operatorSlots || cap(tenantSlots) != maxBackgroundRefreshes {
+		t.Errorf("refresh slots: tenant %p (%d), operator %p, environment %p", tenantSlots, cap(tenantSlots), operatorSlots, listed.env.refreshSlots)
+	}
+	source := &WhitelistSource{URL: "https://api.tenant.example.com/domains", Refresh: caddy.Duration(time.Nanosecond)}
+	rw, err := newRemoteWhitelist("remote", source, time.Second, tenant.expand, tenant, listed.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rw.list.ttl != minTenantRefresh || rw.list.slots != tenantSlots {
+		t.Errorf("a tenant's list: refreshed every %v in pool %p, want %v in %p", rw.list.ttl, rw.list.slots, minTenantRefresh, tenantSlots)
+	}
+	own, err := newRemoteWhitelist("listed", source, time.Second, operator.expand, operator, listed.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own.list.ttl != time.Nanosecond {
+		t.Errorf("the operator's refresh = %v, want 1ns as written", own.list.ttl)
+	}
+}

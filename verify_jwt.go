@@ -318,7 +318,7 @@ func newRemoteKeySet(botID, url string, timeout time.Duration, policy *botPolicy
 		BotID, URL, Scope string
 	}{botID, url, policy.fetchScope()})
 	ks.cacheKey = "jwks\x00" + string(source)
-	ks.keys = remoteValue[*keySet]{env: env, background: policy.backgroundOf(env), ttl: jwksRefresh, fetch: ks.fetch,
+	ks.keys = remoteValue[*keySet]{env: env, background: policy.backgroundOf(env), slots: policy.refreshSlotsOf(env), ttl: jwksRefresh, fetch: ks.fetch,
 		failed: func(_ string, err error) {
 			env.warn("jwks_url:"+botID, "fetching the JWKS failed; keeping the keys at hand",
 				zap.String("bot", botID), zap.Error(err))

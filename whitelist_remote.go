@@ -20,12 +20,17 @@ type WhitelistSource struct {
 	// Headers sent with the request. Default: none.
 	Headers map[string]string `json:"headers,omitempty"`
 
-	// How often the list is fetched again. Default: 5m.
+	// How often the list is fetched again; a remote bot's, at most once a minute.
+	// Default: 5m.
 	Refresh caddy.Duration `json:"refresh,omitempty"`
 }
 
 // defaultWhitelistTTL is how often a whitelist is fetched again by default.
 const defaultWhitelistTTL = 5 * time.Minute
+
+// minTenantRefresh is the shortest refresh of a remote bot's whitelist_url: a tenant's
+// `refresh 1ns` would otherwise fetch the list on every request.
+const minTenantRefresh = time.Minute
 
 // remoteWhitelist is a bot's whitelist fetched from its whitelist_url, kept fresh as a
 // remoteValue: fetched on first need, and again on the next need after it was
@@ -53,7 +58,7 @@ const (
 
 func newRemoteWhitelist(botID string, cfg *WhitelistSource, timeout time.Duration, expand func(string) string, policy *botPolicy, env *environment) (*remoteWhitelist, error) {
 	rw := &remoteWhitelist{bot: botID, url: expand(cfg.URL), timeout: timeout, client: policy.client, env: env}
-	rw.list = remoteValue[*whitelist]{env: env, background: policy.backgroundOf(env), fetch: rw.update, metric: "whitelist",
+	rw.list = remoteValue[*whitelist]{env: env, background: policy.backgroundOf(env), slots: policy.refreshSlotsOf(env), fetch: rw.update, metric: "whitelist",
 		failed: func(_ string, err error) {
 			if errors.Is(err, errTooLargeForCache) {
 				return // warned about as such
@@ -71,6 +76,9 @@ func newRemoteWhitelist(botID string, cfg *WhitelistSource, timeout time.Duratio
 	}
 	if rw.list.ttl, err = durationOrDefault("refresh", cfg.Refresh, defaultWhitelistTTL); err != nil {
 		return nil, err
+	}
+	if policy.tenant {
+		rw.list.ttl = max(rw.list.ttl, minTenantRefresh)
 	}
 	// The bot, and the client it is fetched with, are part of the key: another bot
 	// naming the same URL gets its own fetch, so no tenant sees a list fetched for
