@@ -392,7 +392,12 @@ func (s *keySet) ignoredWhy(kid string) error {
 	return nil
 }
 
-// keysFor are the keys of one algorithm, for a token without a kid.
+// maxKeysWithoutKID bounds the keys a token without a kid is tried against: each try
+// with an RSA key of maxRSABits costs about 2 ms, and a set may have maxJWKSKeys.
+const maxKeysWithoutKID = 4
+
+// keysFor are the keys of one algorithm, for a token without a kid. With more than
+// maxKeysWithoutKID of them, such a token is an error: it must name its key.
 func (s *keySet) keysFor(alg string) (jwt.VerificationKeySet, error) {
 	var set jwt.VerificationKeySet
 	for _, k := range s.keys {
@@ -400,8 +405,12 @@ func (s *keySet) keysFor(alg string) (jwt.VerificationKeySet, error) {
 			set.Keys = append(set.Keys, k.key)
 		}
 	}
-	if len(set.Keys) == 0 {
+	switch {
+	case len(set.Keys) == 0:
 		return set, fmt.Errorf("the JWKS has no %s key", alg)
+	case len(set.Keys) > maxKeysWithoutKID:
+		return jwt.VerificationKeySet{}, fmt.Errorf("%w: the token names no kid, and the JWKS has %d %s keys (over %d, a token must name its key)",
+			errNoKeys, len(set.Keys), alg, maxKeysWithoutKID)
 	}
 	return set, nil
 }
@@ -460,13 +469,18 @@ func (ks *remoteKeySet) fetch(ctx context.Context, _ string, _ *keySet) (*keySet
 		ks.env.warn("jwks_url-ignored:"+ks.bot, "the JWKS has keys that are ignored; a token naming one is an error",
 			zap.String("bot", ks.bot), zap.Strings("ignored", reasons(ignored)))
 	}
-	return &keySet{keys: keys, ignored: ignored}, jwksOverhead + 2*int64(len(answer.body)), nil
+	cost := jwksOverhead + 2*int64(len(answer.body)) + ignoredKeyOverhead*int64(len(ignored))
+	return &keySet{keys: keys, ignored: ignored}, cost, nil
 }
 
 // jwksOverhead is the heap of a cached key set besides its answer's size twice (the
-// keys decoded from it): the entry, the slices and ristretto's bookkeeping. An
-// estimate, on the high side; a JWKS is at most maxJWKSSize.
-const jwksOverhead = 1024
+// keys decoded from it): the entry, the slices and ristretto's bookkeeping; and
+// ignoredKeyOverhead that of each ignored key besides its kid. Estimates, on the high
+// side; a JWKS is at most maxJWKSSize.
+const (
+	jwksOverhead       = 1024
+	ignoredKeyOverhead = 64
+)
 
 // Bounds on what a JWKS may cost. Verifying with an RSA key costs time that grows with
 // the square of its size, and a JWKS is written by whoever the bot's jwks_url belongs
@@ -503,7 +517,11 @@ func parseJWKS(body []byte) (keys []publicKey, ignored []ignoredKey, err error) 
 	}
 	for i, raw := range set.Keys {
 		if i >= maxJWKSKeys {
-			ignored = append(ignored, ignoredKey{kidOf(raw), fmt.Errorf("key %d: over %d keys a set", i+1, maxJWKSKeys)})
+			// Only a kid can name it: one without is not kept, so that a set of
+			// many tiny entries costs no more than its answer.
+			if kid := kidOf(raw); kid != "" {
+				ignored = append(ignored, ignoredKey{kid, errOverMaxKeys})
+			}
 			continue
 		}
 		key, err := parseJWK(raw)
@@ -526,10 +544,21 @@ type ignoredKey struct {
 	why error
 }
 
+// errOverMaxKeys is why the keys of a set beyond its first maxJWKSKeys are ignored.
+var errOverMaxKeys = fmt.Errorf("over %d keys a set", maxJWKSKeys)
+
+// maxReasons bounds the reasons a log line or an error gives for ignored keys.
+const maxReasons = 10
+
+// reasons says why keys are ignored: the first maxReasons, and how many more.
 func reasons(ignored []ignoredKey) []string {
-	whys := make([]string, len(ignored))
-	for i, k := range ignored {
+	n := min(len(ignored), maxReasons)
+	whys := make([]string, n, n+1)
+	for i, k := range ignored[:n] {
 		whys[i] = k.why.Error()
+	}
+	if len(ignored) > n {
+		whys = append(whys, fmt.Sprintf("and %d more", len(ignored)-n))
 	}
 	return whys
 }

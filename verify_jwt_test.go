@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"maps"
 	"math/big"
@@ -971,4 +972,48 @@ func TestVerifyJWTRefreshHoldsBack(t *testing.T) {
 	clk.advance(holdBackAfterFailure)
 	identifyToken(h, "shop", token())
 	eventually(t, "the refresh after the hold-back", func() bool { return jwks.calls.Load() == 3 && keys.refreshesUnderWay() == 0 })
+}
+
+// TestJWKSOfManyKeysCostsBounded: a token without a kid is tried against at most
+// maxKeysWithoutKID keys; entries past the cap without a kid are not kept, and the
+// reasons of the ignored ones are cut short, so that a hostile JWKS makes neither a
+// long log line nor a large cached error.
+func TestJWKSOfManyKeysCostsBounded(t *testing.T) {
+	var few, many []string
+	for i := range maxKeysWithoutKID + 1 {
+		many = append(many, newEdDSAKey(fmt.Sprintf("k%d", i)).jwk)
+	}
+	few = many[:maxKeysWithoutKID]
+	for _, tc := range []struct {
+		jwks   []string
+		wantOK bool
+	}{{few, true}, {many, false}} {
+		keys, _, err := parseJWKS([]byte(`{"keys":[` + strings.Join(tc.jwks, ",") + `]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = (&keySet{keys: keys}).keysFor("EdDSA")
+		if (err == nil) != tc.wantOK || (err != nil && !errors.Is(err, errNoKeys)) {
+			t.Errorf("%d keys, a token without a kid: %v, want ok %v", len(tc.jwks), err, tc.wantOK)
+		}
+	}
+
+	entries := []string{newEdDSAKey("good").jwk}
+	for range maxJWKSKeys + 5000 {
+		entries = append(entries, "1")
+	}
+	entries = append(entries, `{"kid":"late"}`)
+	keys, ignored, err := parseJWKS([]byte(`{"keys":[` + strings.Join(entries, ",") + `]}`))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("%d keys, %v", len(keys), err)
+	}
+	if len(ignored) != maxJWKSKeys { // the first 99 tiny entries, and "late"
+		t.Errorf("%d ignored kept, want %d", len(ignored), maxJWKSKeys)
+	}
+	if why := (&keySet{ignored: ignored}).ignoredWhy("late"); why == nil {
+		t.Error(`the key "late" past the cap is not said to be ignored`)
+	}
+	if whys := reasons(ignored); len(whys) != maxReasons+1 || whys[maxReasons] != fmt.Sprintf("and %d more", len(ignored)-maxReasons) {
+		t.Errorf("reasons: %d lines, last %q", len(whys), whys[len(whys)-1])
+	}
 }
