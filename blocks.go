@@ -249,7 +249,7 @@ func putEntry[K blockKey](s *blockStore, sh *blockShard, h uint64, key K, value 
 	return true
 }
 
-// point sets key's index slot: the one that has key, else a free one, else the one
+// pointAt sets key's index slot: the one that has key, else a free one, else the one
 // whose entry is oldest.
 func pointAt[K blockKey](s *blockStore, sh *blockShard, h uint64, key K, slot uint64) {
 	bucket := s.bucket(sh, h)

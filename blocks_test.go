@@ -26,8 +26,8 @@ func testKey(i int) string { return strings.Repeat("k", 24) + strconv.Itoa(100_0
 func TestBlockStoreKeepsVerdicts(t *testing.T) {
 	c := newTestCaches(t, 1<<20)
 	value := func(n int, b byte) storedVerdict { return storedVerdict(bytes.Repeat([]byte{b}, n)) }
-	c.storeVerdict("a", value(100, 'a'), time.Time{}, time.Time{}, 0)
-	c.storeVerdict("b", value(3000, 'b'), time.Time{}, time.Time{}, 0)
+	c.storeVerdict("a", value(100, 'a'))
+	c.storeVerdict("b", value(3000, 'b'))
 	for _, tc := range []struct {
 		key  string
 		want storedVerdict
@@ -37,7 +37,7 @@ func TestBlockStoreKeepsVerdicts(t *testing.T) {
 			t.Errorf("%s: %d bytes, %v; want %d bytes", tc.key, len(got), ok, len(tc.want))
 		}
 	}
-	c.storeVerdict("a", value(50, 'A'), time.Time{}, time.Time{}, 0)
+	c.storeVerdict("a", value(50, 'A'))
 	if got, _ := c.verdict([]byte("a")); !bytes.Equal(got, value(50, 'A')) {
 		t.Errorf("replaced: %q", got)
 	}
@@ -48,7 +48,7 @@ func TestBlockStoreKeepsVerdicts(t *testing.T) {
 		t.Error("removed, still found")
 	}
 	big := value(c.blocks.chunkSize, 'x')
-	c.storeVerdict("big", big, time.Time{}, time.Time{}, 0)
+	c.storeVerdict("big", big)
 	if _, ok := c.verdict([]byte("big")); ok {
 		t.Error("an entry larger than a chunk was kept")
 	}
@@ -58,7 +58,7 @@ func TestBlockStoreKeepsVerdicts(t *testing.T) {
 	if _, ok := c.verdict([]byte("b")); ok {
 		t.Error("found in a closed store")
 	}
-	c.storeVerdict("d", value(10, 'd'), time.Time{}, time.Time{}, 0) // no crash
+	c.storeVerdict("d", value(10, 'd')) // no crash
 }
 
 // TestBlockStoreEvictsOldestFirst writes three times what a small cache holds: the
@@ -69,9 +69,9 @@ func TestBlockStoreEvictsOldestFirst(t *testing.T) {
 	c := newTestCaches(t, size)
 	v := storedVerdict(bytes.Repeat([]byte{'v'}, 300))
 	const count = 3 * size / 340
-	c.storeVerdict("hot", v, time.Time{}, time.Time{}, 0)
+	c.storeVerdict("hot", v)
 	for i := range count {
-		c.storeVerdict(testKey(i), v, time.Time{}, time.Time{}, 0)
+		c.storeVerdict(testKey(i), v)
 		if _, ok := c.verdict([]byte("hot")); !ok && i%100 == 0 {
 			t.Fatalf("the entry read all along was evicted after %d stores", i)
 		}
@@ -113,14 +113,14 @@ func TestHeapValuesShareTheBudget(t *testing.T) {
 	v := storedVerdict(bytes.Repeat([]byte{'v'}, 300))
 	fill := func(from int) {
 		for i := range 2 * size / 340 {
-			c.storeVerdict(testKey(from+i), v, time.Time{}, time.Time{}, 0)
+			c.storeVerdict(testKey(from+i), v)
 		}
 	}
 	fill(0)
 	chunks := c.blocks.chunksHeld()
 
 	big := &listener{}
-	c.store("big", big, size/2, time.Time{}, time.Time{}, 0)
+	c.store("big", big, size/2, time.Time{}, time.Time{})
 	if _, ok := c.entry("big"); !ok {
 		t.Fatal("the heap value was not stored")
 	}
@@ -139,18 +139,18 @@ func TestHeapValuesShareTheBudget(t *testing.T) {
 	}
 
 	replaced, again, removed, refused, closed := &listener{}, &listener{}, &listener{}, &listener{}, &listener{}
-	c.store("r", replaced, 100, time.Time{}, time.Time{}, 0)
-	c.store("r", again, 100, time.Time{}, time.Time{}, 0)
-	c.store("r", again, 100, time.Time{}, time.Time{}, 0) // the same value: it stays
-	c.store("x", removed, 100, time.Time{}, time.Time{}, 0)
+	c.store("r", replaced, 100, time.Time{}, time.Time{})
+	c.store("r", again, 100, time.Time{}, time.Time{})
+	c.store("r", again, 100, time.Time{}, time.Time{}) // the same value: it stays
+	c.store("x", removed, 100, time.Time{}, time.Time{})
 	c.remove("x")
-	c.store("y", refused, 2*size, time.Time{}, time.Time{}, 0)
-	c.store("z", closed, 100, time.Time{}, time.Time{}, 0)
+	c.store("y", refused, 2*size, time.Time{}, time.Time{})
+	c.store("z", closed, 100, time.Time{}, time.Time{})
 	if err := c.Destruct(); err != nil {
 		t.Fatal(err)
 	}
 	late := &listener{}
-	c.store("late", late, 100, time.Time{}, time.Time{}, 0)
+	c.store("late", late, 100, time.Time{}, time.Time{})
 	for name, l := range map[string]*listener{"replaced": replaced, "stored again, then closed": again,
 		"removed": removed, "refused": refused, "closed": closed, "stored after closing": late} {
 		if l.told != 1 {
@@ -166,12 +166,12 @@ func TestHeapValueStoredAgainStays(t *testing.T) {
 	const size = 1 << 20
 	c := newTestCaches(t, size)
 	kept, other := &listener{}, &listener{}
-	c.store("kept", kept, size*3/4, time.Time{}, time.Time{}, 0)
-	c.store("kept", kept, size*95/100, time.Time{}, time.Time{}, 0) // beyond the budget
+	c.store("kept", kept, size*3/4, time.Time{}, time.Time{})
+	c.store("kept", kept, size*95/100, time.Time{}, time.Time{}) // beyond the budget
 	if _, ok := c.entry("kept"); !ok || kept.told != 0 {
 		t.Fatalf("stored again: cached %v, told %d times", ok, kept.told)
 	}
-	c.store("other", other, size*3/4, time.Time{}, time.Time{}, 0)
+	c.store("other", other, size*3/4, time.Time{}, time.Time{})
 	if _, ok := c.entry("kept"); ok || kept.told != 1 || other.told != 0 {
 		t.Errorf("evicted: still cached %v, told %d times; the new one told %d", ok, kept.told, other.told)
 	}
@@ -230,11 +230,11 @@ func TestStoreConcurrently(t *testing.T) {
 				key := testKey((g*7 + i) % 3000)
 				switch i % 7 {
 				case 0:
-					c.store(key, &listener{}, 3000, time.Time{}, time.Time{}, 0)
+					c.store(key, &listener{}, 3000, time.Time{}, time.Time{})
 				case 1:
 					c.remove(key)
 				case 2, 3:
-					c.storeVerdict(key, valueOf(key, 1+i%40), time.Time{}, time.Time{}, 0)
+					c.storeVerdict(key, valueOf(key, 1+i%40))
 				default:
 					if v, ok := c.verdict([]byte(key)); ok && (len(v)%len(key) != 0 || string(v) != strings.Repeat(key, len(v)/len(key))) {
 						err = fmt.Errorf("%s read %d bytes of another value", key, len(v))

@@ -483,7 +483,7 @@ func TestRemoteBotCostMatchesHeap(t *testing.T) {
 				t.Fatal(answer.invalid)
 			}
 			cost += remoteBotCost(answer)
-			c.store("bot\x00"+id, answer, remoteBotCost(answer), now, now, 0)
+			c.store("bot\x00"+id, answer, remoteBotCost(answer), now, now)
 		}
 		held := liveHeap() - before
 		runtime.KeepAlive(answers)

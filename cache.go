@@ -90,22 +90,22 @@ func (c *caches) entry(key string) (*cacheEntry, bool) {
 }
 
 // store caches a heap value with its cost in bytes until expires; it is visible to
-// the next request at once. keepFor is not used: memory is taken back by eviction.
-func (c *caches) store(key string, value any, cost int64, stored, expires time.Time, keepFor time.Duration) {
+// the next request at once. It stays until eviction takes its memory back.
+func (c *caches) store(key string, value any, cost int64, stored, expires time.Time) {
 	c.acct.values.set(key, &cacheEntry{value: value, cost: cost, stored: stored, expires: expires})
 }
 
 // verdict returns a copy of the verdict cached under key, young or old: its reader
-// checks its age, which the block carries (verdict.stored).
+// checks its age, which the block carries (storedVerdict.stored).
 func (c *caches) verdict(key []byte) (storedVerdict, bool) {
 	v, ok := c.blocks.get(key)
 	return storedVerdict(v), ok
 }
 
 // storeVerdict caches a verdict. It stays until the store's first-in, first-out
-// eviction reaches it, so stored, expires and keepFor are not kept apart: the block
-// carries when it was stored, and its reader checks its age against the bot's TTL.
-func (c *caches) storeVerdict(key string, v storedVerdict, stored, expires time.Time, keepFor time.Duration) {
+// eviction reaches it: the block carries when it was stored, and its reader checks its
+// age against the bot's TTL.
+func (c *caches) storeVerdict(key string, v storedVerdict) {
 	c.blocks.set(key, v)
 }
 

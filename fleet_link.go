@@ -127,7 +127,7 @@ func (l *fleetLink) Destruct() error {
 
 // call runs one round trip through the breaker, once the link is ready. A miss is a
 // success; an error or a timeout counts toward opening the breaker, and so does a
-// server that has not answered since the gateway started.
+// server that has not been ready since the gateway started.
 func (l *fleetLink) call(ctx context.Context, fn func(rueidis.Client) error) error {
 	done, err := l.breaker.Allow()
 	if err != nil {
@@ -271,7 +271,7 @@ func (l *fleetLink) subscribe(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			l.purges.deliver(ctx, unrecorded)
+			l.purges.deliver(ctx)
 		}
 	}
 }

@@ -82,7 +82,7 @@ func newStoreLookup(t *testing.T, size int64) verdictLookup {
 	t.Cleanup(func() { c.Destruct() })
 	return verdictLookup{
 		get: func(key string) bool { _, ok := c.verdict([]byte(key)); return ok },
-		set: func(key string, v storedVerdict) { c.storeVerdict(key, v, time.Time{}, time.Time{}, 0) },
+		set: func(key string, v storedVerdict) { c.storeVerdict(key, v) },
 		count: func() int {
 			n := 0
 			for i := range uint64(zipfVisitors) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +21,9 @@ import (
 // sharedPrefix starts every name custom_auth uses in the shared cache.
 const sharedPrefix = "custom_auth:v1:"
 
-// errNotReady: the shared cache has not answered since the gateway started.
-var errNotReady = errors.New("the shared cache has not answered since the gateway started")
+// errNotReady: the shared cache has not been ready (connected, subscribed to the purge
+// channel and its purge log read) since the gateway started.
+var errNotReady = errors.New("the shared cache has not been ready since the gateway started (connected and subscribed to the purge channel)")
 
 // How purges reach every gateway of a fleet.
 //
@@ -89,8 +91,9 @@ type fleetPurges struct {
 	acksMu sync.Mutex
 	acks   map[string]*purgeAcks // by purge id, the purges of this link in flight
 
-	takenMu sync.Mutex
-	taken   []*takenPurge // the purges this link took, oldest first
+	takenMu         sync.Mutex
+	taken           []*takenPurge // the purges this link took, oldest first
+	droppedWarnedAt time.Time     // the last warning of purges dropped undelivered, at most one a minute
 }
 
 // pubsubServer is a link's connection to the shared cache, as the purge protocol uses
@@ -136,16 +139,24 @@ func (fp *fleetPurges) take(n purgeNotice, msg string, verdictKeys []string) *ta
 	cutoff := fp.now().Add(-purgeLogKeep).UnixNano()
 	fp.takenMu.Lock()
 	defer fp.takenMu.Unlock()
-	drop := 0
+	drop, undelivered := 0, 0
 	for drop < len(fp.taken) && (fp.taken[drop].notice.At < cutoff || len(fp.taken)-drop >= maxTakenPurges) {
+		if !fp.taken[drop].recorded.Load() {
+			undelivered++
+		}
 		drop++
+	}
+	if now := fp.now(); undelivered > 0 && now.Sub(fp.droppedWarnedAt) >= time.Minute {
+		fp.droppedWarnedAt = now
+		fp.logger.Warn("shared cache: purges the fleet may not have are no longer kept to announce again",
+			zap.Int("purges", undelivered), zap.Int("kept", maxTakenPurges))
 	}
 	fp.taken = append(fp.taken[drop:], p)
 	return p
 }
 
-// catchUp makes a new subscription's marks complete: it delivers the purges taken
-// here again (all of them when the server lost its data), then reads the purge log.
+// catchUp makes a new subscription's marks complete: it reads the purge log, and
+// delivers the purges taken here that the server may lack (forgetRecorded).
 func (fp *fleetPurges) catchUp(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, purgeTimeout)
 	defer cancel()
@@ -162,36 +173,38 @@ func (fp *fleetPurges) catchUp(ctx context.Context) error {
 		fp.logger.Warn("shared cache: the server lost its data; the purges taken here are announced again")
 	}
 	fp.epoch = epoch
-	which := recent
-	if lost {
-		which = everyTaken
-	}
-	fp.deliver(ctx, which)
+	fp.forgetRecorded(lost)
 	if err := fp.readPurgeLog(ctx, lost); err != nil {
 		return err
 	}
+	fp.deliver(ctx)
 	if fp.lostAt.Load() != 0 {
 		fp.logger.Info("shared cache: purge channel back; the purges announced meanwhile were read from the purge log")
 	}
 	return nil
 }
 
-// redelivery says which of the purges taken here are recorded and announced again.
-type redelivery uint8
-
-const (
-	unrecorded redelivery = iota // those the log never had
-	recent                       // and those of the last purgeLogSlack: a new subscription
-	everyTaken                   // every one kept: the server lost its data
-)
-
-// deliver records and announces again the purges taken here that the log may miss.
-func (fp *fleetPurges) deliver(ctx context.Context, which redelivery) {
+// forgetRecorded makes the purges taken here that the server may have lost due again:
+// every one when it lost its data, else those of the last purgeLogSlack, whose writes
+// a failover may have lost. deliver then records and announces them, at once and on
+// every tick, until the server has each.
+func (fp *fleetPurges) forgetRecorded(all bool) {
 	since := fp.now().Add(-purgeLogSlack).UnixNano()
+	fp.takenMu.Lock()
+	defer fp.takenMu.Unlock()
+	for _, p := range fp.taken {
+		if all || p.notice.At >= since {
+			p.recorded.Store(false)
+		}
+	}
+}
+
+// deliver records and announces the purges taken here that the log does not have.
+func (fp *fleetPurges) deliver(ctx context.Context) {
 	fp.takenMu.Lock()
 	var due []*takenPurge
 	for _, p := range fp.taken {
-		if !p.recorded.Load() || which == everyTaken || (which == recent && p.notice.At >= since) {
+		if !p.recorded.Load() {
 			due = append(due, p)
 		}
 	}
@@ -234,7 +247,8 @@ func (fp *fleetPurges) record(ctx context.Context, p *takenPurge) error {
 // readPurgeLog applies the purges announced while this link was not subscribed: the
 // whole log until the link was first synced or when the server lost its data, else
 // from a little before the last synced subscription was lost. Marks older than the
-// log may be missing, so a whole read raises the floor to its start.
+// log may be missing, so a whole read raises the floor to its start; and a read cut
+// short at maxMarks raises it to its oldest entry.
 func (fp *fleetPurges) readPurgeLog(ctx context.Context, whole bool) error {
 	since := fp.now().Add(-purgeLogKeep)
 	if lost := fp.lostAt.Load(); !whole && lost != 0 && time.Unix(0, lost).Add(-purgeLogSlack).After(since) {
@@ -242,22 +256,30 @@ func (fp *fleetPurges) readPurgeLog(ctx context.Context, whole bool) error {
 	} else {
 		whole = true
 	}
+	// The newest maxMarks at most, as many as the marks keep: older ones are
+	// covered by the floor instead.
 	c := fp.server.client
 	entries, err := c.Do(ctx, c.B().Zrange().Key(purgeLogKey).
-		Min(strconv.FormatInt(since.UnixMilli(), 10)).Max("+inf").Byscore().Build()).AsStrSlice()
+		Min("+inf").Max(strconv.FormatInt(since.UnixMilli(), 10)).Byscore().Rev().Limit(0, maxMarks).Build()).AsStrSlice()
 	if err != nil {
 		return fp.secrets.scrub(err)
 	}
-	for _, entry := range entries {
+	oldest := time.Time{}
+	for _, entry := range slices.Backward(entries) { // oldest first, as marks are set
 		var n purgeNotice
 		if json.Unmarshal([]byte(entry), &n) != nil {
 			continue
 		}
 		if ref, err := n.markRef(); err == nil {
 			fp.marks.set(ref)
+			if oldest.IsZero() {
+				oldest = ref.at
+			}
 		}
 	}
-	if whole {
+	if len(entries) == maxMarks && !oldest.IsZero() {
+		fp.marks.raiseFloor(oldest)
+	} else if whole {
 		fp.marks.raiseFloor(since)
 	}
 	return nil
@@ -284,7 +306,7 @@ func (fp *fleetPurges) onMessage(m rueidis.PubSubMessage) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), purgeTimeout)
 	defer cancel()
-	if _, err := fp.publish(ctx, n.Reply, n.ID); err != nil {
+	if _, err := fp.publish(ctx, n.Reply, n.ID+" "+fp.id); err != nil {
 		fp.logger.Warn("shared cache: cannot acknowledge a purge", zap.Error(fp.secrets.scrub(err)))
 	}
 }
@@ -296,29 +318,40 @@ func (fp *fleetPurges) publish(ctx context.Context, channel, msg string) (int64,
 	return n, fp.secrets.scrub(err)
 }
 
-// purgeAcks counts the gateways that applied a purge.
+// purgeAcks counts the gateways that applied a purge. A purge may reach a gateway
+// twice (announced, and delivered again while its record was under way), so each
+// gateway counts once.
 type purgeAcks struct {
 	count  atomic.Int64
-	signal chan struct{} // one pending wake-up at most
+	signal chan struct{}   // one pending wake-up at most
+	from   map[string]bool // the links that acknowledged; under fleetPurges.acksMu
 }
 
-func (fp *fleetPurges) acked(id string) {
+// acked counts an acknowledgement: "<purge id> <link id of the gateway>", or the
+// purge id alone from a gateway of an earlier version, counted each time.
+func (fp *fleetPurges) acked(msg string) {
+	id, from, _ := strings.Cut(msg, " ")
 	fp.acksMu.Lock()
 	acks := fp.acks[id]
+	repeated := acks != nil && from != "" && acks.from[from]
+	if acks != nil && from != "" {
+		acks.from[from] = true
+	}
 	fp.acksMu.Unlock()
-	if acks != nil {
-		acks.count.Add(1)
-		select {
-		case acks.signal <- struct{}{}:
-		default: // a wake-up is pending already
-		}
+	if acks == nil || repeated {
+		return
+	}
+	acks.count.Add(1)
+	select {
+	case acks.signal <- struct{}{}:
+	default: // a wake-up is pending already
 	}
 }
 
 // expectAcks starts counting the acknowledgements of a purge, which may arrive before
 // PUBLISH answers how many to expect; the returned func stops.
 func (fp *fleetPurges) expectAcks(id string) (*purgeAcks, func()) {
-	acks := &purgeAcks{signal: make(chan struct{}, 1)}
+	acks := &purgeAcks{signal: make(chan struct{}, 1), from: map[string]bool{}}
 	fp.acksMu.Lock()
 	fp.acks[id] = acks
 	fp.acksMu.Unlock()

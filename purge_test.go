@@ -311,3 +311,39 @@ func TestPurgeReachesLateGateways(t *testing.T) {
 		t.Errorf("%d API calls, want 4: the late gateway served a purged verdict from the shared cache", n)
 	}
 }
+
+// TestPurgeAcksCountEachGatewayOnce: a purge that reaches a gateway twice (announced,
+// and delivered again meanwhile) is acknowledged twice, but counts once; an
+// acknowledgement without a sender (an earlier version) counts each time.
+func TestPurgeAcksCountEachGatewayOnce(t *testing.T) {
+	fp := &fleetPurges{acks: map[string]*purgeAcks{}}
+	acks, stop := fp.expectAcks("p1")
+	defer stop()
+	for _, msg := range []string{"p1 gw-a", "p1 gw-a", "p1 gw-b", "p2 gw-c", "p1"} {
+		fp.acked(msg)
+	}
+	if n := acks.count.Load(); n != 3 {
+		t.Errorf("%d acknowledgements counted, want 3 (gw-a, gw-b, and one without a sender)", n)
+	}
+}
+
+// TestForgetRecordedDeliversAgain: after a new subscription the purges of the last
+// purgeLogSlack are due again, and after the server lost its data every one kept is.
+func TestForgetRecordedDeliversAgain(t *testing.T) {
+	clk := newClock()
+	fp := &fleetPurges{now: clk.Now}
+	old := &takenPurge{notice: purgeNotice{At: clk.Now().Add(-2 * purgeLogSlack).UnixNano()}}
+	recent := &takenPurge{notice: purgeNotice{At: clk.Now().UnixNano()}}
+	fp.taken = []*takenPurge{old, recent}
+	for _, p := range fp.taken {
+		p.recorded.Store(true)
+	}
+	fp.forgetRecorded(false)
+	if !old.recorded.Load() || recent.recorded.Load() {
+		t.Errorf("a new subscription: old due %v, recent due %v; want only the recent one", !old.recorded.Load(), !recent.recorded.Load())
+	}
+	fp.forgetRecorded(true)
+	if old.recorded.Load() {
+		t.Error("the server lost its data: an old purge is not due again")
+	}
+}

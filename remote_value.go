@@ -241,7 +241,7 @@ func (rv *remoteValue[T]) update(ctx context.Context, key string) fetched[T] {
 func (rv *remoteValue[T]) holdBack(key string, last *cacheEntry, err error, now time.Time) {
 	if last == nil || last.value.(*kept[T]).value == *new(T) {
 		// Memory is freed once the failure is no longer served.
-		rv.env.caches.store(key, &kept[T]{err: err}, heldBackCost, now, now.Add(holdBackAfterFailure), holdBackAfterFailure)
+		rv.env.caches.store(key, &kept[T]{err: err}, heldBackCost, now, now.Add(holdBackAfterFailure))
 		return
 	}
 	rv.keep(key, last, &kept[T]{value: last.value.(*kept[T]).value, err: err}, last.cost, last.stored, now.Add(holdBackAfterFailure))
@@ -261,7 +261,7 @@ func (rv *remoteValue[T]) keep(key string, last *cacheEntry, k *kept[T], cost in
 			old.moved.Store(true)
 		}
 	}
-	rv.env.caches.store(key, k, cost, stored, expires, 0)
+	rv.env.caches.store(key, k, cost, stored, expires)
 }
 
 // heldBackCost is the heap of a cached failure: the entry, the error and ristretto's

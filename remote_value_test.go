@@ -25,7 +25,7 @@ func TestCacheTellsValuesTheyLeft(t *testing.T) {
 	now := time.Now()
 	store := func(key string, cost int64) *leaving {
 		v := new(leaving)
-		c.store(key, v, cost, now, now, 0)
+		c.store(key, v, cost, now, now)
 		return v
 	}
 	replaced, kept := store("replaced", 100), store("kept", 100)
@@ -53,7 +53,7 @@ func TestCacheTellsValuesTheyLeft(t *testing.T) {
 	}
 	defer small.Destruct()
 	refused := new(leaving)
-	small.store("too-large", refused, 2<<20, now, now, 0) // over the whole cache
+	small.store("too-large", refused, 2<<20, now, now) // over the whole cache
 	if got := refused.times.Load(); got != 1 {
 		t.Errorf("refused: told %d times, want 1", got)
 	}

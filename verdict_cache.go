@@ -41,7 +41,7 @@ func (ci *cachedIdentifier) identify(ctx context.Context, b *botSettings, req id
 		res := ci.next.identify(ctx, b, req)
 		if ttl := verdictTTL(b, res); ttl > 0 {
 			v := encodeVerdict(res, asked)
-			ci.caches.storeVerdict(key, v, asked, asked.Add(ttl), ttl)
+			ci.caches.storeVerdict(key, v)
 			if ci.shared != nil {
 				ci.shared.set(ctx, key, v, ttl)
 			}
@@ -75,7 +75,7 @@ func (ci *cachedIdentifier) cached(key []byte, b *botSettings, req identityReque
 		return verdict{}, false
 	}
 	res := v.verdict()
-	if _, ok := ci.servable(b, req, res, v.stored()); !ok {
+	if !ci.servable(b, req, res, v.stored()) {
 		return verdict{}, false
 	}
 	res.cacheHit = true
@@ -95,14 +95,13 @@ func (ci *cachedIdentifier) sharedCached(ctx context.Context, key string, b *bot
 		ci.metrics.observeShared(read)
 		return verdict{}, false
 	}
-	res, stored := v.verdict(), v.stored()
-	ttl, ok := ci.servable(b, req, res, stored)
-	if !ok {
+	res := v.verdict()
+	if !ci.servable(b, req, res, v.stored()) {
 		ci.metrics.observeShared(sharedMiss)
 		return verdict{}, false
 	}
 	ci.metrics.observeShared(sharedHit)
-	ci.caches.storeVerdict(key, v, stored, stored.Add(ttl), ttl-ci.now().Sub(stored))
+	ci.caches.storeVerdict(key, v)
 	res.cacheHit = true
 	return res, true
 }
@@ -111,13 +110,10 @@ func (ci *cachedIdentifier) sharedCached(ctx context.Context, key string, b *bot
 // younger than the TTL of the bot's settings now running (a reload that shortens a
 // TTL applies to verdicts cached before it), and no purge covers it. Purges name the
 // bot whose settings served the verdict: `*` for every id that `bot *` serves, as
-// their verdicts share its keys. It returns the verdict's TTL.
-func (ci *cachedIdentifier) servable(b *botSettings, req identityRequest, res verdict, stored time.Time) (time.Duration, bool) {
+// their verdicts share its keys.
+func (ci *cachedIdentifier) servable(b *botSettings, req identityRequest, res verdict, stored time.Time) bool {
 	ttl := verdictTTL(b, res)
-	if ci.now().Sub(stored) >= ttl || ci.marks.hides(b.id, req.token, res, stored, ttl) {
-		return 0, false
-	}
-	return ttl, true
+	return ci.now().Sub(stored) < ttl && !ci.marks.hides(b.id, req.token, res, stored, ttl)
 }
 
 // verdictTTL is how long a verdict may be served: verified identities for cache_ttl,

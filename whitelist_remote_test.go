@@ -324,7 +324,7 @@ func TestWhitelistCostMatchesHeap(t *testing.T) {
 			entries := mustParseWhitelist(t, body)
 			list, _ := compileWhitelist(entries)
 			cost += whitelistCost(entries)
-			c.store(fmt.Sprintf("whitelist-%d", i), list, whitelistCost(entries), now, now, 0)
+			c.store(fmt.Sprintf("whitelist-%d", i), list, whitelistCost(entries), now, now)
 		}
 		held := liveHeap() - before
 		runtime.KeepAlive(bodies)
