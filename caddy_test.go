@@ -247,6 +247,9 @@ func TestBinaryValidateRefusesEmptySecrets(t *testing.T) {
 		{"auth_header", "bot b {\n\t\t\tauth_url https://a.example\n\t\t\tauth_header Authorization {env.CA_TEST_UNSET_KEY}\n\t\t}",
 			`bot \"b\": auth_header: Authorization: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`,
 			`auth_header: Authorization: \"{env.CA_TEST_UNSET_KEY}\" expands to an empty value`, 5},
+		{"auth_header template", "bot b {\n\t\t\tauth_url https://a.example\n\t\t\tauth_header Authorization \"Bearer {env.CA_TEST_UNSET_KEY}\"\n\t\t}",
+			`bot \"b\": auth_header: Authorization: {env.CA_TEST_UNSET_KEY} in \"Bearer {env.CA_TEST_UNSET_KEY}\" expands to an empty value`,
+			`auth_header: Authorization: {env.CA_TEST_UNSET_KEY} in \"Bearer {env.CA_TEST_UNSET_KEY}\" expands to an empty value`, 5},
 		{"auth_url", "bot b {\n\t\t\tauth_url {env.CA_TEST_UNSET_URL}\n\t\t}",
 			`bot \"b\": auth_url: \"{env.CA_TEST_UNSET_URL}\" expands to an empty value`, `auth_url: \"{env.CA_TEST_UNSET_URL}\" expands to an empty value`, 4},
 	} {

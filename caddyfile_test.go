@@ -292,6 +292,8 @@ func TestCaddyfileWarnsWithTheLine(t *testing.T) {
 			`auth_header: Authorization: "` + unset + `" expands to an empty value`, 4},
 		{"whitelist_url", "bot b {\nauth_url https://a.example\nwhitelist_url " + unset + "\n}", `whitelist_url: "` + unset + `" expands to an empty value`, 4},
 		{"verify_jwt secret", "bot b {\nverify_jwt {\nsecret " + unset + "\n}\n}", `verify_jwt: "` + unset + `" expands to an empty value`, 4},
+		{"auth_header template", "bot b {\nauth_url https://a.example\nauth_header Authorization \"Bearer " + unset + "\"\n}",
+			`auth_header: Authorization: ` + unset + ` in "Bearer ` + unset + `" expands to an empty value`, 4},
 		{"verify_jwt issuer", "bot b {\nverify_jwt {\njwks_url https://a.example/jwks\nissuer " + unset + "\n}\n}", `issuer: "` + unset + `" expands to an empty value`, 5},
 		{"token template", "pass_token\ntoken \"Bearer {http.request.header.X-T}\"\nbot b {\noff\n}",
 			"", 0}, // pass_token: no warning

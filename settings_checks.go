@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -12,15 +13,24 @@ import (
 )
 
 // expandConfigured expands global placeholders in a configured value. A value that is
-// written but expands to nothing, such as an unset {env.X}, is an error: a secret or a
-// URL that silently disappears is never accepted.
+// written but expands to nothing, such as an unset {env.X}, is an error, and so is a
+// placeholder in it that does (`Bearer {env.X}`): a secret or a URL that silently
+// disappears is never accepted.
 func expandConfigured(option, raw string, expand func(string) string) (string, error) {
 	v := expand(raw)
 	if raw != "" && strings.TrimSpace(v) == "" {
 		return "", fmt.Errorf("%s: %q expands to an empty value", option, raw)
 	}
+	for _, p := range placeholderPattern.FindAllString(raw, -1) {
+		if expand(p) == "" {
+			return "", fmt.Errorf("%s: %s in %q expands to an empty value", option, p, raw)
+		}
+	}
 	return v, nil
 }
+
+// placeholderPattern finds the placeholders of a value, such as {env.CA_TOKEN}.
+var placeholderPattern = regexp.MustCompile(`\{[^{}\s]+\}`)
 
 // checkURL accepts absolute http and https URLs with a host. Its errors show the URL
 // redacted: it may carry credentials.
