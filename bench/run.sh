@@ -6,7 +6,7 @@
 #   SCENARIO=sites DURATION=3s ROUNDS=1 bench/run.sh
 #
 # Settings, as environment variables (bench/harness checks them):
-#   SCENARIO=all         sites, latency, memory, fleet, nginx, or a list of them (sites,memory)
+#   SCENARIO=all         sites, latency, memory, fleet, nginx, handler, or a list of them (sites,memory)
 #   DURATION=10s         each measured wrk run of the sites and latency scenarios
 #   ROUNDS=3             interleaved rounds of the sites scenario
 #   CONNS=64 THREADS=2   wrk connections and threads
@@ -16,7 +16,7 @@
 #   MEMORY_DURATION=60s  the memory scenario's wrk run
 #   MEMORY_GOMEMLIMIT=off  GOMEMLIMIT of an extra run of custom_auth in the memory scenario
 #   FLEET_VISITORS=100   distinct visitors of the fleet scenario (needs redis-server, redis-cli)
-#   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..4, +10..15 and +20..24
+#   BASE_PORT=18400      first loopback port; the run uses BASE_PORT+0..7, +10..15 and +20..24
 #   OUT=bench/RESULTS.md where the report goes
 #
 # This script only checks the tools and builds; bench/harness starts the processes,

@@ -43,12 +43,12 @@ type config struct {
 	fleetVisitors  int
 
 	caddyBin, serversBin, workDir, out string
-	unitTestsBin                       string // custom_auth's compiled tests (TestZipfHitRatio)
+	unitTestsBin                       string // custom_auth's compiled tests (TestZipfHitRatio, the handler's benchmarks)
 	command                            string // the command as typed, for the report
 	cores                              int
 }
 
-var allScenarios = []string{"sites", "latency", "memory", "fleet", "nginx"}
+var allScenarios = []string{"sites", "latency", "memory", "fleet", "nginx", "handler"}
 
 // setting is one environment variable of bench/run.sh.
 type setting struct {
@@ -234,6 +234,8 @@ func run(ctx context.Context, cfg *config) error {
 			r.fleet, err = runFleet(ctx, cfg)
 		case "nginx":
 			r.nginx, err = runNginx(ctx, cfg)
+		case "handler":
+			r.handler, err = runHandler(ctx, cfg)
 		}
 		if err != nil {
 			return fmt.Errorf("%s scenario: %w", scenario, err)

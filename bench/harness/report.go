@@ -20,6 +20,7 @@ type report struct {
 	memory  *memoryResult
 	fleet   *fleetResult
 	nginx   *nginxResult
+	handler []string // the Go benchmarks' result lines
 }
 
 // environment is where and with what the benchmark ran.
@@ -119,6 +120,9 @@ func (r *report) writeResults(b *bytes.Buffer, full bool) {
 	}
 	if r.nginx != nil {
 		r.writeNginx(b)
+	}
+	if r.handler != nil {
+		r.writeHandler(b)
 	}
 }
 
@@ -294,7 +298,7 @@ func (r *report) writeLatency(b *bytes.Buffer) {
 	}
 	b.WriteString(t.String())
 	fmt.Fprintf(b, "\n- API conns accepted: TCP connections the identity API accepted during the run (http.Server.ConnState in bench/servers); open at most: the most open at once. A client pool that keeps as many idle connections as there are concurrent calls opens each connection once; a smaller one closes and reopens connections for the calls beyond it, which shows as API conns per 1000 requests well above 0.\n")
-	fmt.Fprintf(b, "- custom_auth's identity API client keeps up to 64 idle connections per host (`MaxIdleConnsPerHost` in identity.go); forward_auth, a reverse_proxy, keeps 32.\n")
+	fmt.Fprintf(b, "- custom_auth's identity API client keeps up to 256 idle connections per host (`MaxIdleConnsPerHost` in identity.go); forward_auth, a reverse_proxy, keeps 32.\n")
 	fmt.Fprintf(b, "- Bound: with N concurrent requests each waiting %s for the identity API, throughput cannot exceed N / %s.\n", c.apiLatency, c.apiLatency)
 	for _, lr := range r.latency {
 		for _, line := range lr.moduleLog {
