@@ -24,7 +24,7 @@ func customAuthCommand() caddycmd.Command {
 	return caddycmd.Command{
 		Name: "custom-auth",
 		Usage: "test --config <file> [--adapter <name>] --bot <id> --token <token> [--origin <url>] [--field <name>=<value>...] [--json]\n" +
-			"  purge --bot <id> [--token <token> | --contact <value>] [--address <admin>]",
+			"  purge --bot <id> [--token <token> | --contact <value>] [--address <admin> | --config <file> [--adapter <name>]]",
 		Short: "Tests Custom Authentication against the real identity API, or purges cached verdicts",
 		Long: `
 The test subcommand runs the steps of Custom Authentication for one visitor, exactly as
@@ -217,7 +217,7 @@ func handlerForBot(ctx caddy.Context, configs []json.RawMessage, botID string) (
 func newPurgeCommand(stdout, stderr io.Writer, exit func(int)) *cobra.Command {
 	var opts purgeOptions
 	cmd := &cobra.Command{
-		Use:   "purge --bot <id> [--token <token> | --contact <value>] [--address <admin>]",
+		Use:   "purge --bot <id> [--token <token> | --contact <value>] [--address <admin> | --config <file> [--adapter <name>]]",
 		Short: "Removes cached verdicts from the running gateway and, with shared_cache, its fleet",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
