@@ -12,7 +12,7 @@ import (
 	"github.com/custom-auth/custom_auth/contact"
 )
 
-// identity is a contact verified by the identity API, in one pointer-free block that
+// identity is a contact verified by the identity API or verify_jwt, in one pointer-free block that
 // the cache holds as is: the primary key, the data object exactly as the API sent it
 // (compacted) and each contact header's value, encoded once for every request that
 // the cached identity serves, back to back after their end offsets. The accessors
@@ -97,7 +97,9 @@ func (id identity) size() int { return len(id) - identityHeaderLen - len(id.part
 // fields parses the data object, field by field.
 func (id identity) fields() contact.Data {
 	var data contact.Data
-	_ = json.Unmarshal(id.raw(), &data) // valid: parseAnswer parsed it before
+	// Parsed when the identity was made (identityOf); a block from the shared cache
+	// that is not JSON has no fields.
+	_ = json.Unmarshal(id.raw(), &data)
 	return data
 }
 

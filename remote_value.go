@@ -240,7 +240,7 @@ func (rv *remoteValue[T]) update(ctx context.Context, key string) fetched[T] {
 // holdBack remembers a failure for holdBackAfterFailure, with the last good value.
 func (rv *remoteValue[T]) holdBack(key string, last *cacheEntry, err error, now time.Time) {
 	if last == nil || last.value.(*kept[T]).value == *new(T) {
-		// Memory is freed once the failure is no longer served.
+		// Held back until it expires; its memory goes back on eviction.
 		rv.env.caches.store(key, &kept[T]{err: err}, heldBackCost, now, now.Add(holdBackAfterFailure))
 		return
 	}

@@ -28,11 +28,11 @@ type BotsSource struct {
 	TTL caddy.Duration `json:"ttl,omitempty"`
 
 	// Cap on a remote bot's `timeout`: however long a tenant sets it, a visitor and
-	// a connection never wait longer for its identity or whitelist API.
+	// a connection never wait longer for its identity, whitelist or JWKS API.
 	// Default: 10s.
 	MaxTimeout caddy.Duration `json:"max_timeout,omitempty"`
 
-	// Lets a remote bot's `auth_url` and `whitelist_url` reach loopback, private
+	// Lets a remote bot's `auth_url`, `whitelist_url` and `jwks_url` reach loopback, private
 	// (RFC 1918, IPv6 ULA), link-local, unspecified, multicast and other
 	// special-purpose addresses, Caddy's admin endpoint included. Only for a chat
 	// backend whose every tenant is trusted, or for tests. Default: false, such
@@ -74,7 +74,7 @@ const (
 )
 
 // newTenantPolicy is what a remote bot may do: placeholders stay literal, so a tenant
-// cannot read the gateway's environment; its URLs are dialled by tenantClient; its
+// cannot read the gateway's environment; its URLs are dialled by newTenantClient's client; its
 // timeout is capped; its calls in flight are bounded; its breaker is its own; its
 // background refreshes have a pool of their own, shared by every remote bot.
 // slots is the bound of all remote bots' calls together (remoteBots.slots).
@@ -94,8 +94,8 @@ func newTenantPolicy(cfg *BotsSource, slots callSlots) (*botPolicy, error) {
 	}, nil
 }
 
-// newTenantClient is the HTTP client of tenant URLs (a remote bot's auth_url and
-// whitelist_url). Unless allowPrivate, it refuses to connect to an address of the
+// newTenantClient is the HTTP client of tenant URLs (a remote bot's auth_url,
+// whitelist_url and jwks_url). Unless allowPrivate, it refuses to connect to an address of the
 // gateway's machine or of a private network, checked when dialled, after name
 // resolution, so a name that resolves to such an address (DNS rebinding included) does
 // not get through. It never uses the environment's proxy: the proxy would dial on the

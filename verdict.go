@@ -15,8 +15,8 @@ const (
 	verdictRejected
 )
 
-func (r verdictKind) String() string {
-	switch r {
+func (k verdictKind) String() string {
+	switch k {
 	case verdictVerified:
 		return "verified"
 	case verdictRejected:
@@ -27,7 +27,7 @@ func (r verdictKind) String() string {
 
 // verdict is what the identity step decided about a token (the identity API's answer,
 // a verified JWT, or a cached verdict): its kind, the identity, the cache directives
-// and how it was reached. The handler's outcome takes what it needs from it.
+// and how it was reached. The flow's outcome takes what it needs from it.
 type verdict struct {
 	kind     verdictKind
 	identity identity // when verified

@@ -32,8 +32,9 @@ type JWTSettings struct {
 	Secret string `json:"secret,omitempty"`
 
 	// The customer's public keys: an absolute http or https URL that answers a JWKS.
-	// Tokens are signed with RS256 (RSA, 2048 bits or more), ES256 (P-256) or EdDSA
-	// (Ed25519), each key verifying only its own algorithm. The keys are fetched on
+	// Tokens are signed with RS256 (RSA, 2048 to 8192 bits), ES256 (P-256) or EdDSA
+	// (Ed25519), each key verifying only its own algorithm; the first 100 keys are
+	// read. The keys are fetched on
 	// first need, refreshed every 5m in the background, and fetched again, at most
 	// once a minute, for a token whose `kid` is not among them. Default: none.
 	JWKSURL string `json:"jwks_url,omitempty"`
@@ -312,8 +313,8 @@ type remoteKeySet struct {
 // refreshes under the bot's background context.
 func newRemoteKeySet(botID, url string, timeout time.Duration, policy *botPolicy, env *environment) *remoteKeySet {
 	ks := &remoteKeySet{bot: botID, url: url, timeout: timeout, client: policy.client, env: env}
-	// As for whitelists (newRemoteWhitelist): the bot and whether a tenant wrote it
-	// are part of the key.
+	// As for whitelists (newRemoteWhitelist): the bot and the client it is fetched
+	// with (fetchScope) are part of the key.
 	source, _ := json.Marshal(struct {
 		BotID, URL, Scope string
 	}{botID, url, policy.fetchScope()})
