@@ -37,13 +37,11 @@ type remoteBots struct {
 	client *http.Client
 	// slots bounds the calls in flight of all remote bots together (max_in_flight).
 	slots       callSlots
-	ttl         time.Duration
 	timeout     time.Duration
 	knownFields map[string]bool
 	// tenant is what the bots may do: their settings are written by tenants.
 	tenant      *botPolicy
 	env         *environment
-	caches      *caches
 	cachePrefix string
 	settings    remoteValue[*remoteBot] // by cachePrefix + bot id
 }
@@ -60,12 +58,11 @@ type remoteBot struct {
 	gone atomic.Bool // evicted from the cache
 }
 
-func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environment, caches *caches, repl *caddy.Replacer) (*remoteBots, error) {
+func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environment, repl *caddy.Replacer) (*remoteBots, error) {
 	rb := &remoteBots{
 		base:        strings.TrimSuffix(repl.ReplaceKnown(cfg.URL, ""), "/"),
 		knownFields: knownFields,
 		env:         env,
-		caches:      caches,
 	}
 	if err := checkURL(rb.base); err != nil {
 		return nil, err
@@ -74,7 +71,8 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 	if rb.headers, err = headerValues(cfg.Headers, func(s string) string { return repl.ReplaceKnown(s, "") }); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
-	if rb.ttl, err = durationOrDefault("ttl", cfg.TTL, defaultBotsTTL); err != nil {
+	ttl, err := durationOrDefault("ttl", cfg.TTL, defaultBotsTTL)
+	if err != nil {
 		return nil, err
 	}
 	if cfg.MaxInFlight < 0 {
@@ -100,7 +98,7 @@ func newRemoteBots(cfg *BotsSource, knownFields map[string]bool, env *environmen
 		MaxTimeout   time.Duration
 	}{rb.base, rb.headers, cfg.AllowPrivate, rb.tenant.maxTimeout})
 	rb.cachePrefix = "bot\x00" + string(source) + "\x00"
-	rb.settings = remoteValue[*remoteBot]{env: env, background: env.ctx, slots: env.refreshSlots, ttl: rb.ttl, fetch: rb.refresh, metric: "bots",
+	rb.settings = remoteValue[*remoteBot]{env: env, background: env.ctx, slots: env.refreshSlots, ttl: ttl, fetch: rb.refresh, metric: "bots",
 		failed: func(key string, err error) {
 			id := strings.TrimPrefix(key, rb.cachePrefix)
 			env.warn("bots_url:"+id, "fetching bot settings failed", zap.String("bot", id), zap.Error(err))
@@ -209,12 +207,6 @@ func (rb *remoteBots) fetch(ctx context.Context, id string) ([]byte, int, error)
 		return nil, http.StatusNotFound, nil
 	}
 	return nil, 0, fmt.Errorf("bots_url answered %d", reply.code)
-}
-
-// parse checks a bot settings answer like a bot block of the config, and bounds it as
-// a tenant's (newTenantPolicy).
-func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
-	return parseBot(id, settings, rb.knownFields, rb.tenant, rb.env)
 }
 
 func parseBot(id string, settings []byte, knownFields map[string]bool, policy *botPolicy, env *environment) (*botSettings, error) {

@@ -460,7 +460,7 @@ func TestRemoteBotCostMatchesHeap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rb := &remoteBots{knownFields: map[string]bool{"user_id": true, "email": true, "phone_number": true}, env: env, caches: c, tenant: tenant}
+		rb := &remoteBots{knownFields: map[string]bool{"user_id": true, "email": true, "phone_number": true}, env: env, tenant: tenant}
 		answers := make([][]byte, tc.bots)
 		for i := range answers {
 			entries := make([]string, tc.whitelist)
@@ -627,4 +627,10 @@ func TestRemoteBotEvictedAtOnce(t *testing.T) {
 	if got := breakerOpen(); got != 0 || second.bot.remoteList.list.background.Err() == nil {
 		t.Errorf("deleted bot: breaker_open = %v, background work ended: %v", got, second.bot.remoteList.list.background.Err() != nil)
 	}
+}
+
+// parse checks a bot settings answer like a bot block of the config, and bounds it as
+// a tenant's (newTenantPolicy).
+func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
+	return parseBot(id, settings, rb.knownFields, rb.tenant, rb.env)
 }

@@ -226,7 +226,7 @@ func TestIntegrationVerifyJWT(t *testing.T) {
 			t.Errorf("JWKS down: %s", o)
 		}
 		flaky.setDown(false)
-		clk.advance(jwksRetryDelay)
+		clk.advance(holdBackAfterFailure)
 		if o := outcome(send(t, "/chat", "flaky", token)); o != "verified/" {
 			t.Errorf("JWKS back: %s", o)
 		}

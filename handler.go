@@ -249,7 +249,7 @@ func (h *Handler) provisionBots(repl *caddy.Replacer) error {
 	}
 	if h.BotsURL != nil {
 		var err error
-		if h.remoteBots, err = newRemoteBots(h.BotsURL, knownFields, h.env, h.caches, repl); err != nil {
+		if h.remoteBots, err = newRemoteBots(h.BotsURL, knownFields, h.env, repl); err != nil {
 			return fmt.Errorf("bots_url: %w", err)
 		}
 	}

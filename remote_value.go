@@ -196,16 +196,6 @@ func (rv *remoteValue[T]) refreshInBackground(key string) {
 	}()
 }
 
-// refreshesUnderWay counts the background refreshes under way.
-func (rv *remoteValue[T]) refreshesUnderWay() int {
-	n := 0
-	rv.refreshing.Range(func(any, any) bool {
-		n++
-		return true
-	})
-	return n
-}
-
 // update fetches the value of key and keeps it, or holds the API back after a
 // failure. Requests wait for it, so a visitor leaving does not end it: the fetch's
 // timeout and the background context do.

@@ -227,3 +227,13 @@ func TestRemoteValueRefreshesAreBounded(t *testing.T) {
 		t.Errorf("%d refreshes under way, want %d", n, maxBackgroundRefreshes)
 	}
 }
+
+// refreshesUnderWay counts the background refreshes under way.
+func (rv *remoteValue[T]) refreshesUnderWay() int {
+	n := 0
+	rv.refreshing.Range(func(any, any) bool {
+		n++
+		return true
+	})
+	return n
+}

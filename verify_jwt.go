@@ -58,8 +58,6 @@ const (
 	// the JWKS lacks: a new key works as soon as the customer publishes it, and
 	// tokens with made-up kids cannot make the gateway flood the customer's server.
 	unknownKeyRefetch = time.Minute
-	// jwksRetryDelay is how long a failed fetch holds back the next one.
-	jwksRetryDelay = 5 * time.Second
 	// maxTokenSize bounds a token that is read: a customer's token is a few hundred
 	// bytes, and parsing a long one costs its base64 and JSON decoding.
 	maxTokenSize = 16 << 10
