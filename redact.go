@@ -2,10 +2,13 @@ package customauth
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/custom-auth/custom_auth/contact"
 )
 
 // A configured URL may carry credentials: user information (a password), or a key in
@@ -126,4 +129,18 @@ func (s urlSecrets) scrub(err error) error {
 		return err
 	}
 	return errors.New(msg)
+}
+
+// maskToken is what shows of a token where one would be shown (the test report): its
+// size.
+func maskToken(token string) string {
+	return fmt.Sprintf("<hidden, %d bytes>", len(token))
+}
+
+// tokenHider masks a token wherever a text could show it: verbatim, Go-quoted, or
+// encoded as a header value.
+func tokenHider(token string) func(string) string {
+	mask := maskToken(token)
+	q := strconv.Quote(token)
+	return strings.NewReplacer(token, mask, q[1:len(q)-1], mask, contact.EncodeValue(token), mask).Replace
 }

@@ -8,10 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
-
-	"github.com/custom-auth/custom_auth/contact"
 )
 
 // testReport is what the test prints; with --json, and from the admin API's test
@@ -153,11 +150,6 @@ func (h *Handler) knowsBot(ctx context.Context, id string) bool {
 	return reason != reasonUnknownBot
 }
 
-// maskToken hides the token in what the test prints.
-func maskToken(token string) string {
-	return fmt.Sprintf("<hidden, %d bytes>", len(token))
-}
-
 // hideToken replaces the token wherever the report could show it: an error or a step
 // may quote a value that the visitor sent or the API answered, and that value may be
 // the token, verbatim, quoted or percent-encoded.
@@ -165,9 +157,7 @@ func (r *testReport) hideToken(token string) {
 	if token == "" {
 		return
 	}
-	mask := maskToken(token)
-	quoted := strconv.Quote(token)
-	hide := strings.NewReplacer(token, mask, quoted[1:len(quoted)-1], mask, contact.EncodeValue(token), mask).Replace
+	hide := tokenHider(token)
 	r.Error = hide(r.Error)
 	for i := range r.Steps {
 		r.Steps[i].Detail = hide(r.Steps[i].Detail)
