@@ -634,3 +634,40 @@ func TestRemoteBotEvictedAtOnce(t *testing.T) {
 func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
 	return parseBot(id, settings, rb.knownFields, rb.tenant, rb.env)
 }
+
+// TestRemoteBotAdoptedOnce: after a reload, visitors who find a remote bot the replaced
+// config prepared all get the one bot the new config prepares from it.
+func TestRemoteBotAdoptedOnce(t *testing.T) {
+	api := newIdentityAPI(t)
+	bots := newBotsAPI(t)
+	bots.set("remote", fmt.Sprintf(`{"auth_url":%q}`, api.URL))
+	config := func() *Handler {
+		h := &Handler{logger: zap.NewNop(), BotsURL: botsSource(bots)}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		t.Cleanup(func() { cancel(); h.Cleanup() })
+		if err := h.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	old := config()
+	if b, _ := old.lookupBot(t.Context(), "remote"); b == nil {
+		t.Fatal("the first config has no remote bot")
+	}
+	current := config()
+	const visitors = 20
+	got := make([]*botSettings, visitors)
+	var wg sync.WaitGroup
+	for i := range visitors {
+		wg.Go(func() { got[i], _ = current.lookupBot(t.Context(), "remote") })
+	}
+	wg.Wait()
+	for i, b := range got {
+		if b == nil || b != got[0] {
+			t.Fatalf("visitor %d got bot %p, visitor 0 %p: the bot was prepared more than once", i, b, got[0])
+		}
+	}
+	if bots.calls.Load() != 1 {
+		t.Errorf("bots_url asked %d times, want 1: adopting a bot fetches nothing", bots.calls.Load())
+	}
+}

@@ -237,11 +237,24 @@ func (rv *remoteValue[T]) holdBack(key string, last *cacheEntry, err error, now 
 	rv.keep(key, last, &kept[T]{value: last.value.(*kept[T]).value, err: err}, last.cost, last.stored, now.Add(holdBackAfterFailure))
 }
 
-// replace puts another value in place of the one at hand, as old as it.
-func (rv *remoteValue[T]) replace(key string, value T, cost int64) {
-	if last, ok := rv.env.caches.entry(key); ok {
+// replace puts another value in place of the one at hand, as old as it, and reports
+// whether there was one.
+func (rv *remoteValue[T]) replace(key string, value T, cost int64) bool {
+	last, ok := rv.env.caches.entry(key)
+	if ok {
 		rv.keep(key, last, &kept[T]{value: value}, cost, last.stored, last.expires)
 	}
+	return ok
+}
+
+// current is the value cached for key, fresh or not, without a fetch.
+func (rv *remoteValue[T]) current(key string) (T, bool) {
+	if e, ok := rv.env.caches.entry(key); ok {
+		if k := e.value.(*kept[T]); k.value != *new(T) {
+			return k.value, true
+		}
+	}
+	return *new(T), false
 }
 
 // keep caches k in place of last; a value that stays marks its old entry moved.
