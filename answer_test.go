@@ -1,11 +1,14 @@
 package customauth
 
 import (
+	"bytes"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/custom-auth/custom_auth/contact"
 )
@@ -235,5 +238,39 @@ func TestCLIWithTheNginxRecipe(t *testing.T) {
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("exit %d, want %d with %q:\n%s\n%s", code, tc.code, tc.want, out, errOut)
 		}
+	}
+}
+
+// TestAnswerHeadersAreTheirOwn: the contact headers share one allocation, each value a
+// slice of its own, so a later handler that adds to one header (nginx copies them;
+// Caddy's header directive may add) changes no other.
+func TestAnswerHeadersAreTheirOwn(t *testing.T) {
+	got := serve(t, answerHandler(t, newIdentityAPI(t), ""), subrequest("shop", "alice-token", "/chat"))
+	header := got.answer.Header()
+	before := header.Clone()
+	header.Add("X-Contact-Id", "added")
+	header.Add("X-Contact-Identify-By", "added")
+	for name, values := range before {
+		if name == "X-Contact-Id" || name == "X-Contact-Identify-By" {
+			continue
+		}
+		if after := header.Values(name); !slices.Equal(after, values) {
+			t.Errorf("adding to other headers changed %s: %q, was %q", name, after, values)
+		}
+	}
+	if len(before["X-Contact-Name"]) == 0 {
+		t.Fatal("the visitor has no name header to check")
+	}
+}
+
+// TestSealBindsAVerdictToItsKey: a sealed verdict opens under its key only.
+func TestSealBindsAVerdictToItsKey(t *testing.T) {
+	v := encodeVerdict(parseAnswer(200, []byte(`{"data":`+aliceData+`}`), "id"), time.Unix(1, 0))
+	sealed := sealVerdict("key-1", v)
+	if got, err := openVerdict("key-1", sealed); err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("under its key: %v", err)
+	}
+	if _, err := openVerdict("key-2", sealed); err == nil {
+		t.Error("a verdict sealed under key-1 opened under key-2")
 	}
 }

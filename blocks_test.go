@@ -114,6 +114,9 @@ func TestHeapValuesShareTheBudget(t *testing.T) {
 	fill := func(from int) {
 		for i := range 2 * size / 340 {
 			c.storeVerdict(testKey(from+i), v)
+			if used := c.used(); used > size {
+				t.Fatalf("after verdict %d: %d bytes used of %d", i, used, size)
+			}
 		}
 	}
 	fill(0)
@@ -252,5 +255,31 @@ func TestStoreConcurrently(t *testing.T) {
 	}
 	if used := c.used(); used > size {
 		t.Errorf("%d bytes used of %d", used, size)
+	}
+}
+
+// TestHeapValueCostFollowsItsValue: a value stored again at a lower cost gives the
+// difference back to the budget; one that is read is kept when eviction looks for room
+// (the second chance), so an older value that is not read goes first.
+func TestHeapValueCostFollowsItsValue(t *testing.T) {
+	const size = 1 << 20
+	c := newTestCaches(t, size)
+	c.store("r", &listener{}, 1000, time.Time{}, time.Time{})
+	before := c.used()
+	c.store("r", &listener{}, 100, time.Time{}, time.Time{})
+	if freed := before - c.used(); freed != 900 {
+		t.Errorf("stored again at 100 instead of 1000: %d bytes given back, want 900", freed)
+	}
+
+	c = newTestCaches(t, size)
+	read, unread := &listener{}, &listener{}
+	c.store("read", read, size/3, time.Time{}, time.Time{})
+	c.store("unread", unread, size/3, time.Time{}, time.Time{})
+	if _, ok := c.entry("read"); !ok {
+		t.Fatal("the value was not stored")
+	}
+	c.store("new", &listener{}, size/3, time.Time{}, time.Time{}) // room for it must be made
+	if _, ok := c.entry("read"); !ok || read.told != 0 || unread.told != 1 {
+		t.Errorf("the value read was evicted (told %d), the one not read told %d times", read.told, unread.told)
 	}
 }

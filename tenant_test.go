@@ -380,9 +380,16 @@ func TestMaxInFlightBoundsAllRemoteBots(t *testing.T) {
 		t.Errorf("calls went out while the bound was full: %d calls, bound %d", n, bound)
 	}
 
+	// Calls the bound refused tell nothing about the API: however many, the bot's
+	// breaker stays closed.
+	for i := range defaultBreakerFailures + 1 {
+		botOutcome(t, h, "bot-0", fmt.Sprintf("refused-%d", i))
+	}
+
 	tp.unblock()
 	eventually(t, "the bots to be verified", func() bool {
-		return botOutcome(t, h, "bot-1", "after") == "verified/" && botOutcome(t, h, "never-seen", "after") == "verified/"
+		return botOutcome(t, h, "bot-0", "after") == "verified/" && botOutcome(t, h, "bot-1", "after") == "verified/" &&
+			botOutcome(t, h, "never-seen", "after") == "verified/"
 	})
 }
 
