@@ -117,33 +117,24 @@ func (rb *remoteBots) lookup(ctx context.Context, id string) (*botSettings, reas
 	if err != nil {
 		return nil, reasonError
 	}
-	return rb.adopted(ctx, id, key, rbot).usable()
+	return rb.adopted(id, key, rbot).usable()
 }
 
 // adopted returns a cached bot prepared for this config. The cache outlives a reload,
 // so a bot may have been prepared by the config that was replaced: it is prepared again
 // from its settings (no fetch), so that its background work runs under this config
-// rather than stopping with the old one. Requests that find it together prepare it
-// once, and all get that bot.
-func (rb *remoteBots) adopted(ctx context.Context, id, key string, rbot *remoteBot) *remoteBot {
+// rather than stopping with the old one. Of requests that find it together, the first
+// to swap its bot in wins, and all get that bot.
+func (rb *remoteBots) adopted(id, key string, rbot *remoteBot) *remoteBot {
 	if rbot.bot == nil || rbot.env == rb.env {
 		return rbot
 	}
-	fresh, ok := awaitFlight(ctx, &rb.env.caches.flights, "adopt\x00"+key, func(context.Context) *remoteBot {
-		if current, ok := rb.settings.current(key); ok && current.env == rb.env {
-			return current // adopted meanwhile
-		}
-		fresh := rb.prepare(id, rbot.settings)
-		if !rb.settings.replace(key, fresh, remoteBotCost(fresh)) {
-			fresh.evicted() // evicted meanwhile: no other request will find it
-		}
-		return fresh
-	})
-	if !ok {
-		return rbot // the visitor left
-	}
-	return fresh
+	fresh := rb.prepare(id, rbot.settings)
+	return rb.settings.swap(key, fresh, remoteBotCost(fresh), rb.preparedHere)
 }
+
+// preparedHere reports whether a cached bot was prepared for this config.
+func (rb *remoteBots) preparedHere(cached *remoteBot) bool { return cached.env == rb.env }
 
 // usable is the bot's settings, or why there are none: the backend's answer was
 // invalid, or it knows no such bot.

@@ -636,7 +636,8 @@ func (rb *remoteBots) parse(id string, settings []byte) (*botSettings, error) {
 }
 
 // TestRemoteBotAdoptedOnce: after a reload, visitors who find a remote bot the replaced
-// config prepared all get the one bot the new config prepares from it.
+// config prepared all get the one bot the new config adopts, even those who read the
+// cache before it did.
 func TestRemoteBotAdoptedOnce(t *testing.T) {
 	api := newIdentityAPI(t)
 	bots := newBotsAPI(t)
@@ -654,18 +655,19 @@ func TestRemoteBotAdoptedOnce(t *testing.T) {
 	if b, _ := old.lookupBot(t.Context(), "remote"); b == nil {
 		t.Fatal("the first config has no remote bot")
 	}
-	current := config()
-	const visitors = 20
-	got := make([]*botSettings, visitors)
-	var wg sync.WaitGroup
-	for i := range visitors {
-		wg.Go(func() { got[i], _ = current.lookupBot(t.Context(), "remote") })
+	rb := config().remoteBots
+	key := rb.cachePrefix + "remote"
+	// Two visitors read the old config's bot before either adopts it.
+	stale, err := rb.settings.get(t.Context(), key)
+	if err != nil || stale.env == rb.env {
+		t.Fatalf("the cached bot: %v, prepared for the new config %v", err, stale != nil && stale.env == rb.env)
 	}
-	wg.Wait()
-	for i, b := range got {
-		if b == nil || b != got[0] {
-			t.Fatalf("visitor %d got bot %p, visitor 0 %p: the bot was prepared more than once", i, b, got[0])
-		}
+	first, second := rb.adopted("remote", key, stale), rb.adopted("remote", key, stale)
+	if first != second || first.gone.Load() {
+		t.Errorf("the visitors got bots %p and %p (the first gone: %v): the bot was adopted twice", first, second, first.gone.Load())
+	}
+	if cached, _ := rb.settings.get(t.Context(), key); cached != first {
+		t.Errorf("the cache holds %p, the visitors got %p", cached, first)
 	}
 	if bots.calls.Load() != 1 {
 		t.Errorf("bots_url asked %d times, want 1: adopting a bot fetches nothing", bots.calls.Load())

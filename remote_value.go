@@ -45,7 +45,8 @@ type remoteValue[T comparable] struct {
 	// metric names the value in the cache_requests metric; "": not counted.
 	metric string
 
-	refreshing sync.Map // key -> struct{}: the refreshes under way
+	refreshing sync.Map   // key -> struct{}: the refreshes under way
+	swapMu     sync.Mutex // makes swap's look and replace one step
 }
 
 // holdBackAfterFailure is how long an API is not asked again for a value after a
@@ -237,24 +238,23 @@ func (rv *remoteValue[T]) holdBack(key string, last *cacheEntry, err error, now 
 	rv.keep(key, last, &kept[T]{value: last.value.(*kept[T]).value, err: err}, last.cost, last.stored, now.Add(holdBackAfterFailure))
 }
 
-// replace puts another value in place of the one at hand, as old as it, and reports
-// whether there was one.
-func (rv *remoteValue[T]) replace(key string, value T, cost int64) bool {
+// swap puts value in place of the one cached for key, as old as it, unless the one
+// cached already is what it stands for (done). It returns the value that stays cached;
+// value is told it left when it does not stay, or when nothing was cached.
+func (rv *remoteValue[T]) swap(key string, value T, cost int64, done func(T) bool) T {
+	rv.swapMu.Lock()
+	defer rv.swapMu.Unlock()
 	last, ok := rv.env.caches.entry(key)
-	if ok {
-		rv.keep(key, last, &kept[T]{value: value}, cost, last.stored, last.expires)
+	if !ok {
+		tellEvicted(value)
+		return value
 	}
-	return ok
-}
-
-// current is the value cached for key, fresh or not, without a fetch.
-func (rv *remoteValue[T]) current(key string) (T, bool) {
-	if e, ok := rv.env.caches.entry(key); ok {
-		if k := e.value.(*kept[T]); k.value != *new(T) {
-			return k.value, true
-		}
+	if cached := last.value.(*kept[T]).value; cached != *new(T) && done(cached) {
+		tellEvicted(value)
+		return cached
 	}
-	return *new(T), false
+	rv.keep(key, last, &kept[T]{value: value}, cost, last.stored, last.expires)
+	return value
 }
 
 // keep caches k in place of last; a value that stays marks its old entry moved.
